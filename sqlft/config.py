@@ -1,0 +1,260 @@
+"""Typed run configuration: YAML sections mirror these dataclasses; `section.key=value` overrides from the CLI.
+
+Every problem in a config (unknown key, wrong type, bad value) is collected and raised once, each with the key
+that is wrong and, for a misspelt key, the closest valid one. The resolved config is saved as config.yaml in the
+run folder and read back by merge, eval, ask and serve.
+"""
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from sqlft.record import SQL_SYSTEM
+
+EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
+
+
+@dataclass
+class ModelConfig:
+    name: str = EMBEDDED_MODEL  # hub id, local HF folder, or embedded:smollm2-135m-instruct (offline, from PyPI)
+    method: str = "qlora"  # qlora (quantized frozen base + LoRA), lora, or full
+    quant_bits: int = 4  # qlora only: 4 (NF4/FP4) or 8 (LLM.int8)
+    quant_type: str = "nf4"  # 4-bit data type: nf4 or fp4
+    double_quant: bool = True  # also quantize the quantization constants (~0.4 bit/param saved)
+    compute_dtype: str = "bfloat16"  # dtype of 4-bit matmuls, and of autocast when train.bf16 is on
+    dtype: str = "auto"  # dtype of non-quantized weights: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16
+    attn_implementation: str = "sdpa"  # sdpa, eager, or flash_attention_2 (GPU, when installed)
+    trust_remote_code: bool = False  # allow model code from the hub (off: only transformers' own architectures)
+
+
+@dataclass
+class LoraConfig:
+    r: int = 16  # adapter rank
+    alpha: int = 32  # scaling numerator: updates are scaled by alpha / r
+    dropout: float = 0.05  # dropout on the adapter input
+    target_modules: typing.Any = "all-linear"  # "all-linear" or a list of module names (q_proj, v_proj, ...)
+
+
+@dataclass
+class DatasetSpec:
+    path: str = ""  # local .jsonl/.json/.csv/.parquet file, or a hub dataset id (needs the hub)
+    format: str = "auto"  # auto, know_sql, spider, alpaca, dolly, sharegpt, messages, guanaco, llama2_text
+    weight: float = 1.0  # share of the mixture relative to the other datasets (1.0 each: proportional to size)
+    split: str = "train"  # split of a hub dataset
+    max_records: int = 0  # 0: all records
+
+
+@dataclass
+class DataConfig:
+    train: list[DatasetSpec] = field(default_factory=list)  # datasets mixed for training
+    validation: list[DatasetSpec] = field(default_factory=list)  # empty: split val_fraction off train
+    template: str = "chatml"  # prompt template (sqlft.templates): sql, alpaca, llama2, llama3, chatml, yuan, tokenizer
+    system: str = SQL_SYSTEM  # system text for SQL records (records that carry their own keep it)
+    max_length: int = 512  # tokens per example (prompt + answer)
+    overlong: str = "drop"  # examples over max_length: drop (reported) or fail; the SQL answer is never cut
+    dedupe: bool = True  # drop exact duplicate (prompt, answer) pairs
+    val_fraction: float = 0.1  # validation share when no validation set is given
+    split_by_db: bool = True  # split so that no database is in both train and validation
+    packing: bool = False  # pack several examples per row (no padding tokens) instead of one padded row each
+    num_records: int = 0  # total training records after mixing (0: all)
+    seed: int = 0  # for mixing and splitting
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/{name}"  # run folder ({name}: the config's name)
+    epochs: float = 1.0  # passes over the training set (ignored when max_steps > 0)
+    max_steps: int = 0  # 0: run epochs
+    batch_size: int = 4  # examples per device per step
+    grad_accum: int = 1  # steps accumulated per optimizer update
+    lr: float = 2e-4  # peak learning rate
+    scheduler: str = "cosine"  # transformers scheduler name: cosine, linear, constant_with_warmup, ...
+    warmup_ratio: float = 0.03  # share of steps spent warming up
+    weight_decay: float = 0.0
+    max_grad_norm: float = 0.3  # gradient clipping (QLoRA paper value)
+    optim: str = "adamw_torch"  # transformers optimizer name; paged_adamw_8bit on GPU for QLoRA
+    bf16: bool = False  # bf16 autocast (mixed precision); fp16: use a GPU config with fp16 instead
+    fp16: bool = False  # fp16 autocast (GPUs without bf16)
+    gradient_checkpointing: bool = True  # recompute activations in backward: less memory, ~30% slower
+    eval_steps: int = 50  # validation loss every N steps (0: never)
+    save_steps: int = 50  # checkpoint every N steps
+    save_total_limit: int = 2  # checkpoints kept (oldest deleted)
+    early_stopping_patience: int = 0  # stop after N evaluations without improvement (0: off)
+    logging_steps: int = 5
+    seed: int = 42
+    num_threads: int = 0  # torch CPU threads (0: all cores)
+    report_to: str = "tensorboard"  # tensorboard or none
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = 128  # answer budget per question
+    do_sample: bool = False  # greedy by default (reproducible evaluation)
+    temperature: float = 1.0  # sampling only
+    top_p: float = 1.0  # sampling only
+    num_beams: int = 1
+    repetition_penalty: float = 1.0
+    batch_size: int = 8  # prompts per generate call (left padded)
+
+
+@dataclass
+class Config:
+    name: str = "sqlft-run"  # run name: names the run folder
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.train.output_dir.format(name=self.name))
+
+
+CHOICES = {
+    "model.method": ("qlora", "lora", "full"),
+    "model.quant_bits": (4, 8),
+    "model.quant_type": ("nf4", "fp4"),
+    "model.compute_dtype": ("bfloat16", "float16", "float32"),
+    "model.dtype": ("auto", "float32", "bfloat16", "float16"),
+    "model.attn_implementation": ("sdpa", "eager", "flash_attention_2"),
+    "data.overlong": ("drop", "fail"),
+    "data.template": ("sql", "alpaca", "llama2", "llama3", "chatml", "yuan", "tokenizer"),
+    "data.train[].format": ("auto", "know_sql", "spider", "alpaca", "dolly", "sharegpt", "messages", "guanaco",
+                            "llama2_text"),
+    "train.report_to": ("tensorboard", "none"),
+}
+
+
+class ConfigError(ValueError):
+    """All problems found in a config, one per line."""
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    """Read a YAML config (or the defaults), apply `a.b=value` overrides, check everything, raise once."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path} (the configs shipped with sqlft are in configs/)")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path} is not valid YAML: {err}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections (model:, data:, train:, ...)")
+    problems: list[str] = []
+    for override in overrides:
+        apply_override(raw, override, problems)
+    config = _build(Config, raw, "", problems)
+    if not problems:
+        problems += _check_values(config)
+    if problems:
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"{len(problems)} problem(s){where}:\n  " + "\n  ".join(problems))
+    return config
+
+
+def apply_override(raw: dict, override: str, problems: list[str]) -> None:
+    """`train.lr=1e-4` -> raw["train"]["lr"] = 1e-4 (the value is parsed as YAML: numbers, bools, lists)."""
+    if "=" not in override:
+        problems.append(f"override '{override}' must look like section.key=value (e.g. train.max_steps=10)")
+        return
+    key, value = override.split("=", 1)
+    node = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            problems.append(f"override '{override}': '{part}' is not a section")
+            return
+    try:
+        node[parts[-1]] = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        node[parts[-1]] = value
+
+
+def _build(cls, raw, prefix: str, problems: list[str]):
+    if not isinstance(raw, dict):
+        problems.append(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {type(raw).__name__}")
+        return cls()
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in raw.items():
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
+            hint = f" Did you mean '{prefix}{close[0]}'?" if close else f" Valid keys: {', '.join(fields)}"
+            problems.append(f"unknown key '{prefix}{key}'.{hint}")
+            continue
+        values[key] = _convert(hints[key], value, f"{prefix}{key}", problems)
+    return cls(**values)
+
+
+def _convert(hint, value, key: str, problems: list[str]):
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key + ".", problems)
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if isinstance(value, dict) or not isinstance(value, list):
+            value = [value]  # a single dataset may be given without a list
+        return [_convert(item, v, f"{key}[{i}]", problems) for i, v in enumerate(value)]
+    if hint is typing.Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        problems.append(f"'{key}' must be {hint.__name__}, got {value!r} ({type(value).__name__})")
+        return None
+    return value
+
+
+def _check_values(config: Config) -> list[str]:
+    problems = []
+    for key, allowed in CHOICES.items():
+        if key.startswith("data.train[]"):
+            values = [(f"data.train[{i}].format", s.format) for i, s in enumerate(config.data.train)]
+            values += [(f"data.validation[{i}].format", s.format) for i, s in enumerate(config.data.validation)]
+        else:
+            section, name = key.split(".")
+            values = [(key, getattr(getattr(config, section), name))]
+        for where, value in values:
+            if value not in allowed:
+                close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                problems.append(f"'{where}' is {value!r}.{hint} Choose one of: {', '.join(map(str, allowed))}")
+    for i, spec in enumerate(config.data.train + config.data.validation):
+        if not spec.path:
+            problems.append(f"data dataset #{i} has no path")
+        if spec.weight <= 0:
+            problems.append(f"data dataset '{spec.path}' has weight {spec.weight}; weights must be > 0")
+    if not 0 <= config.data.val_fraction < 1:
+        problems.append(f"'data.val_fraction' is {config.data.val_fraction}; it must be in [0, 1)")
+    if config.data.max_length < 16:
+        problems.append(f"'data.max_length' is {config.data.max_length}; it must be at least 16 tokens")
+    if config.train.bf16 and config.train.fp16:
+        problems.append("'train.bf16' and 'train.fp16' are both on; pick one")
+    if config.train.batch_size < 1 or config.train.grad_accum < 1:
+        problems.append("'train.batch_size' and 'train.grad_accum' must be >= 1")
+    return problems
+
+
+def to_dict(config: Config) -> dict:
+    return dataclasses.asdict(config)
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
