@@ -61,6 +61,7 @@ class DataConfig:
     val_fraction: float = 0.1  # validation share when no validation set is given
     split_by_db: bool = True  # split so that no database is in both train and validation
     packing: bool = False  # pack several examples per row (no padding tokens) instead of one padded row each
+    pad_to_max_length: bool = False  # unpacked rows padded to max_length (the seed tutorials' way) not the longest
     num_records: int = 0  # total training records after mixing (0: all)
     seed: int = 0  # for mixing and splitting
 

@@ -1,0 +1,43 @@
+"""The `sqlft` command: a thin dispatcher to each stage's own main().
+
+    sqlft train CONFIG [k=v ...] [--resume]     fine-tune (sqlft.train)
+    sqlft merge RUN                              merge the adapter into a 16-bit model (sqlft.merge)
+    sqlft eval ...                               execution accuracy in DuckDB (eval.run); `sqlft eval compare A B`
+    sqlft ask MODEL QUESTION --schema DDL        one question -> SQL (sqlft.ask)
+    sqlft serve [MODEL]                          HTTP API, POST /sql (serve.main)
+    sqlft ui                                     Streamlit page over the API (ui.main)
+    sqlft quickstart                             train + merge + eval on the embedded default (sqlft.quickstart)
+    sqlft info                                   versions, device, cache locations
+"""
+
+import importlib
+import sys
+
+COMMANDS = {
+    "train": "sqlft.train",
+    "merge": "sqlft.merge",
+    "eval": "eval.run",
+    "ask": "sqlft.ask",
+    "serve": "serve.main",
+    "ui": "ui.main",
+    "quickstart": "sqlft.quickstart",
+    "info": "sqlft.info",
+}
+
+
+def main(argv=None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        import difflib
+        close = difflib.get_close_matches(command, COMMANDS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        sys.exit(f"sqlft: unknown command '{command}'.{hint} Commands: {', '.join(COMMANDS)}")
+    importlib.import_module(COMMANDS[command]).main(rest)
+
+
+if __name__ == "__main__":
+    main()

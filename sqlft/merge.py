@@ -1,0 +1,153 @@
+"""Merge a run's LoRA adapter into its base model: one 16-bit folder that plain `transformers` (or vLLM) loads.
+
+    sqlft merge RUN [--out DIR] [--dtype bfloat16|float16|float32] [--no-verify]
+
+The base is reloaded unquantized in 16-bit, the adapter merged (merge_and_unload), and the folder saved with its
+tokenizer, generation config, sqlft.yaml (template, system text) and a model card. Then the merged model is loaded
+back from disk and its greedy answers to sample prompts are compared with the adapter model's: any difference
+fails the merge loudly.
+"""
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+from sqlft.config import GenerationConfig
+from sqlft.generate import SQLFT_META, InferenceModel, resolve_ref
+from sqlft.modeling import DTYPES, resolve_model_path
+from sqlft.templates import stop_strings
+
+SAMPLE_PROMPTS = "sample_prompts.json"  # written by train: a few validation prompts, used to verify the merge
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="sqlft merge", description=__doc__.split("\n")[0])
+    parser.add_argument("run", help="training run folder (holds config.yaml and adapter/)")
+    parser.add_argument("--out", help="output folder (default: RUN/merged)")
+    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    parser.add_argument("--no-verify", action="store_true", help="skip the merged-equals-adapter check")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> Path:
+    args = parse_args(argv)
+    try:
+        return merge(Path(args.run), Path(args.out) if args.out else None, args.dtype, verify=not args.no_verify)
+    except (FileNotFoundError, MergeMismatch) as err:
+        sys.exit(f"sqlft merge: {err}")
+
+
+class MergeMismatch(RuntimeError):
+    pass
+
+
+def merge(run_dir: Path, out: Path | None = None, dtype: str = "bfloat16", verify: bool = True) -> Path:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    ref = resolve_ref(str(run_dir))
+    if ref.kind != "run":
+        raise FileNotFoundError(f"{run_dir} is not a training run with an adapter (expected config.yaml and "
+                                "adapter/; a full fine-tune's model/ folder is already a plain model)")
+    out = out or run_dir / "merged"
+    torch_dtype = DTYPES[dtype]
+    base = AutoModelForCausalLM.from_pretrained(resolve_model_path(ref.base), dtype=torch_dtype)
+    merged = PeftModel.from_pretrained(base, ref.adapter).merge_and_unload()
+    adapter_model = InferenceModel.load(str(run_dir), dtype=dtype) if verify else None
+
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    merged.save_pretrained(tmp, safe_serialization=True)
+    tokenizer = adapter_model.tokenizer if adapter_model else InferenceModel.load(str(run_dir)).tokenizer
+    tokenizer.padding_side = "right"
+    tokenizer.save_pretrained(tmp)
+    write_generation_config(tmp, run_dir, tokenizer)
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    (tmp / SQLFT_META).write_text(yaml.safe_dump({
+        "base_model": config["model"]["name"], "template": ref.template, "system": ref.system,
+        "method": config["model"]["method"], "dtype": dtype, "run": str(run_dir.resolve())}, sort_keys=False))
+    (tmp / "README.md").write_text(model_card(run_dir, config, dtype))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+
+    if verify:
+        verify_merge(adapter_model, out, run_dir, dtype)
+    print(f"[sqlft] merged {run_dir} -> {out} ({dtype})")
+    return out
+
+
+def write_generation_config(folder: Path, run_dir: Path, tokenizer) -> None:
+    from transformers import GenerationConfig as HFGenerationConfig
+
+    ref = resolve_ref(str(run_dir))
+    vocab = tokenizer.get_vocab()
+    eos = sorted({tokenizer.eos_token_id} | {vocab[s] for s in stop_strings(ref.template, tokenizer) if s in vocab})
+    HFGenerationConfig(eos_token_id=eos, pad_token_id=tokenizer.pad_token_id, do_sample=False,
+                       bos_token_id=tokenizer.bos_token_id).save_pretrained(folder)
+
+
+def verify_merge(adapter_model: InferenceModel, merged_dir: Path, run_dir: Path, dtype: str) -> None:
+    """Greedy answers of the merged folder (loaded back from disk) must equal the adapter model's."""
+    prompts_file = run_dir / SAMPLE_PROMPTS
+    prompts = json.loads(prompts_file.read_text()) if prompts_file.is_file() else []
+    if not prompts:
+        raise MergeMismatch(f"{prompts_file} is missing: cannot verify; rerun with --no-verify to skip the check")
+    gen = GenerationConfig(max_new_tokens=48, batch_size=len(prompts))
+    expected = [g.text for g in adapter_model.generate(prompts, gen)]
+    merged = InferenceModel.load(str(merged_dir), dtype=dtype)
+    got = [g.text for g in merged.generate(prompts, gen)]
+    differ = [(p, e, g) for p, e, g in zip(prompts, expected, got) if e != g]
+    if differ:
+        prompt, e, g = differ[0]
+        raise MergeMismatch(f"the merged model answers {len(differ)} of {len(prompts)} sample prompts differently "
+                            f"from the adapter model (e.g. adapter: {e!r} vs merged: {g!r}). The merged folder "
+                            f"{merged_dir} must not be used; try --dtype float32.")
+    print(f"[sqlft] verified: merged == adapter on {len(prompts)} prompts (greedy, {dtype})")
+
+
+def model_card(run_dir: Path, config: dict, dtype: str) -> str:
+    metrics_file = run_dir / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    metrics.pop("log_history", None)
+    data = ", ".join(d["path"] for d in config["data"]["train"])
+    return f"""---
+base_model: {config['model']['name']}
+library_name: transformers
+tags: [text-to-sql, sqlft, {config['model']['method']}]
+---
+# {config['name']} (merged)
+
+A {config['model']['name']} fine-tuned for text-to-SQL with sqlft ({config['model']['method']}, LoRA r={config['lora']['r']},
+alpha={config['lora']['alpha']}), adapter merged into {dtype} weights.
+
+- Training data: {data}
+- Prompt template: `{config['data']['template']}` (see sqlft.templates); system text: "{config['data']['system']}"
+- Max length: {config['data']['max_length']} tokens; packing: {config['data']['packing']}
+
+## Training metrics
+```json
+{json.dumps(metrics, indent=2)}
+```
+
+## Full config
+```yaml
+{yaml.safe_dump(config, sort_keys=False)}```
+
+## Use
+```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+model = AutoModelForCausalLM.from_pretrained("PATH")
+tokenizer = AutoTokenizer.from_pretrained("PATH")
+```
+or `sqlft ask PATH --schema schema.sql "question"`, which applies the same prompt template as training.
+"""
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""Fine-tune a Llama-family model for SQL with QLoRA, LoRA or full fine-tuning (TRL SFTTrainer + PEFT).
+
+    sqlft train CONFIG [section.key=value ...] [--resume]
+    python -m sqlft.train configs/smollm2-135m-qlora-cpu.yaml train.max_steps=20
+
+The run folder (train.output_dir) gets: config.yaml (resolved), data_report.json, adapter/ (or model/ for full
+fine-tuning) with the tokenizer, metrics.json, loss.png, logs/ (TensorBoard) and checkpoints/.
+"""
+
+import argparse
+import json
+import math
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import TrainerCallback
+
+from sqlft.config import Config, ConfigError, load_config, save_config
+from sqlft.data import build_training_data, to_hf_dataset
+from sqlft.formats import DataError
+from sqlft.merge import SAMPLE_PROMPTS
+from sqlft.modeling import (add_lora, check_device_options, has_gpu, load_base_model, load_tokenizer, memory_mb,
+                            parameter_counts)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="sqlft train", description=__doc__.split("\n")[0])
+    parser.add_argument("config", help="YAML config (see configs/)")
+    parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.max_steps=20")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> Path:
+    args = parse_args(argv)
+    try:
+        config = load_config(args.config, args.overrides)
+        check_device_options(config)
+    except ConfigError as err:
+        sys.exit(f"sqlft train: {err}")
+    try:
+        return train(config, resume=args.resume)
+    except (DataError, FileNotFoundError) as err:
+        sys.exit(f"sqlft train: {err}")
+
+
+def train(config: Config, resume: bool = False) -> Path:
+    from transformers import set_seed
+
+    set_seed(config.train.seed)
+    torch.set_num_threads(config.train.num_threads or os.cpu_count())
+    run_dir = prepare_run_dir(config, resume)
+
+    # Data first: bad data fails in seconds, before the model is loaded.
+    tokenizer = load_tokenizer(config.model.name)
+    data = build_training_data(config, tokenizer)
+    print(data.report.summary())
+    (run_dir / "data_report.json").write_text(json.dumps(
+        {"train": data.report.to_dict(), "mix": data.mix_info,
+         "validation": data.validation_report.to_dict() if data.validation_report else None,
+         "examples": {"train": len(data.train), "validation": len(data.validation)}}, indent=2))
+    (run_dir / SAMPLE_PROMPTS).write_text(json.dumps(data.sample_prompts, indent=2))
+
+    model = load_base_model(config.model, for_training=True)
+    model = add_lora(model, config)
+    trainable, total = parameter_counts(model)
+    print(f"[sqlft] {config.model.name} ({config.model.method}): {trainable:,} trainable of {total:,} parameters "
+          f"({100 * trainable / total:.2f}%), weights {memory_mb(model):.0f} MiB, "
+          f"{len(data.train)} train / {len(data.validation)} validation examples")
+
+    trainer = build_trainer(config, model, tokenizer, data, run_dir)
+    checkpoint = newest_checkpoint(run_dir / "checkpoints") if resume else None
+    if resume:
+        print(f"[sqlft] resuming from {checkpoint}" if checkpoint else "[sqlft] no complete checkpoint: starting anew")
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    seconds = time.perf_counter() - start
+
+    non_finite = trainer.state.log_history and _first_non_finite(trainer.state.log_history)
+    if non_finite:
+        sys.exit(f"sqlft train: the loss became {non_finite['loss']} at step {non_finite['step']}; training stopped "
+                 "and nothing was saved past the last checkpoint. Lower train.lr, check the data, or turn on "
+                 "train.bf16 on hardware with bf16 instead of fp16; then --resume from the last good checkpoint.")
+    save_outputs(config, trainer, tokenizer, run_dir, result, seconds)
+    return run_dir
+
+
+def prepare_run_dir(config: Config, resume: bool) -> Path:
+    run_dir = config.run_dir
+    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+        raise DataError(f"run folder {run_dir} already holds a run: pass --resume to continue it, or choose "
+                        f"another name (name=... or train.output_dir=...)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    return run_dir
+
+
+def build_trainer(config: Config, model, tokenizer, data, run_dir: Path):
+    from transformers import EarlyStoppingCallback
+    from trl import SFTConfig, SFTTrainer
+
+    t = config.train
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "logs")  # transformers 5 has no logging_dir argument
+    evaluate = t.eval_steps > 0 and len(data.validation) > 0
+    early_stop = evaluate and t.early_stopping_patience > 0
+    args = SFTConfig(
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps if t.max_steps > 0 else -1,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.lr,
+        lr_scheduler_type=t.scheduler,
+        warmup_steps=t.warmup_ratio,  # transformers 5 takes a ratio (< 1) here
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        optim=t.optim,
+        bf16=t.bf16,
+        fp16=t.fp16,
+        use_cpu=not has_gpu(),
+        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=t.eval_steps if evaluate else None,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=early_stop,
+        metric_for_best_model="eval_loss" if early_stop else None,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        report_to=[] if t.report_to == "none" else [t.report_to],
+        seed=t.seed,
+        data_seed=t.seed,
+        max_length=config.data.max_length,
+        packing=config.data.packing,
+        # Unpacked batches pad to the longest example, or to max_length as the seed tutorials do (benchmarks).
+        pad_to_multiple_of=config.data.max_length if config.data.pad_to_max_length and not config.data.packing
+        else None,
+        completion_only_loss=True,
+        dataset_num_proc=None,
+        include_num_input_tokens_seen="non_padding",
+        save_only_model=False,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    callbacks = [StopOnNonFiniteLoss()]
+    if early_stop:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
+    return SFTTrainer(model=model, args=args, train_dataset=to_hf_dataset(data.train),
+                      eval_dataset=to_hf_dataset(data.validation) if evaluate else None,
+                      processing_class=tokenizer, callbacks=callbacks)
+
+
+class StopOnNonFiniteLoss(TrainerCallback):
+    """Stops training at the first logged NaN/inf loss (train() then exits with a message)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            control.should_training_stop = True
+            control.should_save = False
+        return control
+
+
+def _first_non_finite(log_history: list[dict]):
+    return next((e for e in log_history if "loss" in e and not math.isfinite(e["loss"])), None)
+
+
+def newest_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint that was written completely (trainer_state.json is written last)."""
+    if not folder.is_dir():
+        return None
+    steps = sorted((int(p.name.split("-")[1]), p) for p in folder.glob("checkpoint-*")
+                   if p.name.split("-")[1].isdigit())
+    for _, path in reversed(steps):
+        if (path / "trainer_state.json").is_file() and (
+                (path / "adapter_model.safetensors").is_file() or any(path.glob("model*.safetensors"))):
+            return path
+    return None
+
+
+def peak_memory_mb() -> float:
+    if has_gpu():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def save_outputs(config: Config, trainer, tokenizer, run_dir: Path, result, seconds: float) -> None:
+    out = run_dir / ("model" if config.model.method == "full" else "adapter")
+    trainer.model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    history = trainer.state.log_history
+    eval_losses = [e["eval_loss"] for e in history if "eval_loss" in e]
+    tokens = trainer.state.num_input_tokens_seen
+    metrics = {
+        "global_step": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        "final_logged_loss": next((e["loss"] for e in reversed(history) if "loss" in e), None),
+        "eval_loss": eval_losses[-1] if eval_losses else None,
+        "best_eval_loss": min(eval_losses) if eval_losses else None,
+        "train_runtime_s": round(seconds, 1),
+        "tokens_seen": int(tokens),
+        "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
+        "peak_memory_mb": round(peak_memory_mb(), 1),
+        "device": "cuda" if has_gpu() else "cpu",
+        "log_history": history,
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    plot_loss(history, run_dir / "loss.png")
+    print(f"[sqlft] done: step {metrics['global_step']}, train loss {metrics['final_logged_loss']}, "
+          f"eval loss {metrics['eval_loss']}, {metrics['tokens_per_s']} tokens/s, "
+          f"peak memory {metrics['peak_memory_mb']:.0f} MiB -> {run_dir}")
+
+
+def plot_loss(history: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(e["step"], e["loss"]) for e in history if "loss" in e]
+    evals = [(e["step"], e["eval_loss"]) for e in history if "eval_loss" in e]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if train:
+        ax.plot(*zip(*train), label="train loss")
+    if evals:
+        ax.plot(*zip(*evals), "o-", label="validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
