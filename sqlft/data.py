@@ -11,7 +11,7 @@ from sqlft.config import Config
 from sqlft.formats import DataError, load_records
 from sqlft.mixing import mix, split
 from sqlft.paths import resolve_data_path
-from sqlft.record import Record
+from sqlft.record import SQL_SYSTEM, Record
 from sqlft.templates import OWN_BOS, render, render_prompt
 from sqlft.validate import ValidationReport, validate
 
@@ -33,8 +33,8 @@ class TrainingData:
 
 
 def with_system(record: Record, config: Config) -> Record:
-    """SQL records get the configured system text unless they carry their own."""
-    if record.task == "sql" and not record.system:
+    """SQL records get the configured system text unless they carry their own (loaders give SQL_SYSTEM)."""
+    if record.task == "sql" and record.system in ("", SQL_SYSTEM):
         record.system = config.data.system
     return record
 
@@ -55,8 +55,8 @@ def load_split(specs, config: Config, tokenizer) -> tuple[list[Record], list[Exa
         records, spec_problems = load_records(spec)
         problems += spec_problems
         datasets.append(([with_system(r, config) for r in records], spec.weight))
-    records, mix_info = mix(datasets, config.data.num_records, config.data.seed) if len(datasets) > 1 or \
-        config.data.num_records else (datasets[0][0], {})
+    records, shares = mix(datasets, config.data.num_records, config.data.seed)
+    mix_info = {spec.path: share.describe() for spec, share in zip(specs, shares)}
     cache: dict[int, Example] = {}
 
     def length_of(record: Record) -> int:

@@ -82,7 +82,8 @@ def train(config: Config, resume: bool = False) -> Path:
 
     non_finite = trainer.state.log_history and _first_non_finite(trainer.state.log_history)
     if non_finite:
-        sys.exit(f"sqlft train: the loss became {non_finite['loss']} at step {non_finite['step']}; training stopped "
+        key = _non_finite(non_finite)
+        sys.exit(f"sqlft train: the {key} became {non_finite[key]} at step {non_finite['step']}; training stopped "
                  "and nothing was saved past the last checkpoint. Lower train.lr, check the data, or turn on "
                  "train.bf16 on hardware with bf16 instead of fp16; then --resume from the last good checkpoint.")
     save_outputs(config, trainer, tokenizer, run_dir, result, seconds)
@@ -134,6 +135,7 @@ def build_trainer(config: Config, model, tokenizer, data, run_dir: Path):
         metric_for_best_model="eval_loss" if early_stop else None,
         logging_steps=t.logging_steps,
         logging_first_step=True,
+        logging_nan_inf_filter=False,  # the default hides NaN/inf losses from the logs: we want to stop on them
         report_to=[] if t.report_to == "none" else [t.report_to],
         seed=t.seed,
         data_seed=t.seed,
@@ -161,15 +163,23 @@ class StopOnNonFiniteLoss(TrainerCallback):
     """Stops training at the first logged NaN/inf loss (train() then exits with a message)."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(loss):
+        if _non_finite(logs or {}):
             control.should_training_stop = True
             control.should_save = False
         return control
 
 
+def _non_finite(entry: dict) -> str | None:
+    """Name of the first NaN/inf training value in a log entry (loss or gradient norm), if any."""
+    for key in ("loss", "grad_norm"):
+        value = entry.get(key)
+        if value is not None and not math.isfinite(value):
+            return key
+    return None
+
+
 def _first_non_finite(log_history: list[dict]):
-    return next((e for e in log_history if "loss" in e and not math.isfinite(e["loss"])), None)
+    return next((e for e in log_history if _non_finite(e)), None)
 
 
 def newest_checkpoint(folder: Path) -> Path | None:

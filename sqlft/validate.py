@@ -1,0 +1,93 @@
+"""Validation of loaded records before training: duplicates, over-long examples, and a report of every drop.
+
+`validate(records, problems=..., length_of=..., max_length=..., overlong=..., dedupe=...)` returns the records to
+train on and a `ValidationReport` (per-reason counts, the first examples of each, kept/total) that also carries the
+loader's problems. Nothing is ever truncated: an over-long record is dropped or fails the run, never cut.
+"""
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from sqlft.formats import DataError, Problem
+from sqlft.record import Record
+
+EXAMPLES_PER_REASON = 5
+
+
+@dataclass
+class ValidationReport:
+    total: int = 0  # rows seen: records given + rows the loader could not read
+    kept: int = 0
+    counts: dict[str, int] = field(default_factory=dict)  # reason -> records dropped for it
+    examples: dict[str, list[Problem]] = field(default_factory=dict)  # reason -> first few
+    longest: int = 0  # tokens of the longest kept record: a guide for data.max_length
+
+    def add(self, problem: Problem) -> None:
+        self.counts[problem.reason] = self.counts.get(problem.reason, 0) + 1
+        shown = self.examples.setdefault(problem.reason, [])
+        if len(shown) < EXAMPLES_PER_REASON:
+            shown.append(problem)
+
+    def summary(self) -> str:
+        """A table for the terminal: counts per reason, then each reason's first examples."""
+        lines = [f"data: kept {self.kept} of {self.total} records (longest kept: {self.longest} tokens)"]
+        if self.counts:
+            lines.append(f"  {'dropped for':<16}{'records':>8}")
+            lines += [f"  {reason:<16}{count:>8}" for reason, count in sorted(self.counts.items())]
+        for reason, problems in sorted(self.examples.items()):
+            lines.append(f"  {reason}, first {len(problems)}:")
+            lines += [f"    {p.source}: {p.message}" for p in problems]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """JSON-ready, for data_report.json beside the run."""
+        return {"total": self.total, "kept": self.kept, "longest": self.longest, "dropped": dict(self.counts),
+                "examples": {reason: [{"source": p.source, "message": p.message} for p in problems]
+                             for reason, problems in self.examples.items()}}
+
+
+def validate(records: list[Record], *, length_of: Callable[[Record], int], max_length: int, overlong: str,
+             dedupe: bool, problems: Iterable[Problem] = ()) -> tuple[list[Record], ValidationReport]:
+    """Records to train on, and the report of what was dropped and why (loader `problems` included).
+
+    length_of: tokens of a record as rendered by the run's template (prompt + answer).
+    overlong: "drop" (count them, keep going) or "fail" (raise DataError after looking at every record).
+    dedupe: drop records whose (system, context, turns) equal an earlier record's.
+    Raises DataError when nothing is left to train on.
+    """
+    if overlong not in ("drop", "fail"):
+        raise DataError(f"data.overlong is '{overlong}'; use drop or fail")
+    report = ValidationReport()
+    for problem in problems:
+        report.add(problem)
+    report.total = len(records) + sum(report.counts.values())
+    kept, seen, too_long = [], {}, []
+    for record in records:
+        if dedupe:  # before length_of: no need to tokenise a duplicate
+            key = (record.system, record.context, tuple((t.role, t.content) for t in record.turns))
+            if key in seen:
+                report.add(Problem(record.source, "duplicate", f"same system, context and turns as {seen[key]}"))
+                continue
+            seen[key] = record.source or "an earlier record"
+        try:
+            length = length_of(record)
+        except ValueError as err:  # the template cannot render it (turn order, missing answer, ...)
+            report.add(Problem(record.source, "render_error", str(err)))
+            continue
+        if length > max_length:
+            # Dropped whole: cutting tokens would cut the SQL answer (the end of the example) first.
+            too_long.append(Problem(record.source, "overlong", f"{length} tokens > data.max_length={max_length}"))
+            report.add(too_long[-1])
+            continue
+        report.longest = max(report.longest, length)
+        kept.append(record)
+    report.kept = len(kept)
+    if too_long and overlong == "fail":
+        first = ", ".join(f"{p.source} ({p.message.split()[0]} tokens)" for p in too_long[:5])
+        raise DataError(f"{len(too_long)} of {len(records)} records are longer than data.max_length={max_length} "
+                        f"tokens (first: {first}). Raise data.max_length, or set data.overlong=drop to leave them "
+                        "out; the SQL answer is never truncated")
+    if not kept:
+        counts = ", ".join(f"{reason}: {n}" for reason, n in sorted(report.counts.items())) or "no records given"
+        raise DataError(f"no training records left after validation ({counts}).\n{report.summary()}")
+    return kept, report
