@@ -1,0 +1,81 @@
+"""The main job on the embedded default, end to end: train, merge, evaluate against the base model, ask.
+
+    sqlft quickstart [CONFIG] [section.key=value ...]
+
+Defaults to configs/smollm2-135m-qlora-cpu.yaml (SmolLM2-135M-Instruct, QLoRA, the demo questions over the
+defog-data databases); about 15 minutes on a 2-core CPU. A rerun reuses a finished run and resumes a killed one.
+"""
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from sqlft.config import load_config
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "smollm2-135m-qlora-cpu.yaml"
+DEMO_QUESTION = ("How many authors are there?", "CREATE TABLE author (aid BIGINT, homepage VARCHAR, name VARCHAR, "
+                 "oid BIGINT, PRIMARY KEY (aid));")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="sqlft quickstart", description=__doc__.split("\n")[0])
+    parser.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG))
+    parser.add_argument("overrides", nargs="*")
+    parser.add_argument("--eval-data", default="demo:eval", help="held-out eval set (default: the demo's)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    from eval.run import main as eval_main
+    from sqlft.ask import main as ask_main
+    from sqlft.merge import merge
+    from sqlft.train import train
+
+    args = parse_args(argv)
+    config = load_config(args.config, args.overrides)
+    run_dir = config.run_dir
+    timings = {}
+
+    start = time.perf_counter()
+    if (run_dir / "metrics.json").is_file():
+        print(f"[quickstart] 1/4 train: {run_dir} is already trained, reusing it (delete it to train again)")
+    else:
+        print(f"[quickstart] 1/4 train {config.model.name} ({config.model.method}) -> {run_dir}")
+        train(config, resume=(run_dir / "checkpoints").is_dir())
+    timings["train_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    print("[quickstart] 2/4 merge the adapter into a 16-bit model and verify it")
+    merged = merge(run_dir)
+    timings["merge_s"] = time.perf_counter() - start
+
+    results = {}
+    for label, model in (("base", config.model.name), ("fine-tuned", str(merged))):
+        start = time.perf_counter()
+        out = run_dir / f"eval-{'base' if label == 'base' else 'merged'}"
+        print(f"[quickstart] 3/4 eval the {label} model on {args.eval_data} -> {out}")
+        # The base model gets the run's template too, so that both see the very same prompts.
+        eval_main([model, "--data", args.eval_data, "--out", str(out), "--template", config.data.template,
+                   "--max-new-tokens", str(config.generation.max_new_tokens)])
+        results[label] = json.loads((out / "report.json").read_text())
+        timings[f"eval_{label}_s"] = time.perf_counter() - start
+
+    print("[quickstart] 4/4 ask the merged model a question")
+    question, schema = DEMO_QUESTION
+    sql = ask_main([str(merged), question, "--schema", schema])
+
+    base_ex, tuned_ex = (results[k]["execution_accuracy"] for k in ("base", "fine-tuned"))
+    print(f"\n[quickstart] execution accuracy on {args.eval_data} "
+          f"({results['fine-tuned']['counts']['total']} questions, real defog-data databases):")
+    print(f"  base       {config.model.name}: {100 * base_ex:.1f}%")
+    print(f"  fine-tuned {merged}: {100 * tuned_ex:.1f}%")
+    print(f"  question: {question}\n  answer:   {sql}")
+    print("  timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
+    summary = {"base": base_ex, "fine_tuned": tuned_ex, "timings_s": timings, "merged": str(merged), "sql": sql}
+    (run_dir / "quickstart.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
