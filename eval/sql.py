@@ -1,0 +1,397 @@
+"""SQL text handling with sqlglot: pull SQL out of model output, parse, transpile to DuckDB, normalise.
+
+`to_duckdb(sql, "sqlite", columns)` adds the rewrites that make DuckDB return what SQLite returns for
+Spider-style SQL (see DESIGN.md, "Facts verified"). Nothing here executes SQL; eval/sandbox.py does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import ErrorLevel
+from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
+
+
+@dataclass
+class ParsedSQL:
+    sql: str
+    ok: bool
+    error: str  # "" when ok
+    tree: exp.Expression | None
+
+
+def parse_sql(sql: str, dialect: str = "duckdb") -> ParsedSQL:
+    """Parse one statement. Bad SQL is data (ok=False); an unknown dialect raises ValueError."""
+    Dialect.get_or_raise(dialect)  # ValueError: "Unknown dialect 'x'. Did you mean y?"
+    text = sql.strip().rstrip(";").strip()
+    if not text:
+        return ParsedSQL(sql, False, "empty SQL", None)
+    try:
+        trees = [t for t in sqlglot.parse(text, read=dialect, error_level=ErrorLevel.RAISE) if t is not None]
+    except sqlglot.errors.SqlglotError as e:  # ParseError, TokenError
+        return ParsedSQL(sql, False, str(e), None)
+    if len(trees) != 1:
+        return ParsedSQL(sql, False, f"expected one statement, got {len(trees)}", None)
+    return ParsedSQL(sql, True, "", trees[0])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Extraction from model output
+
+# Text after any of these belongs to the next turn or to nothing (template end markers of DESIGN.md's templates).
+_END_MARKERS = (
+    "<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>", "<|end|>", "</s>", "<eod>", "<sep>",
+    "<|im_start|>", "[INST]", "### End", "\n### ", "\nUSER:", "\nQuestion:",
+)
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n?(.*?)(?:```|$)", re.DOTALL)
+# SELECT / WITH may start mid-sentence ("The answer is SELECT ..."); other statements only at a line start,
+# optionally after a "SQL:"-style prefix, so prose words like "update" or "from" do not start a candidate.
+_START_ANYWHERE = re.compile(r"\b(SELECT|WITH)\b", re.IGNORECASE)
+_START_OF_LINE = re.compile(
+    r"(?:^|\n|:|`)[ \t]*((?:INSERT|UPDATE|DELETE|CREATE|DROP|ALTER|REPLACE|PRAGMA|ATTACH|DETACH|COPY|EXPORT"
+    r"|INSTALL|LOAD|SET|CALL|CHECKPOINT|VALUES|FROM|EXPLAIN|DESCRIBE|SHOW|SUMMARIZE|PIVOT|VACUUM)\b)",
+    re.IGNORECASE,
+)
+_PROSE_LINE = re.compile(r"^\s*(?:this|the|here|note|explanation|it|which|in\s+this|i|we)\b", re.IGNORECASE)
+
+
+def extract_sql(text: str, dialect: str = "duckdb") -> str:
+    """The SQL a model wrote, from whatever it wrote; "" if there is none.
+
+    Handles ```sql fences (closed or cut off), prose before and after, "SQL:"-style prefixes, template end
+    markers and several statements (the first complete one is kept, without its ';'). When no candidate
+    parses, the first candidate is returned as is: the model wrote broken SQL and should be scored for it.
+    """
+    text = _cut_at_end_marker(text)
+    for lang, body in _FENCE.findall(text):
+        if lang.lower() in ("", "sql", "sqlite", "duckdb", "postgresql", "postgres", "mysql", "tsql") and body.strip():
+            found = _first_statement(body, dialect)
+            if found:
+                return found
+    return _first_statement(text, dialect)
+
+
+def _cut_at_end_marker(text: str) -> str:
+    cut = len(text)
+    for marker in _END_MARKERS:
+        i = text.find(marker)
+        if 0 < i < cut:
+            cut = i
+    # A ChatML header left at the start ("<|im_start|>assistant\n") is not part of the answer.
+    return re.sub(r"^\s*<\|im_start\|>\w*\n?", "", text[:cut])
+
+
+def _first_statement(text: str, dialect: str) -> str:
+    strong = {m.start(1) for m in _START_OF_LINE.finditer(text)}
+    strong |= {m.start(1) for m in _START_ANYWHERE.finditer(text) if m.group(1).isupper() or _at_line_start(text, m.start(1))}
+    weak = {m.start(1) for m in _START_ANYWHERE.finditer(text)} - strong  # "select the rows ..." in prose
+    fallback = ""
+    for start in sorted(strong) + sorted(weak):
+        rest = text[start:]
+        if text[:start].endswith("`") and not text[:start].endswith("``"):
+            rest = rest.split("`", 1)[0]  # inline code: "Run `SELECT a FROM t` to ..."
+        candidate = _carve(rest)
+        if not candidate:
+            continue
+        if start in strong:
+            fallback = fallback or candidate
+        sql = _trim_prose(candidate, dialect)
+        if sql:
+            return sql
+    return fallback
+
+
+def _at_line_start(text: str, i: int) -> bool:
+    before = text[:i].rstrip(" \t")
+    return not before or before[-1] in "\n:`."  # "." : a sentence starting with the keyword
+
+
+def _carve(text: str) -> str:
+    """The statement starting at text[0]: up to the first ';' or sentence-ending '.' outside quotes, a fence,
+    a blank line or a line of prose."""
+    text = text[: _statement_end(text)]
+    text = text.split("```", 1)[0]
+    text = re.split(r"\n[ \t]*\n", text, maxsplit=1)[0]
+    lines = text.split("\n")
+    for i, line in enumerate(lines[1:], start=1):
+        if _PROSE_LINE.match(line):
+            lines = lines[:i]
+            break
+    return "\n".join(lines).strip().rstrip("`").strip()
+
+
+def _statement_end(text: str) -> int:
+    """Index of the first ';', or '.' followed by a space or the end, outside quotes and comments.
+
+    A '.' before whitespace never occurs in SQL outside quotes ("t.a" has none, "1." is rare), but ends a
+    sentence: "... LIMIT 1. This returns ...".
+    """
+    quote = ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"`":
+            quote = ch
+        elif text.startswith("--", i):
+            nl = text.find("\n", i)
+            i = len(text) if nl < 0 else nl
+            continue
+        elif ch == ";" or (ch == "." and (i + 1 == len(text) or text[i + 1].isspace())):
+            return i
+        i += 1
+    return len(text)
+
+
+def _parses(sql: str, dialect: str) -> bool:
+    try:
+        trees = sqlglot.parse(sql, read=dialect, error_level=ErrorLevel.RAISE)
+    except sqlglot.errors.SqlglotError:
+        return False
+    # sqlglot falls back to an opaque Command for statements it does not know: not evidence of SQL.
+    return len(trees) == 1 and trees[0] is not None and not isinstance(trees[0], exp.Command)
+
+
+def _trim_prose(candidate: str, dialect: str) -> str:
+    """The candidate if it parses, else its longest prefix ending before a Title-case word ("... FROM t The
+    answer is") that parses; "" if none does.
+
+    Only a prose-looking tail is ever cut: a generation cut off mid-query ("SELECT a FROM t WHERE") must stay
+    broken rather than become a different, valid query.
+    """
+    if _parses(candidate, dialect):
+        return candidate
+    words = candidate.split(" ")
+    for n in range(len(words) - 1, 1, -1):
+        if re.fullmatch(r"[A-Z][a-z]+\W*", words[n]):
+            sql = " ".join(words[:n]).rstrip(",: \n")
+            if _parses(sql, dialect):
+                return sql
+    return ""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Transpiling to DuckDB
+
+
+def to_duckdb(sql: str, dialect: str, columns: set[str] | None = None) -> str:
+    """Transpile `sql` from `dialect` to DuckDB. SQL sqlglot cannot parse comes back unchanged (DuckDB then
+    reports its own error, which scores the query as wrong).
+
+    For dialect "sqlite" the rewrites below make DuckDB give SQLite's results. `columns` (every column name of
+    the schema) is needed to tell a double-quoted string literal from a quoted column name; without it that
+    rewrite is skipped.
+    """
+    Dialect.get_or_raise(dialect)
+    if dialect == "duckdb":
+        return sql  # no round trip through sqlglot: it could only lose something
+    parsed = parse_sql(sql, dialect)
+    if not parsed.ok or parsed.tree is None:
+        return sql
+    tree = parsed.tree
+    if dialect == "sqlite":
+        tree = _sqlite_rewrites(tree, {c.lower() for c in columns} if columns is not None else None)
+    return tree.sql(dialect="duckdb")
+
+
+def _sqlite_rewrites(tree: exp.Expression, columns: set[str] | None) -> exp.Expression:
+    if columns is not None:
+        _quoted_strings(tree, columns)
+    for select in list(tree.find_all(exp.Select)):
+        _bare_columns(select)
+    for like in list(tree.find_all(exp.Like)):
+        # SQLite LIKE is case-insensitive (for ASCII); DuckDB LIKE is not.
+        like.replace(exp.ILike(**like.args))
+    for div in list(tree.find_all(exp.Div)):
+        # DuckDB's // is SQLite's '/': integer division (truncating) for two integers, true division otherwise.
+        # SQLite gives NULL for x/0 where DuckDB's // raises, hence NULLIF.
+        div.replace(exp.IntDiv(this=div.this, expression=_nonzero(div.expression)))
+    for mod in list(tree.find_all(exp.Mod)):
+        mod.set("expression", _nonzero(mod.expression))
+    _quote_int_literals(tree)
+    return tree
+
+
+def _nonzero(divisor: exp.Expression) -> exp.Expression:
+    if isinstance(divisor, exp.Literal) and not divisor.is_string and float(divisor.this) != 0:
+        return divisor
+    return exp.Nullif(this=divisor, expression=exp.Literal.number(0))
+
+
+def _quoted_strings(tree: exp.Expression, columns: set[str]) -> None:
+    """SQLite reads "abc" as a string literal when no column is named abc; DuckDB always as an identifier."""
+    names = set(columns)
+    names |= {a.alias.lower() for a in tree.find_all(exp.Alias)}
+    for table_alias in tree.find_all(exp.TableAlias):  # WITH x(a, b) / AS t(a, b) column lists
+        names |= {c.name.lower() for c in table_alias.columns}
+    for column in list(tree.find_all(exp.Column)):
+        ident = column.this
+        if (
+            isinstance(ident, exp.Identifier)
+            and ident.quoted
+            and not column.table
+            and ident.name.lower() not in names
+        ):
+            column.replace(exp.Literal.string(ident.name))
+
+
+def _own_nodes(root: exp.Expression) -> Iterator[exp.Expression]:
+    """Nodes under root that belong to its SELECT: nested queries and window functions are skipped."""
+    skip = (exp.Query, exp.Window)
+    for node in root.walk(prune=lambda n: isinstance(n, skip)):
+        if not isinstance(node, skip):
+            yield node
+
+
+def _bare_columns(select: exp.Select) -> None:
+    """Wrap columns that are neither grouped nor aggregated, which SQLite allows and DuckDB refuses.
+
+    SQLite takes a bare column from the row holding the value of the query's only min()/max() (hence
+    ARG_MIN/ARG_MAX), otherwise from an arbitrary row of the group (ANY_VALUE). Wrapping a column that is
+    constant within its group changes nothing, so the rewrite may be generous.
+    """
+    group = select.args.get("group")
+    group_exprs = list(group.expressions) if group else []
+    aggs = [n for p in select.expressions for n in _own_nodes(p) if isinstance(n, exp.AggFunc)]
+    if not group_exprs and not aggs:
+        return
+    extremes = [a for a in aggs if isinstance(a, (exp.Min, exp.Max))]
+    extreme = extremes[0] if len(extremes) == 1 else None
+
+    aliases = {p.alias.lower() for p in select.expressions if isinstance(p, exp.Alias)}
+    # A column qualified by a table of an enclosing query is a correlated reference: not ours to wrap.
+    sources = [select.args.get("from_") or select.args.get("from"), *(select.args.get("joins") or [])]
+    local = {s.this.alias_or_name.lower() for s in sources if s is not None}
+    grouped = {g.sql().lower() for g in group_exprs}
+    # Projections the GROUP BY names by alias or position are grouping keys themselves.
+    keep: set[int] = set()
+    for g in group_exprs:
+        for i, p in enumerate(select.expressions):
+            by_alias = isinstance(g, exp.Column) and not g.table and isinstance(p, exp.Alias) and p.alias.lower() == g.name.lower()
+            by_position = isinstance(g, exp.Literal) and not g.is_string and g.this == str(i + 1)
+            if by_alias or by_position or p.unalias().sql().lower() == g.sql().lower():
+                keep.add(i)
+
+    roots = [p for i, p in enumerate(select.expressions) if i not in keep]
+    for key in ("having", "order"):
+        if select.args.get(key):
+            roots.append(select.args[key])
+    for root in roots:
+        for node in list(_own_nodes(root)):
+            if not isinstance(node, exp.Column) or isinstance(node.this, exp.Star):
+                continue
+            if isinstance(node.find_ancestor(exp.AggFunc, exp.Select), exp.AggFunc):
+                continue
+            if node.sql().lower() in grouped or (not node.table and node.name.lower() in aliases):
+                continue
+            if node.table and node.table.lower() not in local:
+                continue
+            if extreme is not None:
+                cls = exp.ArgMin if isinstance(extreme, exp.Min) else exp.ArgMax
+                node.replace(cls(this=node.copy(), expression=extreme.this.copy()))
+            else:
+                node.replace(exp.AnyValue(this=node.copy()))
+
+
+_COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+
+
+def _int_literal(node: exp.Expression) -> str | None:
+    """The text of an integer literal (possibly negated), else None."""
+    if isinstance(node, exp.Neg):
+        inner = _int_literal(node.this)
+        return None if inner is None else "-" + inner
+    if isinstance(node, exp.Literal) and not node.is_string and re.fullmatch(r"\d+", node.this):
+        return node.this
+    return None
+
+
+def _quote_int_literals(tree: exp.Expression) -> None:
+    """column OP 123 -> column OP '123'.
+
+    SQLite compares a TEXT column with a number as text; DuckDB refuses VARCHAR < INTEGER. A string literal
+    is cast to the column's type by DuckDB, so '123' still compares numerically with a numeric column.
+    Only integers: '2.5' cast to an INTEGER column would round.
+    """
+    def quote(node: exp.Expression) -> None:
+        text = _int_literal(node)
+        if text is not None:
+            node.replace(exp.Literal.string(text))
+
+    for cmp in list(tree.find_all(*_COMPARISONS)):
+        if isinstance(cmp.this, exp.Column):
+            quote(cmp.expression)
+        elif isinstance(cmp.expression, exp.Column):
+            quote(cmp.this)
+    for node in list(tree.find_all(exp.In)):
+        if isinstance(node.this, exp.Column):
+            for value in list(node.expressions):
+                quote(value)
+    for node in list(tree.find_all(exp.Between)):
+        if isinstance(node.this, exp.Column):
+            quote(node.args["low"])
+            quote(node.args["high"])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Normal forms for exact match and the Spider-compatible comparison
+
+
+def normalise(sql: str, dialect: str = "duckdb") -> str:
+    """A canonical one-line form: lowercase identifiers, uppercase keywords, no trailing ';'.
+
+    SQL sqlglot cannot parse falls back to collapsed whitespace, so this never raises on odd SQL.
+    """
+    parsed = parse_sql(sql, dialect)
+    if not parsed.ok or parsed.tree is None:
+        return " ".join(sql.strip().rstrip(";").split())
+    try:
+        tree = normalize_identifiers(parsed.tree, dialect=dialect)
+        return tree.sql(dialect=dialect, normalize=True, normalize_functions="upper")
+    except sqlglot.errors.SqlglotError:
+        return " ".join(sql.strip().rstrip(";").split())
+
+
+def exact_match(gold: str, pred: str, dialect: str = "duckdb") -> bool:
+    return normalise(gold, dialect) == normalise(pred, dialect)
+
+
+def strip_distinct(sql: str, dialect: str = "duckdb") -> str:
+    """Remove every DISTINCT (SELECT DISTINCT and COUNT(DISTINCT x)), as the official Spider test-suite
+    evaluation does by default (keep_distinct=False). UNION stays a set union: it has no DISTINCT token."""
+    parsed = parse_sql(sql, dialect)
+    if not parsed.ok or parsed.tree is None:
+        # The official code drops every 'distinct' token; do the same.
+        return re.sub(r"\bdistinct\b\s*", "", sql, flags=re.IGNORECASE)
+    tree = parsed.tree
+    for select in tree.find_all(exp.Select):
+        select.set("distinct", None)
+    for distinct in list(tree.find_all(exp.Distinct)):
+        values = distinct.expressions
+        if len(values) == 1:
+            distinct.replace(values[0])
+        else:  # COUNT(DISTINCT a, b): keep the tuple count without DISTINCT
+            distinct.replace(exp.Tuple(expressions=values))
+    return tree.sql(dialect=dialect)
+
+
+def has_order_by(sql: str, dialect: str = "duckdb") -> bool:
+    """Whether the outermost query has ORDER BY (then row order matters in the comparison).
+
+    The official code tests the substring 'order by' anywhere; an ORDER BY inside a subquery does not order
+    the result, so only the top level counts here. Unparseable SQL falls back to the substring test.
+    """
+    parsed = parse_sql(sql, dialect)
+    if not parsed.ok or parsed.tree is None:
+        return "order by" in " ".join(sql.lower().split())
+    tree = parsed.tree
+    while isinstance(tree, exp.Subquery):
+        tree = tree.this
+    return tree.args.get("order") is not None
