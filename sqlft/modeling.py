@@ -4,6 +4,7 @@ One path for every Llama-family model: the embedded SmolLM2 on a CPU and Llama-2
 config. GPU-only options asked for on a CPU fail early with a message saying what to change.
 """
 
+import os
 from pathlib import Path
 
 import torch
@@ -23,6 +24,14 @@ def resolve_model_path(name: str) -> str:
     if is_embedded(name):
         return str(resolve_embedded(name))
     return name
+
+
+def shards_weights() -> bool:
+    """True under FSDP or DeepSpeed ZeRO-3 (`accelerate launch` says so in the environment): they place the
+    weights on the GPUs themselves and need one dtype per shard (no fp32 upcasting of norms for QLoRA)."""
+    env = os.environ
+    return env.get("ACCELERATE_USE_FSDP", "").lower() == "true" or (
+        env.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true" and env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3")
 
 
 def weights_dtype(model_cfg: ModelConfig) -> torch.dtype:
@@ -91,7 +100,9 @@ def load_base_model(model_cfg: ModelConfig, *, for_training: bool):
     quant = quantization_config(model_cfg)
     if quant is not None:
         kwargs["quantization_config"] = quant
-        if has_gpu():
+        # This process's GPU (under a launcher, set when sqlft.train built the training arguments). Under ZeRO-3
+        # from_pretrained refuses a device_map, and FSDP places the shards itself: none is passed there.
+        if has_gpu() and not shards_weights():
             kwargs["device_map"] = {"": torch.cuda.current_device()}
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
@@ -130,8 +141,10 @@ def add_lora(model, config: Config):
 
     if config.model.method == "full":
         return model
-    if config.model.method == "qlora":
+    if config.model.method == "qlora" and not shards_weights():
         # Upcasts norms to fp32 and enables input grads so that checkpointed, frozen 4-bit layers pass gradients.
+        # Not under FSDP/ZeRO-3: mixed dtypes cannot be sharded (TRL skips it there too); TRL's SFTTrainer then
+        # enables input grads itself when gradient checkpointing is on.
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=config.train.gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False})

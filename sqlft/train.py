@@ -5,6 +5,8 @@
 
 The run folder (train.output_dir) gets: config.yaml (resolved), data_report.json, adapter/ (or model/ for full
 fine-tuning) with the tokenizer, metrics.json, loss.png, logs/ (TensorBoard) and checkpoints/.
+Several GPUs (or CPU processes): `accelerate launch --config_file configs/accelerate/ddp.yaml -m sqlft.train CONFIG`;
+every process trains, the main process alone writes the run folder.
 """
 
 import argparse
@@ -53,28 +55,36 @@ def train(config: Config, resume: bool = False) -> Path:
 
     set_seed(config.train.seed)
     torch.set_num_threads(config.train.num_threads or os.cpu_count())
-    run_dir = prepare_run_dir(config, resume)
+    # Under a launcher every process runs this function; the main one alone writes the run folder.
+    main_process = is_main_process()
+    run_dir = prepare_run_dir(config, resume) if main_process else config.run_dir
 
     # Data first: bad data fails in seconds, before the model is loaded.
     tokenizer = load_tokenizer(config.model.name)
     data = build_training_data(config, tokenizer)
-    print(data.report.summary())
-    (run_dir / "data_report.json").write_text(json.dumps(
-        {"train": data.report.to_dict(), "mix": data.mix_info,
-         "validation": data.validation_report.to_dict() if data.validation_report else None,
-         "examples": {"train": len(data.train), "validation": len(data.validation)}}, indent=2))
-    (run_dir / SAMPLE_PROMPTS).write_text(json.dumps(data.sample_prompts, indent=2))
+    if main_process:
+        print(data.report.summary())
+        (run_dir / "data_report.json").write_text(json.dumps(
+            {"train": data.report.to_dict(), "mix": data.mix_info,
+             "validation": data.validation_report.to_dict() if data.validation_report else None,
+             "examples": {"train": len(data.train), "validation": len(data.validation)}}, indent=2))
+        (run_dir / SAMPLE_PROMPTS).write_text(json.dumps(data.sample_prompts, indent=2))
 
+    # Before the model: under a launcher this joins the process group and picks this process's GPU (4-bit
+    # weights load onto it), and under ZeRO-3 it tells from_pretrained to load the weights partitioned.
+    args = training_args(config, run_dir, data)
     model = load_base_model(config.model, for_training=True)
     model = add_lora(model, config)
     trainable, total = parameter_counts(model)
-    print(f"[sqlft] {config.model.name} ({config.model.method}): {trainable:,} trainable of {total:,} parameters "
-          f"({100 * trainable / total:.2f}%), weights {memory_mb(model):.0f} MiB, "
-          f"{len(data.train)} train / {len(data.validation)} validation examples")
+    if main_process:
+        print(f"[sqlft] {config.model.name} ({config.model.method}): {trainable:,} trainable of {total:,} "
+              f"parameters ({100 * trainable / total:.2f}%), weights {memory_mb(model):.0f} MiB, "
+              f"{len(data.train)} train / {len(data.validation)} validation examples, "
+              f"{args.world_size} process(es)")
 
-    trainer = build_trainer(config, model, tokenizer, data, run_dir)
+    trainer = build_trainer(config, model, tokenizer, data, run_dir, args)
     checkpoint = newest_checkpoint(run_dir / "checkpoints") if resume else None
-    if resume:
+    if resume and main_process:
         print(f"[sqlft] resuming from {checkpoint}" if checkpoint else "[sqlft] no complete checkpoint: starting anew")
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -90,6 +100,11 @@ def train(config: Config, resume: bool = False) -> Path:
     return run_dir
 
 
+def is_main_process() -> bool:
+    """True in a single-process run and in rank 0 under `accelerate launch`, torchrun or deepspeed (they set RANK)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def prepare_run_dir(config: Config, resume: bool) -> Path:
     run_dir = config.run_dir
     if run_dir.exists() and any(run_dir.iterdir()) and not resume:
@@ -100,15 +115,15 @@ def prepare_run_dir(config: Config, resume: bool) -> Path:
     return run_dir
 
 
-def build_trainer(config: Config, model, tokenizer, data, run_dir: Path):
-    from transformers import EarlyStoppingCallback
-    from trl import SFTConfig, SFTTrainer
+def training_args(config: Config, run_dir: Path, data):
+    """TRL's SFTConfig from the run config. Creating it sets up the processes under a launcher."""
+    from trl import SFTConfig
 
     t = config.train
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "logs")  # transformers 5 has no logging_dir argument
     evaluate = t.eval_steps > 0 and len(data.validation) > 0
     early_stop = evaluate and t.early_stopping_patience > 0
-    args = SFTConfig(
+    return SFTConfig(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps if t.max_steps > 0 else -1,
@@ -151,9 +166,18 @@ def build_trainer(config: Config, model, tokenizer, data, run_dir: Path):
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
+
+
+def build_trainer(config: Config, model, tokenizer, data, run_dir: Path, args=None):
+    from transformers import EarlyStoppingCallback
+    from trl import SFTTrainer
+
+    args = args or training_args(config, run_dir, data)
+    evaluate = args.eval_strategy != "no"
+    early_stop = args.load_best_model_at_end
     callbacks = [StopOnNonFiniteLoss()]
     if early_stop:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience))
     return SFTTrainer(model=model, args=args, train_dataset=to_hf_dataset(data.train),
                       eval_dataset=to_hf_dataset(data.validation) if evaluate else None,
                       processing_class=tokenizer, callbacks=callbacks)
@@ -203,8 +227,11 @@ def peak_memory_mb() -> float:
 
 def save_outputs(config: Config, trainer, tokenizer, run_dir: Path, result, seconds: float) -> None:
     out = run_dir / ("model" if config.model.method == "full" else "adapter")
-    trainer.model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
+    # save_model, not model.save_pretrained: it writes from the main process only, and gathers the weights
+    # that ZeRO-3 / FSDP hold in shards (the tokenizer goes along as the trainer's processing_class).
+    trainer.save_model(str(out))
+    if not trainer.is_world_process_zero():
+        return
     history = trainer.state.log_history
     eval_losses = [e["eval_loss"] for e in history if "eval_loss" in e]
     tokens = trainer.state.num_input_tokens_seen
