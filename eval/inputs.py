@@ -1,0 +1,296 @@
+"""Eval sets: records in any sqlft format, Spider files with a database folder, Defog's CSV, predictions files.
+
+Everything becomes an `Example`: a question, one or more gold SQL alternatives (a prediction is correct if
+it matches any), and where its database comes from: a real database (a file or a defog-data name, built by
+eval.database.prepare_database) or, for schema-only records, databases synthesized from the schema.
+"""
+
+import csv
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eval.database import DatabaseError, defog_database_names, prepare_database, schema_ddl
+from sqlft.config import DatasetSpec
+from sqlft.formats import DataError, detect_format, load_records
+from sqlft.paths import DEMO_PREFIX, resolve_data_path
+
+DEFOG_COLUMNS = {"question", "query", "db_name"}
+
+
+@dataclass
+class Example:
+    id: str
+    question: str  # what the model is asked (Defog's instructions appended)
+    gold_sqls: list[str]  # alternatives: the prediction is correct if it matches any of them
+    db_id: str = ""
+    db_schema: str = ""  # CREATE TABLE text the model sees; "" when predictions are given
+    database: str = ""  # source for prepare_database (file or defog name); "" -> synthesize from db_schema
+    database_error: str = ""  # why no database could be found (the example is then a gold_error)
+    difficulty: str = ""  # the record's own label, when it has one
+    category: str = ""
+    pred_sql: str | None = None  # given by a predictions file; None: the model writes it
+    source: str = ""  # file:line, for messages
+
+
+@dataclass
+class EvalSet:
+    examples: list[Example]
+    problems: list[str]  # rows that could not become examples, one message each
+    path: str  # the file read
+    sha256: str
+    dialect: str  # the dialect the gold SQL is written in, as far as the data tells (--dialect overrides)
+    kind: str  # "records", "spider", "defog" or "predictions"
+    meta: dict = field(default_factory=dict)
+
+
+def file_sha256(path: str | Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def load_eval_set(data: str, *, fmt: str = "auto", db_root: str | None = None, limit: int = 0) -> EvalSet:
+    """The examples of an eval set file (or demo:eval); `limit` keeps the first N."""
+    path = resolve_data_path(data)
+    if not Path(path).is_file():
+        raise DataError(f"eval set not found: {data} (give a .jsonl/.json/.csv/.parquet file or demo:eval)")
+    if path.lower().endswith(".csv") and DEFOG_COLUMNS <= set(_csv_header(path)):
+        examples, problems, kind = _defog_examples(path, db_root), [], "defog"
+    elif db_root and fmt in ("auto", "spider") and (rows := _spider_rows(path)) is not None:
+        # Spider files usually carry no schema: take it from the database under --db-root.
+        examples, problems, kind = _spider_examples(rows, path, db_root)
+    else:
+        examples, problems = _record_examples(path, fmt, db_root)
+        kind = "records"
+    if limit > 0:
+        examples = examples[:limit]
+    _attach_schemas(examples)
+    return EvalSet(examples, problems, path, file_sha256(path), _data_dialect(data, kind), kind)
+
+
+def load_predictions(path: str, db_root: str | None = None) -> EvalSet:
+    """A JSONL predictions file: `id, db_id, gold_sql, pred_sql` per line (optional question, difficulty,
+    category); gold_sql may be a list of alternatives. Scored without a model."""
+    if not Path(path).is_file():
+        raise DataError(f"predictions file not found: {path}")
+    examples, problems = [], []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").split("\n"), start=1):
+        if not line.strip():
+            continue
+        source = f"{Path(path).name}:{number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            problems.append(f"{source}: not valid JSON ({err.msg}); the line is skipped")
+            continue
+        if not isinstance(row, dict):
+            problems.append(f"{source}: expected a JSON object with id, db_id, gold_sql, pred_sql")
+            continue
+        gold = row.get("gold_sql") or []
+        db_id = str(row.get("db_id") or "")
+        example = Example(
+            id=str(row.get("id", number)), question=str(row.get("question") or ""),
+            gold_sqls=[gold] if isinstance(gold, str) else [str(g) for g in gold], db_id=db_id,
+            difficulty=str(row.get("difficulty") or row.get("hardness") or ""),
+            category=str(row.get("category") or ""), pred_sql=str(row.get("pred_sql") or ""), source=source)
+        _locate_database(example, db_root)
+        examples.append(example)
+    return EvalSet(examples, problems, path, file_sha256(path), "sqlite", "predictions")
+
+
+# ------------------------------------------------------------------ Defog
+
+
+def expand_alternatives(query: str) -> list[str]:
+    """Defog's gold: `;` separates accepted queries, and `{a, b}` lists columns of which every non-empty
+    subset is accepted (`GROUP BY {}` takes the same columns), as sql-eval's get_all_minimal_queries does."""
+    queries = []
+    for sql in query.split(";"):
+        sql = sql.strip()
+        if not sql:
+            continue
+        start = sql.find("{")
+        end = sql.find("}", start + 1)
+        if start < 0 or end < 0:
+            queries.append(sql)
+            continue
+        options = [o.strip() for o in sql[start + 1:end].split(",") if o.strip()]
+        for size in range(1, len(options) + 1):
+            for chosen in itertools.combinations(options, size):
+                columns = ", ".join(chosen)
+                right = sql[end + 1:].replace("GROUP BY {}", f"GROUP BY {columns}")
+                queries.append(sql[:start] + columns + right)
+    return queries
+
+
+def _csv_header(path: str) -> list[str]:
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        return next(csv.reader(f), [])
+
+
+def _defog_examples(path: str, db_root: str | None) -> list[Example]:
+    """questions_gen_*.csv: question, query, db_name, query_category, instructions. The databases are the
+    dumps in ../databases/<db>.sql beside the questions folder, in --db-root, or defog-data's own."""
+    dumps = [Path(path).resolve().parent.parent / "databases"] + ([Path(db_root)] if db_root else [])
+    examples = []
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        for i, row in enumerate(csv.DictReader(f)):
+            question = row["question"].strip()
+            if (row.get("instructions") or "").strip():
+                question += "\n" + row["instructions"].strip()
+            example = Example(id=str(i), question=question, gold_sqls=expand_alternatives(row["query"]),
+                              db_id=row["db_name"], category=row.get("query_category") or "",
+                              source=f"{Path(path).name}:{i + 2}")
+            dump = next((d / f"{example.db_id}.sql" for d in dumps if (d / f"{example.db_id}.sql").is_file()), None)
+            example.database = str(dump) if dump else example.db_id
+            examples.append(example)
+    return examples
+
+
+# ------------------------------------------------------------------ Spider with --db-root
+
+
+def _spider_rows(path: str) -> list[dict] | None:
+    """The rows of a JSON/JSONL file in Spider's layout (question, query, db_id), else None."""
+    if not path.lower().endswith((".json", ".jsonl")):
+        return None
+    text = Path(path).read_text(encoding="utf-8-sig")
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            rows = [json.loads(line) for line in text.split("\n") if line.strip()]
+        except json.JSONDecodeError:
+            return None  # let load_records report the bad line
+    if isinstance(rows, dict):
+        rows = rows.get("data")
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
+        return None
+    return rows if detect_format(rows, path) == "spider" else None
+
+
+def _spider_examples(rows: list[dict], path: str, db_root: str) -> tuple[list[Example], list[str], str]:
+    examples, problems = [], []
+    for i, row in enumerate(rows):
+        source = f"{Path(path).name}[{i}]"
+        missing = [k for k in ("question", "query", "db_id") if not isinstance(row.get(k), str) or not row[k].strip()]
+        if missing:
+            problems.append(f"{source}: missing or empty {', '.join(missing)}; the record is skipped")
+            continue
+        example = Example(id=str(row.get("id", i)), question=row["question"], gold_sqls=[row["query"]],
+                          db_id=row["db_id"], db_schema=row.get("context") or "",
+                          difficulty=str(row.get("difficulty") or row.get("hardness") or ""),
+                          category=str(row.get("category") or ""), source=source)
+        _locate_database(example, db_root)
+        examples.append(example)
+    return examples, problems, "spider"
+
+
+# ------------------------------------------------------------------ records in any sqlft format
+
+
+def _record_examples(path: str, fmt: str, db_root: str | None) -> tuple[list[Example], list[str]]:
+    records, problems = load_records(DatasetSpec(path=path, format=fmt))
+    messages = [f"{p.source}: {p.message}" for p in problems]
+    raw_rows = _rows_by_source(path)
+    examples = []
+    for i, record in enumerate(records):
+        if not record.answer.strip():
+            messages.append(f"{record.source}: no gold SQL (the record has no answer); the record is skipped")
+            continue
+        extra = {**raw_rows.get(record.source, {}), **record.meta}
+        example = Example(id=str(extra.get("id", i)), question=record.question, gold_sqls=[record.answer],
+                          db_id=record.db_id, db_schema=record.context,
+                          difficulty=str(extra.get("difficulty") or extra.get("hardness") or ""),
+                          category=str(extra.get("category") or ""), source=record.source)
+        db_path = record.meta.get("db_path", "")
+        if db_path:
+            example.database = db_path
+        else:
+            _locate_database(example, db_root, required=False)
+        examples.append(example)
+    return examples, messages
+
+
+def _rows_by_source(path: str) -> dict[str, dict]:
+    """source -> raw JSON row (keyed as load_records names sources), for the fields Record.meta does not
+    carry for every format yet (know_sql's difficulty, category, id)."""
+    name = Path(path).name
+    if path.lower().endswith(".jsonl"):
+        rows = {}
+        for number, line in enumerate(Path(path).read_text(encoding="utf-8-sig").split("\n"), start=1):
+            try:
+                row = json.loads(line) if line.strip() else None
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict):
+                rows[f"{name}:{number}"] = row
+        return rows
+    if path.lower().endswith(".json"):
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+        except json.JSONDecodeError:
+            return {}
+        data = data.get("data", []) if isinstance(data, dict) else data
+        return {f"{name}[{i}]": row for i, row in enumerate(data) if isinstance(row, dict)}
+    return {}
+
+
+# ------------------------------------------------------------------ databases
+
+
+def database_candidates(db_id: str, db_root: str) -> list[Path]:
+    """Where a db_id's database may lie under --db-root: Spider's layout first, then flat files."""
+    root = Path(db_root)
+    return [root / db_id / f"{db_id}.sqlite", root / f"{db_id}.duckdb", root / db_id / f"{db_id}.duckdb",
+            root / f"{db_id}.sqlite", root / f"{db_id}.sql"]
+
+
+def _locate_database(example: Example, db_root: str | None, required: bool = True) -> None:
+    """Set example.database from --db-root or a defog-data name; when `required` and none is found, say why
+    in database_error (otherwise the example falls back to synthesized databases)."""
+    if db_root:
+        found = next((p for p in database_candidates(example.db_id, db_root) if p.is_file()), None)
+        if found:
+            example.database = str(found)
+            return
+    if example.db_id in defog_database_names():
+        example.database = example.db_id
+        return
+    if required:
+        looked = ", ".join(str(p) for p in database_candidates(example.db_id, db_root)[:2]) if db_root else \
+            "no --db-root given"
+        example.database_error = f"no database for db_id '{example.db_id}' ({looked})"
+
+
+def _attach_schemas(examples: list[Example]) -> None:
+    """Examples with a real database but no schema text get the database's CREATE TABLE text; a database
+    that cannot be built is recorded on its examples (they become gold_error, a harness problem). Databases
+    of examples that have a schema are built later, by scoring."""
+    schemas: dict[str, str] = {}
+    for example in examples:
+        if example.db_schema or not example.database or example.database_error:
+            continue
+        if example.database not in schemas:
+            try:
+                schemas[example.database] = schema_ddl(prepare_database(example.database))
+            except (DatabaseError, OSError) as err:
+                schemas[example.database] = f"error: {err}"
+        text = schemas[example.database]
+        if text.startswith("error: "):
+            example.database_error = f"database '{example.db_id}' cannot be built: {text[7:]}"
+        else:
+            example.db_schema = text
+
+
+def _data_dialect(data: str, kind: str) -> str:
+    """Defog's CSV is PostgreSQL; sqlft's demo sets are written for DuckDB (sqlft/demo_data/README.md);
+    Spider and know_sql data (sql-create-context) are SQLite."""
+    if kind == "defog":
+        return "postgres"
+    return "duckdb" if data.startswith(DEMO_PREFIX) else "sqlite"

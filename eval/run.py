@@ -1,0 +1,536 @@
+"""`sqlft eval`: a model answers an eval set, gold and predicted SQL run in a DuckDB sandbox, results are compared.
+
+    sqlft eval MODEL --data demo:eval [--format auto] [--db-root DIR] [--dialect sqlite|postgres|duckdb]
+               [--mode spider|strict|set] [--float-tolerance X] [--out DIR] [--limit N] [--config CONFIG]
+               [--template T] [--instances 3] [--workers N] [--max-new-tokens N] [--timeout-s 5]
+    sqlft eval --predictions preds.jsonl --db-root DIR --dialect sqlite --out OUT   (no model: score a file)
+    sqlft eval compare RUN_A RUN_B                                                   (two OUT folders)
+
+OUT holds predictions.jsonl (appended per batch: a killed eval resumes), results.jsonl, report.{json,md,png}.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import duckdb
+
+from eval import report
+from eval.compare import MODES, compare_results
+from eval.database import DatabaseError, prepare_database
+from eval.hardness import hardness
+from eval.inputs import EvalSet, Example, load_eval_set, load_predictions
+from eval.sandbox import ExecutionResult, Sandbox
+from eval.sqlite_sandbox import SqliteSandbox, is_sqlite_file
+from eval.sql import extract_sql, has_order_by, normalise, parse_sql, strip_distinct, to_duckdb
+from eval.synth import check_gold, synthesize
+from sqlft.config import ConfigError, GenerationConfig, load_config
+from sqlft.formats import DataError
+
+DIALECTS = ("sqlite", "postgres", "duckdb")
+PRED_STATUS = {"error": "pred_exec_error", "timeout": "pred_timeout", "rejected": "rejected"}
+
+
+@dataclass
+class Scoring:
+    dialect: str  # dialect of the gold SQL (and of what the model is expected to write)
+    mode: str  # eval.compare.MODES
+    float_tolerance: float
+    timeout_s: float = 5.0  # per query, gold and pred alike
+
+
+@dataclass
+class Instances:
+    """The database(s) one example is scored on: one real database, or several synthesized ones."""
+    paths: list[Path]
+    synthetic: bool
+    engine: str = "duckdb"  # "sqlite": SQLite-dialect SQL on a SQLite file runs as written, on SQLite itself
+    columns: set[str] = field(default_factory=set)  # every column name: to_duckdb tells "x" strings from columns
+    boxes: list[Sandbox | SqliteSandbox] = field(default_factory=list)
+    error: str = ""  # why there is no database: every example on it is a gold_error
+
+
+@dataclass
+class Score:
+    status: str
+    reason: str = ""
+    valid_sql: bool = False
+    exact_match: bool = False
+    gold_varies: bool = False  # the (first runnable) gold result differs between synthesized instances
+
+
+@dataclass
+class Gold:
+    """One gold alternative that ran on every instance."""
+    sql: str  # as written in the data
+    order_matters: bool
+    results: list[ExecutionResult]  # one per instance
+
+
+# ------------------------------------------------------------------ command line
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="sqlft eval", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("model", nargs="?", help="base model, training run folder or merged folder")
+    parser.add_argument("--data", help="eval set: a record file (know_sql, Spider, ...), Defog's CSV, or demo:eval")
+    parser.add_argument("--predictions", help="JSONL of id, db_id, gold_sql, pred_sql: score it without a model")
+    parser.add_argument("--format", default="auto", help="record format of --data (default: detected)")
+    parser.add_argument("--db-root", help="folder of databases: <db_id>/<db_id>.sqlite (Spider) or <db_id>.duckdb")
+    parser.add_argument("--dialect", choices=DIALECTS, help="dialect of the gold SQL (default: postgres for "
+                        "Defog's CSV, duckdb for the demo sets, else sqlite)")
+    parser.add_argument("--mode", choices=MODES, default="spider", help="spider: strip DISTINCT from gold and "
+                        "pred as the official evaluation does; strict: keep it; set: ignore duplicate rows")
+    parser.add_argument("--float-tolerance", type=float, default=0.0, help="relative tolerance for floats (0: exact)")
+    parser.add_argument("--out", help="output folder (default runs/eval/<model>-<data>)")
+    parser.add_argument("--limit", type=int, default=0, help="first N examples only (0: all)")
+    parser.add_argument("--config", help="YAML config whose generation section sets the decoding")
+    parser.add_argument("--template", help="prompt template (default: the run's, or the model's own)")
+    parser.add_argument("--instances", type=int, default=3, help="synthesized databases per schema-only example")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="scoring threads")
+    parser.add_argument("--max-new-tokens", type=int, help="answer budget (overrides the config)")
+    parser.add_argument("--timeout-s", type=float, default=5.0, help="time limit per query in seconds")
+    args = parser.parse_args(argv)
+    problems = []
+    if args.predictions and (args.model or args.data):
+        problems.append("give either MODEL --data (generate, then score) or --predictions (score a file), not both")
+    if not args.predictions and not (args.model and args.data):
+        problems.append("give MODEL and --data DATA (e.g. sqlft eval embedded:smollm2-135m-instruct --data "
+                        "demo:eval), or --predictions FILE")
+    if args.workers < 1 or args.instances < 1:
+        problems.append("--workers and --instances must be at least 1")
+    if problems:
+        parser.error("; ".join(problems))
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "compare":
+        if len(argv) != 3:
+            sys.exit("usage: sqlft eval compare RUN_A RUN_B (two eval output folders)")
+        try:
+            print(report.compare_runs(Path(argv[1]), Path(argv[2])))
+        except FileNotFoundError as err:
+            sys.exit(f"sqlft eval compare: {err}")
+        return
+    args = parse_args(argv)
+    try:
+        run(args)
+    except (DataError, ConfigError, DatabaseError, ResumeError, FileNotFoundError) as err:
+        sys.exit(f"sqlft eval: {err}")
+
+
+# ------------------------------------------------------------------ the recipe
+
+
+def run(args: argparse.Namespace, load_model: Callable[..., Any] | None = None) -> dict:
+    """Load the eval set, generate what is missing, prepare databases, score in parallel, write the report.
+
+    load_model(ref, template=None) returns an object with InferenceModel's sql_prompt/generate (tests pass fakes).
+    """
+    if args.predictions:
+        evalset = load_predictions(args.predictions, args.db_root)
+        evalset.examples = evalset.examples[:args.limit or None]
+    else:
+        evalset = load_eval_set(args.data, fmt=args.format, db_root=args.db_root, limit=args.limit)
+    for problem in evalset.problems[:10]:
+        print(f"skipped {problem}", file=sys.stderr)
+    if len(evalset.problems) > 10:
+        print(f"... and {len(evalset.problems) - 10} more skipped rows", file=sys.stderr)
+    if not evalset.examples:
+        raise DataError(f"{evalset.path}: no usable examples")
+    if evalset.kind in ("predictions", "spider") and all(e.database_error for e in evalset.examples):
+        raise DataError(f"no database found for any example: {evalset.examples[0].database_error}")
+    dialect = args.dialect or evalset.dialect
+    scoring = Scoring(dialect, args.mode, args.float_tolerance, args.timeout_s)
+    out = Path(args.out or default_out(args))
+    out.mkdir(parents=True, exist_ok=True)
+
+    gen, generation = None, {}
+    if args.predictions:
+        raw = {e.id: {"raw": e.pred_sql or ""} for e in evalset.examples}
+    else:
+        gen = generation_config(args)
+        raw, template = generate_predictions(args, evalset, gen, out, load_model)
+        generation = {**generation_stats(raw, evalset.examples), "template": template}
+
+    start = time.perf_counter()
+    instances = prepare_instances(evalset.examples, dialect, args.instances, args.workers)
+    try:
+        rows = score_all(evalset.examples, raw, instances, scoring, args.workers)
+    finally:
+        for inst in instances.values():
+            for box in inst.boxes:
+                box.close()
+    flag_non_discriminating(rows, evalset.examples, instances, dialect, args.workers)
+    scoring_s = time.perf_counter() - start
+
+    with open(out / "results.jsonl", "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    settings = {
+        "model": None if args.predictions else args.model, "data": args.predictions or args.data,
+        "data_path": evalset.path, "data_sha256": evalset.sha256, "data_kind": evalset.kind, "dialect": dialect,
+        "mode": args.mode, "float_tolerance": args.float_tolerance, "timeout_s": args.timeout_s,
+        "instances": args.instances,
+        "workers": args.workers, "limit": args.limit, "scoring_seconds": round(scoring_s, 3),
+        "decoding": {**dataclasses.asdict(gen), "template": generation.get("template")} if gen else None,
+        "skipped_rows": len(evalset.problems),
+    }
+    summary = report.write_report(out, rows, settings, generation)
+    print(report.summary_line(summary, out))
+    return summary
+
+
+def default_out(args: argparse.Namespace) -> str:
+    if args.predictions:
+        return f"runs/eval/{Path(args.predictions).stem}"
+    model = Path(args.model.rstrip("/")).name.replace(":", "-")
+    data = args.data.replace(":", "-") if args.data.startswith("demo:") else Path(args.data).stem
+    return f"runs/eval/{model}-{data}"
+
+
+# ------------------------------------------------------------------ generation (resumable)
+
+
+class ResumeError(ValueError):
+    """OUT already holds predictions made with another model, data or decoding."""
+
+
+def generation_config(args: argparse.Namespace) -> GenerationConfig:
+    gen = load_config(args.config).generation if args.config else GenerationConfig()
+    if args.max_new_tokens:
+        gen = dataclasses.replace(gen, max_new_tokens=args.max_new_tokens)
+    return gen
+
+
+def fingerprint(args: argparse.Namespace, evalset: EvalSet, gen: GenerationConfig) -> dict:
+    """What decides the model's answers; batch_size is left out so a resume may use another."""
+    model = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
+    decoding = {k: v for k, v in dataclasses.asdict(gen).items() if k != "batch_size"}
+    return {"model": model, "template": args.template, "data_sha256": evalset.sha256, "decoding": decoding}
+
+
+def read_predictions(path: Path) -> dict[str, dict]:
+    """id -> prediction line; a line cut short by a kill (the last one) is ignored and made again."""
+    done: dict[str, dict] = {}
+    if not path.is_file():
+        return done
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and "id" in row:
+            done[str(row["id"])] = row
+    return done
+
+
+def generate_predictions(args: argparse.Namespace, evalset: EvalSet, gen: GenerationConfig, out: Path,
+                         load_model: Callable[..., Any] | None) -> tuple[dict[str, dict], str | None]:
+    """Model output for every example, reading what OUT/predictions.jsonl already holds and generating the rest
+    in batches of gen.batch_size, each appended and flushed as soon as it is made. Also returns the template."""
+    pred_path, meta_path = out / "predictions.jsonl", out / "generation.json"
+    wanted = fingerprint(args, evalset, gen)
+    done = read_predictions(pred_path)
+    if done:
+        found = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        if found.get("fingerprint") != wanted:
+            diff = [f"{k}: {found.get('fingerprint', {}).get(k)!r} there, {v!r} now" for k, v in wanted.items()
+                    if found.get("fingerprint", {}).get(k) != v]
+            raise ResumeError(f"{pred_path} holds {len(done)} predictions made with other settings ("
+                              f"{'; '.join(diff) or 'no generation.json beside it'}). Use a new --out, or delete "
+                              "that file to generate again")
+    todo = [e for e in evalset.examples if e.id not in done]
+    template = json.loads(meta_path.read_text()).get("template") if meta_path.is_file() else None
+    if todo:
+        if load_model is None:
+            from sqlft.generate import InferenceModel
+            load_model = InferenceModel.load
+        print(f"loading {args.model}", file=sys.stderr)
+        model = load_model(args.model, template=args.template)
+        template = getattr(model, "template", args.template)
+        meta_path.write_text(json.dumps({"fingerprint": wanted, "template": template}, indent=2))
+        prompts = {e.id: model.sql_prompt(e.db_schema, e.question) for e in todo}
+        todo.sort(key=lambda e: len(prompts[e.id]))  # similar lengths per batch: less padding
+        print(f"generating {len(todo)} answers ({len(done)} already in {pred_path})", file=sys.stderr)
+        drop_partial_line(pred_path)
+        with open(pred_path, "a", encoding="utf-8") as f:
+            for start in range(0, len(todo), gen.batch_size):
+                batch = todo[start:start + gen.batch_size]
+                began = time.perf_counter()
+                outputs = model.generate([prompts[e.id] for e in batch], gen)
+                seconds = time.perf_counter() - began
+                for example, output in zip(batch, outputs):
+                    line = {"id": example.id, "raw": output.text, "prompt_tokens": output.prompt_tokens,
+                            "new_tokens": output.new_tokens, "seconds": seconds / len(batch)}
+                    f.write(json.dumps(line, ensure_ascii=False) + "\n")
+                    done[example.id] = line
+                f.flush()  # a kill loses at most the batch being generated
+                made = start + len(batch)
+                tokens = sum(o.new_tokens for o in outputs)
+                print(f"  {made}/{len(todo)} ({tokens / seconds:.1f} new tokens/s)", file=sys.stderr)
+    return done, template
+
+
+def drop_partial_line(path: Path) -> None:
+    """Cut a last line that a kill left without its newline, so appended lines start on a line of their own."""
+    if not path.is_file():
+        return
+    text = path.read_bytes()
+    if text and not text.endswith(b"\n"):
+        path.write_bytes(text[:text.rfind(b"\n") + 1])
+
+
+def generation_stats(raw: dict[str, dict], examples: list[Example]) -> dict:
+    lines = [raw[e.id] for e in examples if e.id in raw]
+    seconds = sum(line.get("seconds", 0.0) for line in lines)
+    new = sum(line.get("new_tokens", 0) for line in lines)
+    return {"examples": len(lines), "total_s": round(seconds, 3),
+            "per_example_s": round(seconds / len(lines), 3) if lines else 0.0,
+            "new_tokens": new, "prompt_tokens": sum(line.get("prompt_tokens", 0) for line in lines),
+            "tokens_per_s": round(new / seconds, 2) if seconds else 0.0}
+
+
+# ------------------------------------------------------------------ databases
+
+
+def instance_key(example: Example) -> str:
+    return f"db:{example.database}" if example.database else f"synth:{example.db_schema}"
+
+
+def prepare_instances(examples: list[Example], dialect: str, n_instances: int, workers: int) -> dict[str, Instances]:
+    """One Instances per database or per schema; synthesized instances hold rows planted for every gold query
+    on that schema. A database that cannot be built becomes an error shared by its examples."""
+    groups: dict[str, list[Example]] = {}
+    for example in examples:
+        if not example.database_error:
+            groups.setdefault(instance_key(example), []).append(example)
+
+    def prepare(key: str) -> Instances:
+        group = groups[key]
+        try:
+            if key.startswith("db:") and dialect == "sqlite" and is_sqlite_file(group[0].database):
+                # What the official Spider evaluator sees: no transpiling, SQLite's own semantics.
+                return Instances([Path(group[0].database)], synthetic=False, engine="sqlite")
+            if key.startswith("db:"):
+                return Instances([prepare_database(group[0].database)], synthetic=False)
+            if not group[0].db_schema.strip():
+                return Instances([], True, error="the record has no schema (context) to synthesize a database from")
+            golds = [sql for e in group for sql in e.gold_sqls]
+            return Instances(synthesize(group[0].db_schema, golds, dialect=dialect, instances=n_instances), True)
+        except Exception as err:  # a bad dump or a schema the synthesizer cannot read: a harness problem
+            return Instances([], key.startswith("synth:"), error=plain(f"{type(err).__name__}: {err}"))
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        prepared = dict(zip(groups, pool.map(prepare, groups)))
+    for inst in prepared.values():
+        if inst.paths and inst.engine == "duckdb":
+            inst.columns = column_names(inst.paths[0])
+    return prepared
+
+
+def column_names(db_path: Path) -> set[str]:
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        return {name for (name,) in con.execute("SELECT DISTINCT column_name FROM duckdb_columns() "
+                                                "WHERE NOT internal").fetchall()}
+
+
+def open_sandboxes(instances: dict[str, Instances], timeout_s: float) -> None:
+    for inst in instances.values():
+        engine = SqliteSandbox if inst.engine == "sqlite" else Sandbox
+        inst.boxes = [engine(path, timeout_s=timeout_s) for path in inst.paths]
+
+
+# ------------------------------------------------------------------ scoring
+
+
+def score_all(examples: list[Example], raw: dict[str, dict], instances: dict[str, Instances],
+              scoring: Scoring, workers: int) -> list[dict]:
+    """One result row per example, in input order; examples run in a thread pool over shared sandboxes
+    (DuckDB releases the GIL while a query runs; each execute() has its own cursor)."""
+    open_sandboxes(instances, scoring.timeout_s)
+
+    def one(example: Example) -> dict:
+        text = raw.get(example.id, {}).get("raw", "")
+        pred_sql = example.pred_sql if example.pred_sql is not None else extract_sql(text, scoring.dialect)
+        inst = instances.get(instance_key(example))
+        if example.database_error:
+            score = Score("gold_error", example.database_error)
+        elif inst is None or inst.error:
+            score = Score("gold_error", f"no database: {inst.error if inst else 'not prepared'}")
+        else:
+            score = score_example(example, pred_sql, inst, scoring)
+        return result_row(example, pred_sql, text, score, inst, scoring.dialect)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, examples))
+
+
+def result_row(example: Example, pred_sql: str, text: str, score: Score, inst: Instances | None,
+               dialect: str) -> dict:
+    gold = example.gold_sqls[0] if example.gold_sqls else ""
+    row = {
+        "id": example.id, "db_id": example.db_id, "question": example.question, "gold_sql": gold,
+        "pred_sql": pred_sql, "raw": text, "status": score.status, "reason": score.reason,
+        "hardness": hardness(gold, dialect) if gold else "", "difficulty": example.difficulty,
+        "category": example.category, "exact_match": score.exact_match, "valid_sql": score.valid_sql,
+        "instances": len(inst.paths) if inst else 0, "synthetic": bool(inst and inst.synthetic),
+        "engine": inst.engine if inst and inst.paths else "",
+        # Synthesized data only: a gold result that differs between instances depends on the data; the rest
+        # are settled by flag_non_discriminating once the sandboxes are closed.
+        "discriminating": score.gold_varies or None, "source": example.source,
+    }
+    if len(example.gold_sqls) > 1:
+        row["gold_alternatives"] = len(example.gold_sqls)
+    return row
+
+
+def score_example(example: Example, pred_sql: str, inst: Instances, scoring: Scoring) -> Score:
+    """Status and reason for one prediction; every failure is a status, never an exception."""
+    golds, gold_failures = run_golds(example, inst, scoring)
+    if not golds:
+        return Score("gold_error", "the gold SQL does not run: " + " | ".join(dict.fromkeys(gold_failures)))
+    score = score_pred(example, pred_sql, golds, inst, scoring)
+    first = golds[0]
+    score.gold_varies = inst.synthetic and any(not _same(first.results[0], r, first, scoring)
+                                               for r in first.results[1:])
+    return score
+
+
+def run_golds(example: Example, inst: Instances, scoring: Scoring) -> tuple[list[Gold], list[str]]:
+    """The gold alternatives that run on every instance, and why the others do not."""
+    golds, failures = [], []
+    for sql in example.gold_sqls:
+        try:
+            runnable = _runnable(sql, inst, scoring)
+            results = [box.execute(runnable) for box in inst.boxes]
+        except Exception as err:  # sqlglot can fail on odd input with other errors than ParseError
+            failures.append(f"cannot transpile: {plain(str(err))}")
+            continue
+        failed = next(((i, r) for i, r in enumerate(results) if r.status != "ok"), None)
+        if failed:
+            failures.append(f"{_where(failed[0], inst)}{failed[1].status}: {plain(failed[1].error)}")
+            continue
+        golds.append(Gold(sql, has_order_by(sql, scoring.dialect), results))
+    return golds, failures
+
+
+def score_pred(example: Example, pred_sql: str, golds: list[Gold], inst: Instances, scoring: Scoring) -> Score:
+    if not pred_sql.strip():
+        return Score("pred_parse_error", "no SQL found in the model output")
+    parsed = parse_sql(pred_sql, scoring.dialect)
+    pred_normal = normalise(pred_sql, scoring.dialect)  # eval.sql.exact_match, with the pred normalised once
+    exact = any(normalise(g, scoring.dialect) == pred_normal for g in example.gold_sqls)
+    if not parsed.ok:
+        return Score("pred_parse_error", f"not valid {scoring.dialect} SQL: {plain(parsed.error)}", False, exact)
+    try:
+        runnable = _runnable(pred_sql, inst, scoring)
+    except Exception as err:
+        return Score("pred_parse_error", f"cannot transpile to DuckDB: {plain(str(err))}", False, exact)
+
+    pred_results = []
+    for i, box in enumerate(inst.boxes):
+        result = box.execute(runnable)
+        if result.status != "ok":
+            return Score(PRED_STATUS[result.status], f"{_where(i, inst)}{plain(result.error)}", True, exact)
+        pred_results.append(result)
+
+    # Correct when some gold alternative matches on every instance.
+    for gold in golds:
+        if all(_same(g, p, gold, scoring) for g, p in zip(gold.results, pred_results)):
+            return Score("match", "", True, exact)
+    first = golds[0]
+    i = next(i for i, (g, p) in enumerate(zip(first.results, pred_results)) if not _same(g, p, first, scoring))
+    reason = _where(i, inst) + describe_mismatch(first.results[i], pred_results[i], first.order_matters)
+    if len(golds) > 1:
+        reason += f" (compared with the first of {len(golds)} accepted gold queries; none matched)"
+    return Score("mismatch", reason, True, exact)
+
+
+def _same(gold_result: ExecutionResult, other: ExecutionResult, gold: Gold, scoring: Scoring) -> bool:
+    return compare_results(gold_result, other, order_matters=gold.order_matters, mode=scoring.mode,
+                           float_tolerance=scoring.float_tolerance)
+
+
+def flag_non_discriminating(rows: list[dict], examples: list[Example], instances: dict[str, Instances],
+                            dialect: str, workers: int) -> None:
+    """Settle `discriminating` for synthesized examples whose gold gave one result on every instance:
+    eval.synth.check_gold also runs it on an empty copy of the schema. Only after the sandboxes are closed:
+    DuckDB refuses a second connection with other settings to an open file."""
+    pending = [(row, example) for row, example in zip(rows, examples)
+               if row["synthetic"] and row["discriminating"] is None and row["status"] != "gold_error"]
+
+    def check(example: Example) -> bool:
+        try:
+            return check_gold(instances[instance_key(example)].paths, example.gold_sqls[0], dialect).discriminating
+        except Exception:  # the gold ran during scoring; a failure here says nothing about the data
+            return False
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for (row, _), found in zip(pending, pool.map(check, [example for _, example in pending])):
+            row["discriminating"] = found
+
+
+def _runnable(sql: str, inst: Instances, scoring: Scoring) -> str:
+    """The SQL as executed: DISTINCT stripped in spider mode (the official evaluation drops every DISTINCT
+    from both queries before running them, DESIGN.md), then transpiled unless SQLite runs it."""
+    if scoring.mode == "spider":
+        sql = strip_distinct(sql, scoring.dialect)
+    return sql if inst.engine == "sqlite" else to_duckdb(sql, scoring.dialect, inst.columns)
+
+
+def plain(message: str, limit: int = 400) -> str:
+    """An error message as one line of plain words: no ANSI colours (sqlglot underlines the bad token), no
+    DuckDB caret diagram (the SQL is in the same result row)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", message).split("\nLINE ", 1)[0]
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _where(i: int, inst: Instances) -> str:
+    return f"on synthesized instance {i + 1} of {len(inst.paths)}: " if inst.synthetic else ""
+
+
+def describe_mismatch(gold: ExecutionResult, pred: ExecutionResult, order_matters: bool) -> str:
+    """Plain words for how two results differ, with up to three rows found only on each side."""
+    if gold.truncated != pred.truncated:
+        which = "gold" if gold.truncated else "pred"
+        return f"the {which} result has more rows than the row limit and the other does not"
+    if gold.rows and pred.rows and len(gold.rows[0]) != len(pred.rows[0]):
+        return (f"gold has {len(gold.rows[0])} columns ({', '.join(gold.columns)}), pred has {len(pred.rows[0])} "
+                f"({', '.join(pred.columns)})")
+    key = lambda row: tuple(sorted(map(repr, row)))  # noqa: E731 -- column order may differ
+    gold_rows, pred_rows = Counter(map(key, gold.rows)), Counter(map(key, pred.rows))
+    if gold_rows == pred_rows:
+        if order_matters:
+            return "same rows in another order (the gold query has ORDER BY)"
+        return "the rows hold the same values but no column order makes them equal"
+    only_gold = [r for r in gold.rows if (gold_rows - pred_rows)[key(r)]][:3]
+    only_pred = [r for r in pred.rows if (pred_rows - gold_rows)[key(r)]][:3]
+    parts = [f"gold {len(gold.rows)} rows, pred {len(pred.rows)} rows"]
+    if only_gold:
+        parts.append("only in gold: " + ", ".join(_short_row(r) for r in only_gold))
+    if only_pred:
+        parts.append("only in pred: " + ", ".join(_short_row(r) for r in only_pred))
+    return "; ".join(parts)
+
+
+def _short_row(row: tuple) -> str:
+    text = repr(tuple(row))
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+if __name__ == "__main__":
+    main()
