@@ -197,13 +197,12 @@ def _spider_examples(rows: list[dict], path: str, db_root: str) -> tuple[list[Ex
 def _record_examples(path: str, fmt: str, db_root: str | None) -> tuple[list[Example], list[str]]:
     records, problems = load_records(DatasetSpec(path=path, format=fmt))
     messages = [f"{p.source}: {p.message}" for p in problems]
-    raw_rows = _rows_by_source(path)
     examples = []
     for i, record in enumerate(records):
         if not record.answer.strip():
             messages.append(f"{record.source}: no gold SQL (the record has no answer); the record is skipped")
             continue
-        extra = {**raw_rows.get(record.source, {}), **record.meta}
+        extra = record.meta
         example = Example(id=str(extra.get("id", i)), question=record.question, gold_sqls=[record.answer],
                           db_id=record.db_id, db_schema=record.context,
                           difficulty=str(extra.get("difficulty") or extra.get("hardness") or ""),
@@ -215,30 +214,6 @@ def _record_examples(path: str, fmt: str, db_root: str | None) -> tuple[list[Exa
             _locate_database(example, db_root, required=False)
         examples.append(example)
     return examples, messages
-
-
-def _rows_by_source(path: str) -> dict[str, dict]:
-    """source -> raw JSON row (keyed as load_records names sources), for the fields Record.meta does not
-    carry for every format yet (know_sql's difficulty, category, id)."""
-    name = Path(path).name
-    if path.lower().endswith(".jsonl"):
-        rows = {}
-        for number, line in enumerate(Path(path).read_text(encoding="utf-8-sig").split("\n"), start=1):
-            try:
-                row = json.loads(line) if line.strip() else None
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict):
-                rows[f"{name}:{number}"] = row
-        return rows
-    if path.lower().endswith(".json"):
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
-        except json.JSONDecodeError:
-            return {}
-        data = data.get("data", []) if isinstance(data, dict) else data
-        return {f"{name}[{i}]": row for i, row in enumerate(data) if isinstance(row, dict)}
-    return {}
 
 
 # ------------------------------------------------------------------ databases

@@ -240,12 +240,16 @@ def _preview(value: Any) -> str:
 # ---------------------------------------------------------------- formats
 
 
+KNOW_SQL_FIELDS = ("context", "question", "answer", "db_id", "system")
+
+
 def _know_sql(row: dict) -> Record:
     context, question, answer = _fields(row, "know_sql", ("context", "question", "answer"))
-    db_path = _text(row, "db_path", required=False)
+    # Other plain fields (id, db_path, difficulty, category, ...) travel in meta: eval reports by them.
+    meta = {k: v for k, v in row.items()
+            if k not in KNOW_SQL_FIELDS and isinstance(v, (str, int, float, bool)) and v != ""}
     return sql_record(context, question, answer, db_id=_text(row, "db_id", required=False),
-                      system=_text(row, "system", required=False) or SQL_SYSTEM,
-                      meta={"db_path": db_path} if db_path else None)
+                      system=_text(row, "system", required=False) or SQL_SYSTEM, meta=meta)
 
 
 def _spider_converter(path: str) -> Callable[[dict], Record]:
