@@ -1,0 +1,91 @@
+"""Request and response bodies of the HTTP API (pydantic: validated at the edge, dataclasses inside).
+
+Requests forbid unknown fields (a misspelt `max_row` is an error, not silently ignored) and bound every size,
+so one request cannot ask for unbounded memory or time.
+"""
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_QUESTION_CHARS = 2_000
+MAX_SCHEMA_CHARS = 200_000  # ~50k tokens: far past any context; the token budget check gives the real limit
+MAX_SQL_CHARS = 20_000
+MAX_ROWS_LIMIT = 10_000  # hard cap; the server's --max-rows may be lower
+MAX_NEW_TOKENS_LIMIT = 4_096
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class SQLRequest(Request):
+    question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, examples=["How many restaurants are there?"])
+    db_schema: str | None = Field(None, min_length=1, max_length=MAX_SCHEMA_CHARS,
+                                  description="CREATE TABLE text; give this or `database`")
+    database: str | None = Field(None, min_length=1, max_length=200, examples=["restaurants"],
+                                 description="a registered database (GET /databases); give this or `db_schema`")
+    execute: bool = Field(False, description="also run the SQL on `database` and return the rows")
+    max_rows: int | None = Field(None, ge=1, le=MAX_ROWS_LIMIT, description="rows returned (default: server's)")
+    max_new_tokens: int | None = Field(None, ge=1, le=MAX_NEW_TOKENS_LIMIT,
+                                       description="answer budget in tokens (default and upper bound: server's)")
+    prune_schema: bool = Field(False, description="send the model only the tables the question seems to need")
+
+    @model_validator(mode="after")
+    def one_schema_source(self) -> "SQLRequest":
+        if (self.db_schema is None) == (self.database is None):
+            raise ValueError("give exactly one of `db_schema` (CREATE TABLE text) or `database` (a registered name)")
+        if self.execute and self.database is None:
+            raise ValueError("`execute` needs `database`: pasted DDL has no rows to run the SQL on")
+        return self
+
+
+class ExecuteRequest(Request):
+    database: str = Field(min_length=1, max_length=200, examples=["restaurants"])
+    sql: str = Field(min_length=1, max_length=MAX_SQL_CHARS, examples=["SELECT COUNT(*) FROM restaurant"])
+    max_rows: int | None = Field(None, ge=1, le=MAX_ROWS_LIMIT)
+
+
+class ExecuteResponse(BaseModel):
+    status: str = Field(description="ok | error | timeout | rejected (SQL that may not run)")
+    columns: list[str] = []
+    rows: list[list[Any]] = []
+    truncated: bool = False
+    error: str = ""
+    elapsed_s: float = 0.0
+
+
+class Timings(BaseModel):
+    generate_s: float  # queue wait + generation
+    execute_s: float = 0.0
+    total_s: float
+
+
+class SQLResponse(BaseModel):
+    sql: str = Field(description="the SQL taken from the model's text ('' if it wrote none)")
+    valid: bool = Field(description="sqlglot parses it as one DuckDB statement")
+    parse_error: str = ""
+    raw: str = Field(description="the model's text as generated")
+    prompt_tokens: int
+    new_tokens: int
+    batch_size: int = Field(description="prompts generated together with this one")
+    kept_tables: list[str] | None = Field(None, description="with prune_schema: the tables the model was shown")
+    timings: Timings
+    result: ExecuteResponse | None = Field(None, description="with execute: the rows, or why there are none")
+
+
+class DatabaseInfo(BaseModel):
+    name: str
+    tables: list[str]
+    db_schema: str  # CREATE TABLE text, as the model sees it
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    detail: Any = None
+
+
+class ErrorBody(BaseModel):
+    """Every failure has this body, whatever its status (401, 404, 413, 422, 429, 503, 504, ...)."""
+    error: ErrorDetail

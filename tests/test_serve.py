@@ -1,0 +1,492 @@
+"""The HTTP API: every route and status, the one error shape, hostile SQL, micro-batching, shutdown.
+
+A FakeBackend (canned SQL) stands in for the model except in the one `slow` test with the embedded model.
+Databases are real: the defog-data `restaurants` database and a SQLite file made here.
+"""
+
+import asyncio
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from serve.app import create_app, json_value
+from serve.batching import BatcherClosed, MicroBatcher, PromptTooLong
+from serve.main import build_settings, parse_args
+from serve.pruning import prune_schema, split_statements
+from serve.settings import Settings
+from serve.testing import FakeBackend, free_port, running_server
+from sqlft.config import GenerationConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+COUNT_SQL = "SELECT COUNT(*) AS n FROM restaurant"
+
+
+def settings(**kw) -> Settings:
+    return Settings(**{"databases": {"restaurants": "restaurants"}, **kw})
+
+
+def wait_ready(client: TestClient, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, client.get("/readyz").json()
+        time.sleep(0.02)
+
+
+def serve(backend: FakeBackend | None = None, **kw) -> TestClient:
+    backend = backend or FakeBackend(COUNT_SQL)
+    client = TestClient(create_app(settings(**kw), load_backend=lambda s: backend))
+    client.__enter__()
+    wait_ready(client)
+    return client
+
+
+@pytest.fixture
+def client():
+    c = serve()
+    yield c
+    c.__exit__(None, None, None)
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "detail"}, body
+    assert body["error"]["code"] == code, body
+    assert body["error"]["message"]
+    return body["error"]
+
+
+# ------------------------------------------------------------------------------------------ routes
+
+
+def test_health_ready_and_databases(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["databases"] == ["restaurants"]
+    [db] = client.get("/databases").json()
+    assert db["name"] == "restaurants" and "restaurant" in db["tables"]
+    assert "CREATE TABLE restaurant" in db["db_schema"]
+    assert client.get("/docs").status_code == 200
+    assert "/sql" in client.get("/openapi.json").json()["paths"]
+
+
+def test_sql_with_pasted_schema(client):
+    r = client.post("/sql", json={"question": "How many heads?", "db_schema": "CREATE TABLE head (age INT)"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["sql"] == COUNT_SQL and body["valid"] and body["parse_error"] == ""
+    assert body["raw"] == COUNT_SQL and body["prompt_tokens"] > 0 and body["new_tokens"] > 0
+    assert body["result"] is None and body["batch_size"] == 1
+    assert body["timings"]["total_s"] >= body["timings"]["generate_s"] >= 0
+
+
+def test_sql_on_database_executes(client):
+    r = client.post("/sql", json={"question": "How many restaurants?", "database": "restaurants", "execute": True})
+    assert r.status_code == 200, r.text
+    result = r.json()["result"]
+    assert result["status"] == "ok" and result["columns"] == ["n"] and result["rows"][0][0] > 0
+
+
+def test_sql_model_writes_bad_or_no_sql():
+    for text, valid in (("SELEC name FRM restaurant", False), ("I cannot help with that.", False)):
+        c = serve(FakeBackend(text))
+        body = c.post("/sql", json={"question": "q?", "database": "restaurants", "execute": True}).json()
+        c.__exit__(None, None, None)
+        assert body["valid"] is valid and body["parse_error"] and body["raw"] == text
+        assert body["result"]["status"] == "error" and body["result"]["error"]
+
+
+def test_sql_rows_bounded_and_values_are_json(client):
+    r = client.post("/execute", json={"database": "restaurants", "sql": "SELECT * FROM restaurant", "max_rows": 2})
+    body = r.json()
+    assert r.status_code == 200 and body["status"] == "ok" and len(body["rows"]) == 2 and body["truncated"]
+    r = client.post("/execute", json={"database": "restaurants", "sql":
+                    "SELECT DATE '2024-01-02' AS d, 1.5::DECIMAL(4,2) AS x, 'nan'::DOUBLE AS f, '\\xAB'::BLOB AS b"})
+    assert r.json()["rows"] == [["2024-01-02", 1.5, "nan", "ab"]]
+    assert json_value(float("inf")) == "inf"
+
+
+def test_sqlite_database_from_flags(tmp_path):
+    path = tmp_path / "shop.sqlite"
+    with sqlite3.connect(path) as con:
+        con.execute("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT, price REAL)")
+        con.executemany("INSERT INTO item VALUES (?, ?, ?)", [(1, "pen", 1.5), (2, "ink", 3.0)])
+    (tmp_path / "dbs.yaml").write_text("databases:\n  shop: shop.sqlite\n")
+    s = build_settings(parse_args(["--backend", "fake", "--no-demo-databases", "--databases",
+                                   str(tmp_path / "dbs.yaml"), "--database", "r=restaurants"]))
+    assert s.databases == {"shop": str(path), "r": "restaurants"} and s.backend == "fake"
+    c = TestClient(create_app(s, load_backend=lambda _: FakeBackend("SELECT name FROM item ORDER BY price")))
+    with c:
+        wait_ready(c)
+        body = c.post("/sql", json={"question": "Items by price?", "database": "shop", "execute": True}).json()
+        assert body["result"]["rows"] == [["pen"], ["ink"]]
+        assert {d["name"] for d in c.get("/databases").json()} == {"shop", "r"}
+
+
+def test_cli_option_problems_exit():
+    with pytest.raises(SystemExit, match="--max-rows must be >= 1"):
+        build_settings(parse_args(["--max-rows", "0"]))
+
+
+# ------------------------------------------------------------------------------------------ failures
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({"question": "q"}, "exactly one of"),
+    ({"question": "q", "db_schema": "CREATE TABLE t (a INT)", "database": "restaurants"}, "exactly one of"),
+    ({"question": "q", "db_schema": "CREATE TABLE t (a INT)", "execute": True}, "needs `database`"),
+    ({"question": "", "database": "restaurants"}, "question"),
+    ({"question": "q" * 2001, "database": "restaurants"}, "at most 2000"),
+    ({"question": "q", "database": "restaurants", "max_row": 5}, "max_row"),
+    ({"question": "q", "database": "restaurants", "max_rows": 0}, "max_rows"),
+    ({"question": "q", "database": "restaurants", "max_rows": 10_001}, "max_rows"),
+    ({"question": "q", "database": "restaurants", "max_rows": 5000}, "over this server's limit"),
+    ({"question": "q", "database": "restaurants", "max_new_tokens": 500}, "over this server's limit"),
+    ({"question": ["q"], "database": "restaurants"}, "question"),
+])
+def test_validation_errors_have_the_error_shape(client, body, fragment):
+    error = assert_error(client.post("/sql", json=body), 422, "invalid_request")
+    assert fragment in error["message"]
+
+
+def test_not_json_unknown_routes_and_databases(client):
+    assert_error(client.post("/sql", content=b"{oops", headers={"content-type": "application/json"}),
+                 422, "invalid_json")
+    assert_error(client.get("/nope"), 404, "not_found")
+    assert_error(client.delete("/sql"), 405, "method_not_allowed")
+    assert_error(client.get("/sql"), 405, "method_not_allowed")
+    error = assert_error(client.post("/sql", json={"question": "q", "database": "nope"}), 404, "unknown_database")
+    assert "restaurants" in error["message"]
+    assert_error(client.post("/execute", json={"database": "nope", "sql": "SELECT 1"}), 404, "unknown_database")
+
+
+def test_api_key():
+    c = serve(api_key="s3cret")
+    try:
+        assert c.get("/healthz").status_code == 200 and c.get("/readyz").status_code == 200
+        body = {"question": "q", "database": "restaurants"}
+        for headers in ({}, {"X-API-Key": "wrong"}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+            assert_error(c.post("/sql", json=body, headers=headers), 401, "unauthorized")
+        assert_error(c.get("/databases"), 401, "unauthorized")
+        assert_error(c.post("/execute", json={"database": "restaurants", "sql": "SELECT 1"}), 401, "unauthorized")
+        assert c.post("/sql", json=body, headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert c.get("/databases", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    finally:
+        c.__exit__(None, None, None)
+
+
+def test_context_too_long_then_pruned():
+    big = "\n".join(f"CREATE TABLE audit_{i} (entry_{i} INTEGER, note_{i} VARCHAR, stamp_{i} VARCHAR);"
+                    for i in range(60))
+    ddl = big + "\nCREATE TABLE singer (singer_id INTEGER, name VARCHAR, age INTEGER);"
+    c = serve(FakeBackend("SELECT COUNT(*) FROM singer", max_context=512), max_new_tokens=64)
+    try:
+        error = assert_error(c.post("/sql", json={"question": "How many singers?", "db_schema": ddl}),
+                             413, "context_too_long")
+        assert "prune_schema" in error["message"] and error["detail"]["over_by"] > 0
+        assert error["detail"]["prompt_tokens"] + 64 > 512
+        body = c.post("/sql", json={"question": "How many singers?", "db_schema": ddl, "prune_schema": True}).json()
+        assert body["kept_tables"] == ["singer"] and body["sql"] == "SELECT COUNT(*) FROM singer"
+        # A smaller answer budget is the other way out; a question matching every table is not.
+        assert c.post("/sql", json={"question": "q", "db_schema": big[:1500], "max_new_tokens": 8}).status_code == 200
+        error = assert_error(c.post("/sql", json={"question": "Which entry notes?", "db_schema": ddl,
+                                                  "prune_schema": True}), 413, "context_too_long")
+        assert "even with the schema pruned" in error["message"]
+    finally:
+        c.__exit__(None, None, None)
+
+
+def test_body_too_large():
+    c = serve(max_body_bytes=1000)
+    try:
+        assert_error(c.post("/sql", json={"question": "q", "db_schema": "x" * 2000}), 413, "body_too_large")
+    finally:
+        c.__exit__(None, None, None)
+
+
+def test_not_ready_then_ready_and_load_failure():
+    release = threading.Event()
+
+    def slow_load(_):
+        release.wait(10)
+        return FakeBackend(COUNT_SQL)
+
+    with TestClient(create_app(settings(), load_backend=slow_load)) as c:
+        assert c.get("/healthz").status_code == 200
+        assert_error(c.get("/readyz"), 503, "not_ready")
+        assert_error(c.post("/sql", json={"question": "q", "database": "restaurants"}), 503, "not_ready")
+        assert_error(c.get("/databases"), 503, "not_ready")
+        assert_error(c.post("/execute", json={"database": "restaurants", "sql": "SELECT 1"}), 503, "not_ready")
+        release.set()
+        wait_ready(c)
+        assert c.post("/sql", json={"question": "q", "database": "restaurants"}).status_code == 200
+
+    def broken(_):
+        raise FileNotFoundError("no model at runs/x/merged")
+
+    with TestClient(create_app(settings(), load_backend=broken)) as c:
+        deadline = time.monotonic() + 10
+        while c.get("/readyz").json()["error"]["code"] == "not_ready" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "no model at runs/x/merged" in assert_error(c.get("/readyz"), 503, "load_failed")["message"]
+
+    with TestClient(create_app(Settings(databases={"x": "no/such/file.duckdb"}),
+                               load_backend=lambda s: FakeBackend())) as c:
+        deadline = time.monotonic() + 10
+        while c.get("/readyz").json()["error"]["code"] == "not_ready" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "no/such/file.duckdb" in assert_error(c.get("/readyz"), 503, "load_failed")["message"]
+
+
+def test_backend_failure_is_502():
+    class Broken(FakeBackend):
+        def generate(self, prompts, gen=None):
+            raise RuntimeError("CUDA out of memory")
+
+    c = serve(Broken())
+    try:
+        error = assert_error(c.post("/sql", json={"question": "q", "database": "restaurants"}), 502, "backend_error")
+        assert "out of memory" in error["message"]
+        assert c.get("/readyz").status_code == 200  # the worker survives a failed batch
+    finally:
+        c.__exit__(None, None, None)
+
+
+# ------------------------------------------------------------------------------------------ concurrency (real server)
+
+
+def post_many(url: str, bodies: list[dict], path: str = "/sql") -> list[httpx.Response]:
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(lambda b: httpx.post(url + path, json=b, timeout=30), bodies))
+
+
+def test_busy_server_answers_429_at_once():
+    backend = FakeBackend(COUNT_SQL, delay_s=1.0)
+    with running_server(create_app(settings(max_concurrency=2), load_backend=lambda s: backend)) as url:
+        start = time.monotonic()
+        responses = post_many(url, [{"question": f"q{i}", "database": "restaurants"} for i in range(6)])
+        codes = sorted(r.status_code for r in responses)
+        assert codes.count(200) == 2 and codes.count(429) == 4, codes
+        busy = next(r for r in responses if r.status_code == 429)
+        assert_error(busy, 429, "busy")
+        assert busy.headers["retry-after"] == "1"
+        assert busy.elapsed.total_seconds() < 0.9  # answered without waiting for the model
+        assert time.monotonic() - start < 5
+
+
+def test_timeout_is_504_and_server_goes_on():
+    backend = FakeBackend(COUNT_SQL, delay_s=1.5)
+    with running_server(create_app(settings(request_timeout_s=0.3), load_backend=lambda s: backend)) as url:
+        r = httpx.post(url + "/sql", json={"question": "q", "database": "restaurants"}, timeout=10)
+        assert "request timeout" in assert_error(r, 504, "timeout")["message"]
+        assert httpx.get(url + "/healthz").status_code == 200
+
+
+def test_micro_batching_groups_and_routes_answers():
+    def echo(prompt: str) -> str:  # answer each question with its own number: answers must not be swapped
+        n = re.search(r"question (\d+)", prompt).group(1)
+        return f"SELECT {n} AS n"
+
+    for batching, expect_batches in ((True, True), (False, False)):
+        backend = FakeBackend(echo, delay_s=0.3)
+        app = create_app(settings(batching=batching, max_batch=8, max_wait_ms=50), load_backend=lambda s: backend)
+        with running_server(app) as url:
+            bodies = [{"question": f"question {i}?", "database": "restaurants", "execute": True} for i in range(8)]
+            responses = post_many(url, bodies)
+        assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
+        for i, r in enumerate(responses):
+            assert r.json()["result"]["rows"] == [[i]]
+        assert sum(backend.calls) == 8
+        if expect_batches:
+            assert max(backend.calls) > 1 and len(backend.calls) < 8, backend.calls
+            assert max(r.json()["batch_size"] for r in responses) > 1
+        else:
+            assert backend.calls == [1] * 8
+
+
+def test_graceful_shutdown_finishes_requests_in_flight():
+    backend = FakeBackend(COUNT_SQL, delay_s=1.0)
+    port = free_port()
+    app = create_app(settings(), load_backend=lambda s: backend)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(url + "/readyz").status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(httpx.post, url + "/sql", json={"question": "q", "database": "restaurants"},
+                               timeout=10) for _ in range(3)]
+        time.sleep(0.3)
+        server.should_exit = True  # what uvicorn's SIGTERM handler does
+        assert all(f.result().status_code == 200 for f in futures)
+    thread.join(10)
+    assert not thread.is_alive()
+    assert app.state.sqlft.batcher.prompts == 3
+
+
+def test_sigterm_stops_the_cli_server():
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "serve.main", "--backend", "fake", "--no-demo-databases",
+                             "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+            time.sleep(0.1)
+        body = {"question": "q", "db_schema": "CREATE TABLE t (a INT)"}
+        assert httpx.post(f"http://127.0.0.1:{port}/sql", json=body).json()["sql"] == "SELECT * FROM t LIMIT 5"
+        proc.send_signal(signal.SIGTERM)
+        # uvicorn shuts down cleanly, then re-raises the signal: the exit status says "stopped by SIGTERM".
+        assert proc.wait(20) in (0, -signal.SIGTERM)
+        log = proc.stdout.read()
+        assert "Application shutdown complete" in log and "stopped: 1 prompt(s)" in log, log
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_batcher_groups_checks_budget_and_drains():
+    backend = FakeBackend("SELECT 1", delay_s=0.2, max_context=100)
+    batcher = MicroBatcher(backend, max_batch=4, max_wait_s=0.05)
+
+    async def burst():
+        short, long_ = GenerationConfig(max_new_tokens=8), GenerationConfig(max_new_tokens=16)
+        jobs = [batcher.generate("p" * 40, short) for _ in range(3)] + [batcher.generate("p" * 40, long_)]
+        jobs.append(batcher.generate("p" * 400, short))  # ~100 tokens + 8 > 100
+        return await asyncio.gather(*jobs, return_exceptions=True)
+
+    results = asyncio.run(burst())
+    assert [r.batch_size for r in results[:4]] == [3, 3, 3, 1]  # different settings: separate calls
+    assert isinstance(results[4], PromptTooLong) and results[4].max_context == 100
+    assert sorted(backend.calls) == [1, 3]
+
+    async def close_while_queued():
+        eight = GenerationConfig(max_new_tokens=8)
+        pending = [asyncio.ensure_future(batcher.generate("p", eight)) for _ in range(6)]
+        await asyncio.sleep(0.01)
+        await asyncio.to_thread(batcher.close)  # finishes what is queued, then stops
+        done = await asyncio.gather(*pending)
+        try:
+            await batcher.generate("late", eight)
+        except BatcherClosed:
+            return done, True
+        return done, False
+
+    done, refused = asyncio.run(close_while_queued())
+    assert len(done) == 6 and refused and not batcher._thread.is_alive()
+
+
+# ------------------------------------------------------------------------------------------ hostile SQL
+
+HOSTILE = [
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM '/etc/passwd'",
+    "SELECT * FROM read_text('/etc/hostname')",
+    "SELECT * FROM glob('/*')",
+    "ATTACH 'evil.duckdb' AS evil",
+    "COPY (SELECT * FROM restaurant) TO 'out.csv'",
+    "COPY restaurant TO 'out.parquet' (FORMAT parquet)",
+    "EXPORT DATABASE 'dump'",
+    "CREATE TABLE stolen AS SELECT * FROM restaurant",
+    "DROP TABLE restaurant",
+    "INSERT INTO restaurant VALUES (1, 'a', 'b', 'c', 1.0)",
+    "UPDATE restaurant SET rating = 0",
+    "DELETE FROM restaurant",
+    "SELECT 1; DROP TABLE restaurant",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "SET enable_external_access = true",
+    "PRAGMA database_list",
+    "SELECT * FROM duckdb_settings()",
+    "CALL pragma_version()",
+    "SELECT * FROM other_db.main.restaurant",
+    "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r",
+]
+
+
+def test_hostile_sql_is_rejected_or_stopped(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = set(tmp_path.rglob("*"))
+
+    def hostile(prompt: str) -> str:
+        return HOSTILE[int(re.search(r"case (\d+)", prompt).group(1))]
+
+    c = serve(FakeBackend(hostile), execute_timeout_s=1.0)
+    try:
+        for i, sql in enumerate(HOSTILE):
+            direct = c.post("/execute", json={"database": "restaurants", "sql": sql})
+            assert direct.status_code == 200, direct.text
+            assert direct.json()["status"] in ("rejected", "timeout", "error"), (sql, direct.json())
+            assert "root:" not in direct.text
+            via_model = c.post("/sql", json={"question": f"case {i}", "database": "restaurants", "execute": True})
+            assert via_model.status_code == 200, via_model.text
+            body = via_model.json()
+            # extract_sql keeps the first statement only: "SELECT 1; DROP ..." runs as "SELECT 1".
+            assert body["result"]["status"] in ("rejected", "timeout", "error") or body["sql"] == "SELECT 1", body
+            assert "root:" not in via_model.text
+        assert c.post("/execute", json={"database": "restaurants", "sql": COUNT_SQL}).json()["rows"][0][0] > 0
+    finally:
+        c.__exit__(None, None, None)
+    assert set(tmp_path.rglob("*")) == before  # no file written, attached or exported
+
+
+# ------------------------------------------------------------------------------------------ schema pruning
+
+
+def test_prune_schema_rules():
+    ddl = ("CREATE TABLE author (aid INT, name TEXT, PRIMARY KEY (aid));\n"
+           "CREATE TABLE writes (aid INT, pid INT);\n"
+           "CREATE TABLE publication (pid INT, title TEXT, year INT, PRIMARY KEY (pid));\n"
+           "CREATE TABLE weather (id INT PRIMARY KEY, city TEXT, temperature REAL);\n"
+           "CREATE TABLE station (id INT PRIMARY KEY, city_id INT REFERENCES city(id), name TEXT);\n"
+           "CREATE TABLE city (id INT PRIMARY KEY, name TEXT);")
+    pruned, kept = prune_schema(ddl, "Which authors wrote the most publications?")
+    assert kept == ["author", "writes", "publication"]
+    assert pruned.splitlines() == ddl.splitlines()[:3]  # original text, original order
+    # A declared foreign key brings the referenced table along; "name" is in most tables and points nowhere.
+    assert prune_schema(ddl, "List the stations")[1] == ["station", "city"]
+    assert prune_schema(ddl, "What is the answer?")[0] == ddl  # nothing to go on: all kept
+    assert split_statements("CREATE TABLE \"a;b\" (x INT); -- c;\nCREATE TABLE c (y INT)") == [
+        'CREATE TABLE "a;b" (x INT);', "-- c;\nCREATE TABLE c (y INT)"]
+
+
+# ------------------------------------------------------------------------------------------ the real model
+
+
+@pytest.mark.slow
+def test_real_embedded_model_answers_on_a_defog_database():
+    with TestClient(create_app(settings(max_new_tokens=24))) as c:
+        wait_ready(c, timeout_s=120)
+        assert c.get("/readyz").json()["template"]
+        # The base (not fine-tuned) model answers "How many ...?" in prose; asked for a query, it writes SQL.
+        r = c.post("/sql", json={"question": "Write a SQL query that counts the restaurants.",
+                                 "database": "restaurants", "execute": True})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["raw"] and body["new_tokens"] > 0 and body["prompt_tokens"] > 50
+    assert body["sql"], body  # the 135M base model writes SQL here; whether it is right is eval's business
+    assert body["result"]["status"] in ("ok", "error", "rejected")

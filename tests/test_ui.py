@@ -1,0 +1,190 @@
+"""The Streamlit page: AppTest against a real API on 127.0.0.1 (fake model, real defog database), the
+`sqlft ui --with-server` launcher, and one end-to-end run in headless Chromium that saves a screenshot.
+
+Screenshots go to $SQLFT_ARTIFACTS, else tests/artifacts/.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from serve.app import create_app
+from serve.settings import Settings
+from serve.testing import FakeBackend, free_port, running_server
+from ui.charts import Chart, choose_chart
+from ui.client import ApiClient, result_problem
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "ui" / "app.py")
+CITY_SQL = "SELECT city_name, COUNT(*) AS restaurants FROM restaurant GROUP BY city_name ORDER BY 2 DESC, 1"
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def api_url():
+    backend = FakeBackend(CITY_SQL)
+    app = create_app(Settings(databases={"restaurants": "restaurants"}), load_backend=lambda s: backend)
+    with running_server(app) as url:
+        yield url
+
+
+def page(monkeypatch, url: str) -> AppTest:
+    monkeypatch.setenv("SQLFT_API_URL", url)
+    monkeypatch.delenv("SQLFT_API_KEY", raising=False)
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def kinds(at: AppTest) -> list[str]:
+    return [getattr(e, "type", "") for e in at.main]
+
+
+# ------------------------------------------------------------------------------------------ pieces
+
+
+def test_choose_chart():
+    assert choose_chart(["city", "n"], [["a", 1], ["b", 2]]) == Chart("bar", "city", "n")
+    assert choose_chart(["n", "city"], [[1, "a"], [2, None]]) == Chart("bar", "city", "n")
+    assert choose_chart(["day", "n"], [["2024-01-01", 1], ["2024-01-02", 2]]) == Chart("line", "day", "n")
+    assert choose_chart(["year", "papers"], [[2019, 4], [2020, 7]]) == Chart("line", "year", "papers")
+    assert choose_chart(["city", "n"], [["a", 1]]) is None  # one bar says nothing
+    assert choose_chart(["a", "b"], [["x", "y"], ["z", "w"]]) is None  # no number
+    assert choose_chart(["a", "b", "c"], [["x", 1, 2], ["y", 3, 4]]) is None
+    assert choose_chart(["ok", "n"], [[True, 1], [False, 2]]) == Chart("bar", "ok", "n")
+
+
+def test_client_errors_are_plain_words():
+    reply = ApiClient(f"http://127.0.0.1:{free_port()}").databases()
+    assert not reply.ok and "Cannot reach the sqlft API" in reply.error and "sqlft serve" in reply.error
+    assert "not run" in result_problem({"status": "rejected", "error": "DROP"})
+    assert result_problem({"status": "ok"}) == ""
+
+
+# ------------------------------------------------------------------------------------------ AppTest
+
+
+def test_ask_see_sql_table_chart_and_history(monkeypatch, api_url):
+    at = page(monkeypatch, api_url)
+    assert at.selectbox[0].value == "restaurants"
+    assert "CREATE TABLE restaurant" in at.code[0].value  # the schema
+    at.text_input[0].input("Which city has the most restaurants?")
+    at.button[0].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.code[-1].value == CITY_SQL and at.code[-1].language == "sql"
+    frame = at.dataframe[0].value
+    assert list(frame.columns) == ["city_name", "restaurants"] and len(frame) > 1
+    assert "vega_lite_chart" in kinds(at)  # one label + one number column: a bar chart
+    assert at.text_area(key="sql_editor").value == CITY_SQL
+    assert at.sidebar.button[-1].label.startswith("✓ Which city")  # history
+
+    # Edit the SQL and run it; then SQL that may not run is explained, not raised.
+    at.text_area(key="sql_editor").input("SELECT name, rating FROM restaurant ORDER BY rating DESC LIMIT 3")
+    next(b for b in at.button if b.label == "Run SQL").click().run()
+    frame = at.dataframe[0].value
+    assert list(frame.columns) == ["name", "rating"] and len(frame) == 3
+    at.text_area(key="sql_editor").input("DROP TABLE restaurant")
+    next(b for b in at.button if b.label == "Run SQL").click().run()
+    assert not at.exception and "was not run" in at.error[0].value and not at.dataframe
+
+
+def test_pasted_ddl_gives_sql_without_running(monkeypatch, api_url):
+    at = page(monkeypatch, api_url)
+    at.radio[0].set_value("Paste DDL").run()
+    at.text_area[0].input("CREATE TABLE restaurant (city_name VARCHAR);")
+    at.text_input[0].input("Count per city")
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert at.code[-1].value == CITY_SQL and not at.dataframe
+    assert next(b for b in at.button if b.label == "Run SQL").disabled
+
+
+def test_api_down_is_said_in_plain_words(monkeypatch):
+    at = page(monkeypatch, f"http://127.0.0.1:{free_port()}")
+    assert "Cannot reach the sqlft API" in at.sidebar.error[0].value
+    assert at.button[0].disabled  # no asking without an API
+
+
+# ------------------------------------------------------------------------------------------ launcher + browser
+
+
+def wait_http(url: str, timeout_s: float = 90, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert proc is None or proc.poll() is None, f"process exited with {proc.returncode}"
+        assert time.monotonic() < deadline, f"{url} did not answer in {timeout_s} s"
+        time.sleep(0.2)
+
+
+def stop(proc: subprocess.Popen) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
+def test_sqlft_ui_with_server_starts_and_stops_both():
+    api_port, ui_port = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "ui.main", "--with-server", "fake-model", "--api-url",
+                             f"http://127.0.0.1:{api_port}", "--port", str(ui_port), "--",
+                             "--backend", "fake", "--no-demo-databases"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{api_port}/readyz", proc=proc)
+        wait_http(f"http://127.0.0.1:{ui_port}/_stcore/health", proc=proc)
+    finally:
+        stop(proc)
+    for url in (f"http://127.0.0.1:{api_port}/healthz", f"http://127.0.0.1:{ui_port}/_stcore/health"):
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(url, timeout=2)
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+def test_browser_end_to_end(api_url, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download)")
+    artifacts = Path(os.environ.get("SQLFT_ARTIFACTS") or ROOT / "tests" / "artifacts")
+    artifacts.mkdir(parents=True, exist_ok=True)
+    ui_port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "ui.main", "--api-url", api_url, "--port", str(ui_port)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{ui_port}/_stcore/health", proc=proc)
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch_persistent_context(
+                str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True,
+                viewport={"width": 1400, "height": 1700},
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                      "--disable-sync", "--no-first-run"])
+            try:
+                tab = browser.new_page()
+                tab.goto(f"http://127.0.0.1:{ui_port}", wait_until="networkidle", timeout=60_000)
+                question = tab.get_by_label("Question")
+                question.wait_for(timeout=60_000)
+                question.fill("Which city has the most restaurants?")
+                tab.get_by_role("button", name="Generate SQL").click()
+                tab.locator('[data-testid="stDataFrame"]').wait_for(timeout=60_000)
+                tab.locator('[data-testid="stVegaLiteChart"]').first.wait_for(timeout=30_000)
+                assert "GROUP BY city_name" in tab.locator('[data-testid="stCode"]').last.inner_text()
+                tab.wait_for_timeout(1500)  # let the chart finish drawing before the picture
+                shot = artifacts / "ui_end_to_end.png"
+                tab.screenshot(path=str(shot), full_page=True)
+            finally:
+                browser.close()
+        assert shot.stat().st_size > 10_000
+    finally:
+        stop(proc)
