@@ -100,6 +100,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="scoring threads")
     parser.add_argument("--max-new-tokens", type=int, help="answer budget (overrides the config)")
     parser.add_argument("--timeout-s", type=float, default=5.0, help="time limit per query in seconds")
+    parser.add_argument("--openai-url", help="generate through an OpenAI-compatible server (e.g. vLLM serving the "
+                        "merged folder: http://127.0.0.1:8000/v1); MODEL is then the served model name")
+    parser.add_argument("--model-dir", help="with --openai-url: the merged folder (template, tokenizer, context)")
     args = parser.parse_args(argv)
     problems = []
     if args.predictions and (args.model or args.data):
@@ -237,6 +240,16 @@ def read_predictions(path: Path) -> dict[str, dict]:
     return done
 
 
+def remote_loader(args: argparse.Namespace) -> Callable[..., Any]:
+    """Generation on a serving engine (vLLM, TGI, ...) through its OpenAI-compatible completions endpoint: the
+    same backend as `sqlft serve --backend openai`; prompts are still rendered by sqlft.templates."""
+    from sqlft.remote import OpenAIBackend
+
+    def load(ref: str, template: str | None = None):
+        return OpenAIBackend(args.openai_url, ref, template=template, model_dir=args.model_dir)
+    return load
+
+
 def generate_predictions(args: argparse.Namespace, evalset: EvalSet, gen: GenerationConfig, out: Path,
                          load_model: Callable[..., Any] | None) -> tuple[dict[str, dict], str | None]:
     """Model output for every example, reading what OUT/predictions.jsonl already holds and generating the rest
@@ -255,6 +268,8 @@ def generate_predictions(args: argparse.Namespace, evalset: EvalSet, gen: Genera
     todo = [e for e in evalset.examples if e.id not in done]
     template = json.loads(meta_path.read_text()).get("template") if meta_path.is_file() else None
     if todo:
+        if load_model is None and args.openai_url:
+            load_model = remote_loader(args)
         if load_model is None:
             from sqlft.generate import InferenceModel
             load_model = InferenceModel.load

@@ -143,3 +143,20 @@ def test_serve_with_the_openai_backend(fake_openai):
         assert client.get("/readyz").json()["max_context"] == 4096
         error = client.post("/sql", json={"question": "FAIL", "db_schema": DDL}).json()["error"]
         assert error["code"] == "backend_error" and "model crashed" in error["message"]
+
+
+def test_eval_generates_through_the_openai_backend(fake_openai, tmp_path):
+    """`sqlft eval NAME --openai-url URL`: a large eval on a serving engine, scored by sqlft as usual."""
+    from eval.run import main as eval_main
+
+    out = tmp_path / "eval"
+    eval_main(["sqlft", "--data", "demo:eval", "--limit", "4", "--openai-url", fake_openai,
+               "--template", "chatml", "--out", str(out)])
+    sent = completions()
+    assert sent and all(b["model"] == "sqlft" for b in sent)
+    assert sum(len(b["prompt"]) if isinstance(b["prompt"], list) else 1 for b in sent) == 4
+    assert all("<|im_start|>assistant\n" in p for b in sent for p in (b["prompt"] if isinstance(b["prompt"], list)
+                                                                      else [b["prompt"]]))
+    results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(results) == 4 and all(r["pred_sql"].startswith("SELECT COUNT(*) FROM singer") for r in results)
+    assert {r["status"] for r in results} <= {"pred_exec_error", "rejected", "mismatch"}  # no 'singer' table there
