@@ -28,7 +28,7 @@ class ModelConfig:
     double_quant: bool = True  # also quantize the quantization constants (~0.4 bit/param saved)
     compute_dtype: str = "bfloat16"  # dtype of 4-bit matmuls, and of autocast when train.bf16 is on
     dtype: str = "auto"  # dtype of non-quantized weights: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16
-    attn_implementation: str = "sdpa"  # sdpa, eager, or flash_attention_2 (GPU, when installed)
+    attn_implementation: str = "auto"  # auto (flash_attention_2 on a GPU where flash-attn is installed, else sdpa), sdpa, eager, flash_attention_2
     trust_remote_code: bool = False  # allow model code from the hub (off: only transformers' own architectures)
 
 
@@ -123,7 +123,7 @@ CHOICES = {
     "model.quant_type": ("nf4", "fp4"),
     "model.compute_dtype": ("bfloat16", "float16", "float32"),
     "model.dtype": ("auto", "float32", "bfloat16", "float16"),
-    "model.attn_implementation": ("sdpa", "eager", "flash_attention_2"),
+    "model.attn_implementation": ("auto", "sdpa", "eager", "flash_attention_2"),
     "data.overlong": ("drop", "fail"),
     "data.template": ("sql", "alpaca", "llama2", "llama3", "chatml", "yuan", "tokenizer"),
     "data.train[].format": ("auto", "know_sql", "spider", "alpaca", "dolly", "sharegpt", "messages", "guanaco",

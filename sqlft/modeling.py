@@ -44,6 +44,17 @@ def weights_dtype(model_cfg: ModelConfig) -> torch.dtype:
     return torch.float32
 
 
+def attention(model_cfg: ModelConfig) -> str:
+    """`auto`: FlashAttention-2 on a GPU where the flash-attn package is installed (fastest, and packed rows need
+    no mask there), else PyTorch's SDPA."""
+    if model_cfg.attn_implementation != "auto":
+        return model_cfg.attn_implementation
+    import importlib.util
+    if has_gpu() and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
 def check_device_options(config: Config) -> None:
     """GPU-only options on a machine without a GPU: one error listing each, with what to set instead."""
     if has_gpu():
@@ -95,7 +106,7 @@ def load_base_model(model_cfg: ModelConfig, *, for_training: bool):
     from transformers import AutoModelForCausalLM
 
     path = resolve_model_path(model_cfg.name)
-    kwargs = dict(dtype=weights_dtype(model_cfg), attn_implementation=model_cfg.attn_implementation,
+    kwargs = dict(dtype=weights_dtype(model_cfg), attn_implementation=attention(model_cfg),
                   trust_remote_code=model_cfg.trust_remote_code)
     quant = quantization_config(model_cfg)
     if quant is not None:
