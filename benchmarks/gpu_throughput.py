@@ -27,7 +27,7 @@ from transformers import TrainerCallback  # noqa: E402
 
 from sqlft.config import Config, ModelConfig, load_config  # noqa: E402
 from sqlft.data import Example, TrainingData  # noqa: E402
-from sqlft.modeling import (add_lora, fix_bnb_cpu_gradients, has_gpu, quantization_config,  # noqa: E402
+from sqlft.modeling import (add_lora, attention, fix_bnb_cpu_gradients, has_gpu, quantization_config,  # noqa: E402
                             weights_dtype)
 from sqlft.train import build_trainer  # noqa: E402
 
@@ -119,14 +119,14 @@ def build_base_model(arch: dict, model_cfg: ModelConfig, device: str):
     config = LlamaConfig(**arch)
     dtype = weights_dtype(model_cfg)
     with torch.device(device):
-        model = LlamaForCausalLM._from_config(config, dtype=dtype, attn_implementation=model_cfg.attn_implementation)
+        model = LlamaForCausalLM._from_config(config, dtype=dtype, attn_implementation=attention(model_cfg))
     quant = quantization_config(model_cfg)
     if quant is not None:
         state_dict = model.state_dict()
         del model
         model = LlamaForCausalLM.from_pretrained(  # None: the weights come from state_dict, not from files
             None, config=config, state_dict=state_dict, quantization_config=quant, dtype=dtype,
-            attn_implementation=model_cfg.attn_implementation, device_map={"": device})
+            attn_implementation=attention(model_cfg), device_map={"": device})
         del state_dict
         fix_bnb_cpu_gradients(model)
     model.train()
