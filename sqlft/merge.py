@@ -1,6 +1,6 @@
 """Merge a run's LoRA adapter into its base model: one 16-bit folder that plain `transformers` (or vLLM) loads.
 
-    sqlft merge RUN [--out DIR] [--dtype bfloat16|float16|float32] [--no-verify]
+    sqlft merge RUN [--out DIR] [--dtype auto|bfloat16|float16|float32] [--no-verify]
 
 The base is reloaded unquantized in 16-bit, the adapter merged (merge_and_unload), and the folder saved with its
 tokenizer, generation config, sqlft.yaml (template, system text) and a model card. Then the merged model is loaded
@@ -19,7 +19,7 @@ import yaml
 
 from sqlft.config import GenerationConfig
 from sqlft.generate import SQLFT_META, InferenceModel, resolve_ref
-from sqlft.modeling import DTYPES, resolve_model_path
+from sqlft.modeling import DTYPES, load_tokenizer, resolve_model_path
 from sqlft.templates import stop_strings
 
 SAMPLE_PROMPTS = "sample_prompts.json"  # written by train: a few validation prompts, used to verify the merge
@@ -29,7 +29,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="sqlft merge", description=__doc__.split("\n")[0])
     parser.add_argument("run", help="training run folder (holds config.yaml and adapter/)")
     parser.add_argument("--out", help="output folder (default: RUN/merged)")
-    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
+                        help="auto: the base model's own 16-bit dtype (Llama-2: float16, Llama-3: bfloat16), "
+                             "float16 for a base stored in float32 (finer than bfloat16, so greedy answers stay "
+                             "those of the adapter)")
     parser.add_argument("--no-verify", action="store_true", help="skip the merged-equals-adapter check")
     return parser.parse_args(argv)
 
@@ -46,7 +49,7 @@ class MergeMismatch(RuntimeError):
     pass
 
 
-def merge(run_dir: Path, out: Path | None = None, dtype: str = "bfloat16", verify: bool = True) -> Path:
+def merge(run_dir: Path, out: Path | None = None, dtype: str = "auto", verify: bool = True) -> Path:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
@@ -55,6 +58,7 @@ def merge(run_dir: Path, out: Path | None = None, dtype: str = "bfloat16", verif
         raise FileNotFoundError(f"{run_dir} is not a training run with an adapter (expected config.yaml and "
                                 "adapter/; a full fine-tune's model/ folder is already a plain model)")
     out = out or run_dir / "merged"
+    dtype = base_dtype(ref.base) if dtype == "auto" else dtype
     torch_dtype = DTYPES[dtype]
     base = AutoModelForCausalLM.from_pretrained(resolve_model_path(ref.base), dtype=torch_dtype)
     merged = PeftModel.from_pretrained(base, ref.adapter).merge_and_unload()
@@ -63,8 +67,7 @@ def merge(run_dir: Path, out: Path | None = None, dtype: str = "bfloat16", verif
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(tmp, safe_serialization=True)
-    tokenizer = adapter_model.tokenizer if adapter_model else InferenceModel.load(str(run_dir)).tokenizer
-    tokenizer.padding_side = "right"
+    tokenizer = load_tokenizer(ref.adapter)  # as trained (InferenceModel switches its own copy to left padding)
     tokenizer.save_pretrained(tmp)
     write_generation_config(tmp, run_dir, tokenizer)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -80,6 +83,14 @@ def merge(run_dir: Path, out: Path | None = None, dtype: str = "bfloat16", verif
         verify_merge(adapter_model, out, run_dir, dtype)
     print(f"[sqlft] merged {run_dir} -> {out} ({dtype})")
     return out
+
+
+def base_dtype(base: str) -> str:
+    """The base model's 16-bit dtype from its config.json, float16 when it is stored in 32 bits."""
+    from transformers import AutoConfig
+
+    stored = str(getattr(AutoConfig.from_pretrained(resolve_model_path(base)), "dtype", "") or "")
+    return "bfloat16" if "bfloat16" in stored else "float16"
 
 
 def write_generation_config(folder: Path, run_dir: Path, tokenizer) -> None:
