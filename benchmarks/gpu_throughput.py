@@ -98,7 +98,7 @@ def synthetic_data(n: int, max_length: int, vocab_size: int, seed: int = 0) -> T
         ids = rng.integers(4, vocab_size, size=total).tolist()  # 0-3 are the special tokens of the tokenizer below
         examples.append(Example(ids, [0] * (total - answer) + [1] * answer))
     return TrainingData(train=examples, validation=[], report=None, validation_report=None, mix_info={},
-                        sample_prompts=[])
+                        sample_prompts=[], validation_records=[])
 
 
 def special_tokens_tokenizer():

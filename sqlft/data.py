@@ -30,6 +30,7 @@ class TrainingData:
     validation_report: ValidationReport | None
     mix_info: dict
     sample_prompts: list[str]  # a few validation prompts: merge checks merged == adapter on them
+    validation_records: list[Record]  # held out (whole databases with split_by_db): `sqlft eval` can score them
 
 
 def with_system(record: Record, config: Config) -> Record:
@@ -86,7 +87,13 @@ def build_training_data(config: Config, tokenizer) -> TrainingData:
         val_examples = [example_of[id(r)] for r in val_records]
     check_loss_mask(train_examples)
     samples = [render_prompt(r, config.data.template, tokenizer) for r in (val_records or records)[:4]]
-    return TrainingData(train_examples, val_examples, report, val_report, mix_info, samples)
+    return TrainingData(train_examples, val_examples, report, val_report, mix_info, samples, val_records)
+
+
+def held_out_sql_rows(records: list[Record]) -> list[dict]:
+    """The held-out SQL records as know_sql rows, for `sqlft eval RUN --data RUN/validation.jsonl`."""
+    return [{"db_id": r.db_id, "question": r.question, "context": r.context, "answer": r.answer, **r.meta}
+            for r in records if r.task == "sql"]
 
 
 def check_loss_mask(examples: list[Example]) -> None:

@@ -22,7 +22,7 @@ import torch
 from transformers import TrainerCallback
 
 from sqlft.config import Config, ConfigError, load_config, save_config
-from sqlft.data import build_training_data, to_hf_dataset
+from sqlft.data import build_training_data, held_out_sql_rows, to_hf_dataset
 from sqlft.formats import DataError
 from sqlft.merge import SAMPLE_PROMPTS
 from sqlft.modeling import (add_lora, check_device_options, has_gpu, load_base_model, load_tokenizer, memory_mb,
@@ -69,6 +69,8 @@ def train(config: Config, resume: bool = False) -> Path:
              "validation": data.validation_report.to_dict() if data.validation_report else None,
              "examples": {"train": len(data.train), "validation": len(data.validation)}}, indent=2))
         (run_dir / SAMPLE_PROMPTS).write_text(json.dumps(data.sample_prompts, indent=2))
+        with open(run_dir / "validation.jsonl", "w") as f:  # never trained on: score it with `sqlft eval`
+            f.writelines(json.dumps(row) + "\n" for row in held_out_sql_rows(data.validation_records))
 
     # Before the model: under a launcher this joins the process group and picks this process's GPU (4-bit
     # weights load onto it), and under ZeRO-3 it tells from_pretrained to load the weights partitioned.

@@ -38,6 +38,8 @@ def test_lora_changes_adapter_and_leaves_base_untouched(tiny_model_dir, sql_json
     assert metrics["global_step"] == 6 and metrics["tokens_seen"] > 0
     for name in ("config.yaml", "data_report.json", "loss.png", "sample_prompts.json", "adapter/tokenizer.json"):
         assert (run_dir / name).is_file(), name
+    held_out = [json.loads(line) for line in (run_dir / "validation.jsonl").read_text().splitlines()]
+    assert len(held_out) == 6 and all(row["context"] and row["answer"] for row in held_out)
 
 
 def test_loss_mask_covers_exactly_the_answer(tiny_model_dir):
