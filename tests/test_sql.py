@@ -233,3 +233,11 @@ def test_to_duckdb_edge_cases() -> None:
     assert to_duckdb("SELECT a / 2 FROM t WHERE a > 1", "sqlite", {"a"}) == "SELECT a // 2 FROM t WHERE a > '1'"
     assert "ILIKE" in to_duckdb("SELECT a FROM t WHERE a LIKE 'x%'", "sqlite")
     assert to_duckdb("SELECT TOP 1 a FROM t", "tsql") == "SELECT a FROM t LIMIT 1"
+
+
+def test_normalise_never_raises_on_model_written_ddl():
+    """Seen in a real eval: the base model wrote CREATE TABLE with a PRIMARY KEY naming no column, and sqlglot's
+    SQLite generator raised KeyError; a failed prediction is data, not a crash."""
+    ddl = "CREATE TABLE bookings (id INTEGER, PRIMARY KEY (booking_id))"
+    assert normalise(ddl, "sqlite") == ddl
+    assert exact_match("SELECT 1", ddl, "sqlite") is False
