@@ -126,11 +126,14 @@ class InferenceModel:
         return results
 
     def stop_token_ids(self) -> list[int]:
-        """EOS plus every stop string that is a single token (<|im_end|>, <|eot_id|>, </s>, <eod>)."""
-        ids = {self.tokenizer.eos_token_id}
-        vocab = self.tokenizer.get_vocab()
-        ids.update(vocab[s] for s in self.stops if s in vocab)
-        return sorted(i for i in ids if i is not None)
+        return stop_token_ids(self.template, self.tokenizer)
+
+
+def stop_token_ids(template: str, tokenizer) -> list[int]:
+    """EOS plus every stop string that is a single token (<|im_end|>, <|eot_id|>, </s>, <eod>)."""
+    vocab = tokenizer.get_vocab()
+    ids = {tokenizer.eos_token_id} | {vocab[s] for s in stop_strings(template, tokenizer) if s in vocab}
+    return sorted(i for i in ids if i is not None)
 
 
 def cut_at_stop(text: str, stops: list[str]) -> str:

@@ -14,13 +14,11 @@ import shutil
 import sys
 from pathlib import Path
 
-import torch
 import yaml
 
 from sqlft.config import GenerationConfig
-from sqlft.generate import SQLFT_META, InferenceModel, resolve_ref
-from sqlft.modeling import DTYPES, load_tokenizer, resolve_model_path
-from sqlft.templates import stop_strings
+from sqlft.generate import SQLFT_META, InferenceModel, resolve_ref, stop_token_ids
+from sqlft.modeling import DTYPES, has_gpu, load_tokenizer, resolve_model_path
 
 SAMPLE_PROMPTS = "sample_prompts.json"  # written by train: a few validation prompts, used to verify the merge
 
@@ -52,6 +50,7 @@ class MergeMismatch(RuntimeError):
 def merge(run_dir: Path, out: Path | None = None, dtype: str = "auto", verify: bool = True) -> Path:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
+    from transformers import GenerationConfig as HFGenerationConfig
 
     ref = resolve_ref(str(run_dir))
     if ref.kind != "run":
@@ -59,17 +58,21 @@ def merge(run_dir: Path, out: Path | None = None, dtype: str = "auto", verify: b
                                 "adapter/; a full fine-tune's model/ folder is already a plain model)")
     out = out or run_dir / "merged"
     dtype = base_dtype(ref.base) if dtype == "auto" else dtype
-    torch_dtype = DTYPES[dtype]
-    base = AutoModelForCausalLM.from_pretrained(resolve_model_path(ref.base), dtype=torch_dtype)
-    merged = PeftModel.from_pretrained(base, ref.adapter).merge_and_unload()
-    adapter_model = InferenceModel.load(str(run_dir), dtype=dtype) if verify else None
+    prompts = sample_prompts(run_dir) if verify else []
+    base = AutoModelForCausalLM.from_pretrained(resolve_model_path(ref.base), dtype=DTYPES[dtype])
+    adapter_model = PeftModel.from_pretrained(base, ref.adapter).to("cuda" if has_gpu() else "cpu").eval()
+    # The adapter model's answers come from the very model object that is then merged: one base load, not two.
+    expected = greedy_answers(InferenceModel(adapter_model, load_tokenizer(ref.adapter), ref.template, ref.system,
+                                             ref), prompts) if verify else []
+    merged = adapter_model.merge_and_unload()
 
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(tmp, safe_serialization=True)
     tokenizer = load_tokenizer(ref.adapter)  # as trained (InferenceModel switches its own copy to left padding)
     tokenizer.save_pretrained(tmp)
-    write_generation_config(tmp, run_dir, tokenizer)
+    HFGenerationConfig(eos_token_id=stop_token_ids(ref.template, tokenizer), pad_token_id=tokenizer.pad_token_id,
+                       bos_token_id=tokenizer.bos_token_id, do_sample=False).save_pretrained(tmp)
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     (tmp / SQLFT_META).write_text(yaml.safe_dump({
         "base_model": config["model"]["name"], "template": ref.template, "system": ref.system,
@@ -80,7 +83,7 @@ def merge(run_dir: Path, out: Path | None = None, dtype: str = "auto", verify: b
     tmp.rename(out)
 
     if verify:
-        verify_merge(adapter_model, out, run_dir, dtype)
+        verify_merge(expected, prompts, out, dtype)
     print(f"[sqlft] merged {run_dir} -> {out} ({dtype})")
     return out
 
@@ -93,29 +96,25 @@ def base_dtype(base: str) -> str:
     return "bfloat16" if "bfloat16" in stored else "float16"
 
 
-def write_generation_config(folder: Path, run_dir: Path, tokenizer) -> None:
-    from transformers import GenerationConfig as HFGenerationConfig
-
-    ref = resolve_ref(str(run_dir))
-    vocab = tokenizer.get_vocab()
-    eos = sorted({tokenizer.eos_token_id} | {vocab[s] for s in stop_strings(ref.template, tokenizer) if s in vocab})
-    HFGenerationConfig(eos_token_id=eos, pad_token_id=tokenizer.pad_token_id, do_sample=False,
-                       bos_token_id=tokenizer.bos_token_id).save_pretrained(folder)
-
-
-def verify_merge(adapter_model: InferenceModel, merged_dir: Path, run_dir: Path, dtype: str) -> None:
-    """Greedy answers of the merged folder (loaded back from disk) must equal the adapter model's."""
+def sample_prompts(run_dir: Path) -> list[str]:
     prompts_file = run_dir / SAMPLE_PROMPTS
     prompts = json.loads(prompts_file.read_text()) if prompts_file.is_file() else []
     if not prompts:
         raise MergeMismatch(f"{prompts_file} is missing: cannot verify; rerun with --no-verify to skip the check")
-    gen = GenerationConfig(max_new_tokens=48, batch_size=len(prompts))
-    expected = [g.text for g in adapter_model.generate(prompts, gen)]
-    merged = InferenceModel.load(str(merged_dir), dtype=dtype)
-    got = [g.text for g in merged.generate(prompts, gen)]
-    differ = [(p, e, g) for p, e, g in zip(prompts, expected, got) if e != g]
+    return prompts
+
+
+def greedy_answers(model: InferenceModel, prompts: list[str]) -> list[str]:
+    gen = GenerationConfig(max_new_tokens=48, batch_size=max(1, len(prompts)))
+    return [g.text for g in model.generate(prompts, gen)]
+
+
+def verify_merge(expected: list[str], prompts: list[str], merged_dir: Path, dtype: str) -> None:
+    """Greedy answers of the merged folder (loaded back from disk) must equal the adapter model's."""
+    got = greedy_answers(InferenceModel.load(str(merged_dir), dtype=dtype), prompts)
+    differ = [(e, g) for e, g in zip(expected, got) if e != g]
     if differ:
-        prompt, e, g = differ[0]
+        e, g = differ[0]
         raise MergeMismatch(f"the merged model answers {len(differ)} of {len(prompts)} sample prompts differently "
                             f"from the adapter model (e.g. adapter: {e!r} vs merged: {g!r}). The merged folder "
                             f"{merged_dir} must not be used; try --dtype float32.")
