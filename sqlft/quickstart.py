@@ -42,7 +42,7 @@ def main(argv=None) -> dict:
         print(f"[quickstart] 1/4 train: {run_dir} is already trained, reusing it (delete it to train again)")
     else:
         print(f"[quickstart] 1/4 train {config.model.name} ({config.model.method}) -> {run_dir}")
-        train(config, resume=(run_dir / "checkpoints").is_dir())
+        train(config, resume=run_dir.exists())  # a killed run resumes (or restarts if it saved no checkpoint)
     timings["train_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
