@@ -137,6 +137,9 @@ def markdown(summary: dict, rows: list[dict]) -> str:
                   f"- {gen['examples']} answers, {gen['total_s']} s in all, {gen['per_example_s']} s per example, "
                   f"{gen['tokens_per_s']} new tokens/s ({gen['new_tokens']} new, {gen['prompt_tokens']} prompt tokens)",
                   f"- decoding: `{json.dumps(s.get('decoding'))}`"]
+        if gen.get("guided_replaced"):
+            lines.append(f"- execution-guided: {gen['guided_replaced']} greedy answers that did not run on the "
+                         "empty schema were replaced by a sampled answer that did")
     if summary["non_discriminating_gold"]:
         lines += ["", f"{len(summary['non_discriminating_gold'])} gold queries give the same result on every "
                   "synthesized instance and on an empty database (non-discriminating): any prediction with that "

@@ -11,6 +11,7 @@ OUT holds predictions.jsonl (appended per batch: a killed eval resumes), results
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -27,6 +28,7 @@ import duckdb
 from eval import report
 from eval.compare import MODES, compare_results
 from eval.database import DatabaseError, prepare_database
+from eval.guided import ExecutionGuide, generate
 from eval.hardness import hardness
 from eval.inputs import EvalSet, Example, load_eval_set, load_predictions
 from eval.sandbox import ExecutionResult, Sandbox
@@ -100,6 +102,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--instances", type=int, default=3, help="synthesized databases per schema-only example")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="scoring threads")
     parser.add_argument("--max-new-tokens", type=int, help="answer budget (overrides the config)")
+    parser.add_argument("--batch-size", type=int, help="prompts per generation batch (overrides the config)")
+    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
+                        help="weights for generation (auto: bfloat16 on a GPU, float32 on a CPU)")
+    parser.add_argument("--no-prefix-cache", action="store_true", help="read every prompt whole (prefix caching "
+                        "off: slower, same answers; for measuring it)")
+    parser.add_argument("--constrain-identifiers", action="store_true", help="schema-constrained "
+                        "decoding: after FROM/JOIN and 'alias.' only names of the schema may be written")
+    parser.add_argument("--candidates", type=int, help="execution-guided decoding: when the greedy answer does not "
+                        "run on the empty schema, sample up to N-1 more and keep the first that runs")
     parser.add_argument("--timeout-s", type=float, default=5.0, help="time limit per query in seconds")
     parser.add_argument("--engine", choices=ENGINES, default="auto", help="where SQL runs. auto: on SQLite "
                         "itself when the dialect is sqlite and the database is a SQLite file (what the official "
@@ -223,14 +234,24 @@ def generation_config(args: argparse.Namespace) -> GenerationConfig:
     gen = load_config(args.config).generation if args.config else GenerationConfig()
     if args.max_new_tokens:
         gen = dataclasses.replace(gen, max_new_tokens=args.max_new_tokens)
+    if args.no_prefix_cache:
+        gen = dataclasses.replace(gen, prefix_cache=False)
+    if args.constrain_identifiers:
+        gen = dataclasses.replace(gen, constrain_identifiers=True)
+    if args.candidates:
+        gen = dataclasses.replace(gen, candidates=args.candidates)
+    if args.batch_size:
+        gen = dataclasses.replace(gen, batch_size=args.batch_size)
     return gen
 
 
 def fingerprint(args: argparse.Namespace, evalset: EvalSet, gen: GenerationConfig) -> dict:
-    """What decides the model's answers; batch_size is left out so a resume may use another."""
+    """What decides the model's answers; batch_size and prefix_cache (speed only) are left out so that a resume
+    may use others."""
     model = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
-    decoding = {k: v for k, v in dataclasses.asdict(gen).items() if k != "batch_size"}
-    return {"model": model, "template": args.template, "data_sha256": evalset.sha256, "decoding": decoding}
+    decoding = {k: v for k, v in dataclasses.asdict(gen).items() if k not in ("batch_size", "prefix_cache")}
+    return {"model": model, "template": args.template, "data_sha256": evalset.sha256, "decoding": decoding,
+            **({"dtype": args.dtype} if getattr(args, "dtype", "auto") != "auto" else {})}
 
 
 def read_predictions(path: Path) -> dict[str, dict]:
@@ -280,30 +301,41 @@ def generate_predictions(args: argparse.Namespace, evalset: EvalSet, gen: Genera
             load_model = remote_loader(args)
         if load_model is None:
             from sqlft.generate import InferenceModel
-            load_model = InferenceModel.load
+            load_model = functools.partial(InferenceModel.load, dtype=args.dtype)
         print(f"loading {args.model}", file=sys.stderr)
         model = load_model(args.model, template=args.template)
         template = getattr(model, "template", args.template)
         meta_path.write_text(json.dumps({"fingerprint": wanted, "template": template}, indent=2))
         prompts = {e.id: model.sql_prompt(e.db_schema, e.question) for e in todo}
-        todo.sort(key=lambda e: len(prompts[e.id]))  # similar lengths per batch: less padding
+        guide = ExecutionGuide(args.dialect or evalset.dialect, gen.candidates, gen.candidate_temperature) \
+            if gen.candidates > 1 else None
+        todo.sort(key=lambda e: prompts[e.id])  # text order: a batch shares its schema prefix (prefix_cache)
         print(f"generating {len(todo)} answers ({len(done)} already in {pred_path})", file=sys.stderr)
         drop_partial_line(pred_path)
         with open(pred_path, "a", encoding="utf-8") as f:
             for start in range(0, len(todo), gen.batch_size):
                 batch = todo[start:start + gen.batch_size]
                 began = time.perf_counter()
-                outputs = model.generate([prompts[e.id] for e in batch], gen)
+                batch_prompts, schemas = [prompts[e.id] for e in batch], [e.db_schema for e in batch]
+                outputs = greedy = generate(model, batch_prompts, gen, schemas)
+                if guide:
+                    outputs = guide.improve(model, batch_prompts, schemas, greedy, gen)
                 seconds = time.perf_counter() - began
-                for example, output in zip(batch, outputs):
+                for i, (example, output) in enumerate(zip(batch, outputs)):
                     line = {"id": example.id, "raw": output.text, "prompt_tokens": output.prompt_tokens,
                             "new_tokens": output.new_tokens, "seconds": seconds / len(batch)}
+                    if output is not greedy[i]:
+                        line["guided_from"] = greedy[i].text  # the greedy answer, which did not run
                     f.write(json.dumps(line, ensure_ascii=False) + "\n")
                     done[example.id] = line
                 f.flush()  # a kill loses at most the batch being generated
                 made = start + len(batch)
                 tokens = sum(o.new_tokens for o in outputs)
                 print(f"  {made}/{len(todo)} ({tokens / seconds:.1f} new tokens/s)", file=sys.stderr)
+        if guide:
+            print(f"execution-guided: {guide.replaced} answers replaced by one of {guide.sampled} samples",
+                  file=sys.stderr)
+            guide.close()
     return done, template
 
 
@@ -323,6 +355,7 @@ def generation_stats(raw: dict[str, dict], examples: list[Example]) -> dict:
     return {"examples": len(lines), "total_s": round(seconds, 3),
             "per_example_s": round(seconds / len(lines), 3) if lines else 0.0,
             "new_tokens": new, "prompt_tokens": sum(line.get("prompt_tokens", 0) for line in lines),
+            "guided_replaced": sum(1 for line in lines if "guided_from" in line),
             "tokens_per_s": round(new / seconds, 2) if seconds else 0.0}
 
 

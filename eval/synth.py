@@ -853,6 +853,13 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def create_table_sql(table: Table) -> str:
+    """The DuckDB CREATE TABLE of a parsed table. No PRIMARY KEY / FOREIGN KEY / NOT NULL: synthesized data is
+    meant to break them at times."""
+    columns = ", ".join(f"{_quote(c.name)} {c.type}" for c in table.columns)
+    return f"CREATE TABLE {_quote(table.name)} ({columns})"
+
+
 def _write(path: Path, tables: list[Table], rows: dict[str, list[tuple]]) -> None:
     """Build into a temp file next to `path`, then rename: readers never see a half-built database."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
@@ -861,9 +868,7 @@ def _write(path: Path, tables: list[Table], rows: dict[str, list[tuple]]) -> Non
         try:
             con.begin()  # one transaction: a commit per statement makes a build ~5x slower
             for table in tables:
-                # No PRIMARY KEY / FOREIGN KEY / NOT NULL: the data is meant to break them at times.
-                columns = ", ".join(f"{_quote(c.name)} {c.type}" for c in table.columns)
-                con.execute(f"CREATE TABLE {_quote(table.name)} ({columns})")
+                con.execute(create_table_sql(table))
                 if rows.get(table.name):
                     marks = ", ".join("(" + ", ".join("?" for _ in table.columns) + ")" for _ in rows[table.name])
                     params = [v for row in rows[table.name] for v in row]

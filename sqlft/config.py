@@ -55,11 +55,13 @@ class DataConfig:
     validation: list[DatasetSpec] = field(default_factory=list)  # empty: split val_fraction off train
     template: str = "chatml"  # prompt template (sqlft.templates): sql, alpaca, llama2, llama3, chatml, yuan, tokenizer
     system: str = SQL_SYSTEM  # system text for SQL records (records that carry their own keep it)
+    schema_format: str = "ddl"  # schema in SQL prompts (sqlft.schema): ddl (as given) or compact (a line per table)
     max_length: int = 512  # tokens per example (prompt + answer)
     overlong: str = "drop"  # examples over max_length: drop (reported) or fail; the SQL answer is never cut
     dedupe: bool = True  # drop exact duplicate (prompt, answer) pairs
     val_fraction: float = 0.1  # validation share when no validation set is given
     split_by_db: bool = True  # split so that no database is in both train and validation
+    val_dbs: list[str] = field(default_factory=list)  # hold out exactly these databases (a fixed test set)
     packing: bool = False  # pack several examples per row (no padding tokens) instead of one padded row each
     pad_to_max_length: bool = False  # unpacked rows padded to max_length (the seed tutorials' way) not the longest
     num_records: int = 0  # total training records after mixing (0: all)
@@ -101,6 +103,10 @@ class GenerationConfig:
     num_beams: int = 1
     repetition_penalty: float = 1.0
     batch_size: int = 8  # prompts per generate call (left padded)
+    prefix_cache: bool = True  # read a batch's shared prompt prefix (system text + schema) once, not once per row
+    constrain_identifiers: bool = False  # after FROM/JOIN and "alias.", only write names the schema has
+    candidates: int = 1  # execution-guided (eval): >1 samples up to N-1 more answers when the greedy one does not run
+    candidate_temperature: float = 0.7  # sampling temperature of those extra answers
 
 
 @dataclass
@@ -125,6 +131,7 @@ CHOICES = {
     "model.dtype": ("auto", "float32", "bfloat16", "float16"),
     "model.attn_implementation": ("auto", "sdpa", "eager", "flash_attention_2"),
     "data.overlong": ("drop", "fail"),
+    "data.schema_format": ("ddl", "compact"),
     "data.template": ("sql", "alpaca", "llama2", "llama3", "chatml", "yuan", "tokenizer"),
     "data.train[].format": ("auto", "know_sql", "spider", "alpaca", "dolly", "sharegpt", "messages", "guanaco",
                             "llama2_text"),

@@ -40,9 +40,9 @@ def with_system(record: Record, config: Config) -> Record:
     return record
 
 
-def encode(record: Record, template: str, tokenizer) -> Example:
+def encode(record: Record, template: str, tokenizer, schema_format: str = "ddl") -> Example:
     """Tokenize prompt and answer separately and concatenate, so the prompt/answer boundary is exact."""
-    rendered = render(record, template, tokenizer)
+    rendered = render(record, template, tokenizer, schema_format)
     add_special = template not in OWN_BOS  # those templates write their own BOS text
     prompt_ids = tokenizer(rendered.prompt, add_special_tokens=add_special)["input_ids"]
     answer_ids = tokenizer(rendered.completion, add_special_tokens=False)["input_ids"]
@@ -61,12 +61,13 @@ def load_split(specs, config: Config, tokenizer) -> tuple[list[Record], list[Exa
     cache: dict[int, Example] = {}
 
     def length_of(record: Record) -> int:
-        cache[id(record)] = encode(record, config.data.template, tokenizer)
+        cache[id(record)] = encode(record, config.data.template, tokenizer, config.data.schema_format)
         return len(cache[id(record)].input_ids)
 
     kept, report = validate(records, problems=problems, length_of=length_of, max_length=config.data.max_length,
                             overlong=config.data.overlong, dedupe=config.data.dedupe)
-    examples = [cache[id(r)] if id(r) in cache else encode(r, config.data.template, tokenizer) for r in kept]
+    examples = [cache[id(r)] if id(r) in cache else encode(r, config.data.template, tokenizer, config.data.schema_format)
+                for r in kept]
     return kept, examples, report, mix_info
 
 
@@ -82,11 +83,12 @@ def build_training_data(config: Config, tokenizer) -> TrainingData:
     else:
         example_of = {id(r): e for r, e in zip(records, examples)}
         train_records, val_records = split(records, config.data.val_fraction, config.data.split_by_db,
-                                           config.data.seed)
+                                           config.data.seed, config.data.val_dbs)
         train_examples = [example_of[id(r)] for r in train_records]
         val_examples = [example_of[id(r)] for r in val_records]
     check_loss_mask(train_examples)
-    samples = [render_prompt(r, config.data.template, tokenizer) for r in (val_records or records)[:4]]
+    samples = [render_prompt(r, config.data.template, tokenizer, config.data.schema_format)
+               for r in (val_records or records)[:4]]
     return TrainingData(train_examples, val_examples, report, val_report, mix_info, samples, val_records)
 
 

@@ -76,7 +76,7 @@ def merge(run_dir: Path, out: Path | None = None, dtype: str = "auto", verify: b
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     (tmp / SQLFT_META).write_text(yaml.safe_dump({
         "base_model": config["model"]["name"], "template": ref.template, "system": ref.system,
-        "method": config["model"]["method"], "dtype": dtype, "run": str(run_dir.resolve())}, sort_keys=False))
+        "schema_format": ref.schema_format, "method": config["model"]["method"], "dtype": dtype, "run": str(run_dir.resolve())}, sort_keys=False))
     (tmp / "README.md").write_text(model_card(run_dir, config, dtype))
     if out.exists():
         shutil.rmtree(out)
@@ -138,6 +138,7 @@ alpha={config['lora']['alpha']}), adapter merged into {dtype} weights.
 
 - Training data: {data}
 - Prompt template: `{config['data']['template']}` (see sqlft.templates); system text: "{config['data']['system']}"
+- Schema in prompts: `{config['data'].get('schema_format', 'ddl')}` (see sqlft.schema; prompts must write it the same way)
 - Max length: {config['data']['max_length']} tokens; packing: {config['data']['packing']}
 
 ## Training metrics
@@ -155,7 +156,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 model = AutoModelForCausalLM.from_pretrained("PATH")
 tokenizer = AutoTokenizer.from_pretrained("PATH")
 ```
-or `sqlft ask PATH --schema schema.sql "question"`, which applies the same prompt template as training.
+or `sqlft ask PATH --schema schema.sql "question"`, which applies the same prompt template and schema format as
+training.
 """
 
 

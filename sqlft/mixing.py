@@ -6,6 +6,7 @@ Both are deterministic for a seed: the same config gives the same training set o
 import random
 from dataclasses import dataclass
 
+from sqlft.formats import DataError
 from sqlft.record import Record
 
 
@@ -77,13 +78,23 @@ def _sample(indices: range, count: int, rng: random.Random) -> list[int]:
     return list(indices) * full + rng.sample(indices, rest)
 
 
-def split(records: list[Record], val_fraction: float, by_db: bool, seed: int) -> tuple[list[Record], list[Record]]:
+def split(records: list[Record], val_fraction: float, by_db: bool, seed: int,
+          val_dbs: list[str] = ()) -> tuple[list[Record], list[Record]]:
     """(train, validation), each in the input order.
 
+    val_dbs: exactly these databases are held out (a fixed test set that does not move when the data or its
+    filtering changes, so runs can be compared on the same questions); val_fraction is then not used.
     by_db: records with a db_id go to validation a whole database at a time (no database in both sets), picking
     databases in a seeded random order while that brings validation closer to val_fraction of those records;
     records without a db_id are split at random. val_fraction=0 gives an empty validation set.
     """
+    if val_dbs:
+        held_out = set(val_dbs)
+        missing = held_out - {r.db_id for r in records}
+        if missing:
+            raise DataError(f"data.val_dbs names databases that no training record has: {sorted(missing)}; "
+                            "check the names against the db_id values of data.train")
+        return [r for r in records if r.db_id not in held_out], [r for r in records if r.db_id in held_out]
     if val_fraction <= 0:
         return list(records), []
     rng = random.Random(seed)

@@ -37,9 +37,10 @@ class OpenAIBackend:
         self.client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s)
         self.tokenizer = None
         self.system = SQL_SYSTEM
-        folder_template, folder_context = None, None
+        folder_template, folder_context, self.schema_format = None, None, "ddl"
         if model_dir:
-            self.tokenizer, folder_template, self.system, folder_context = _read_model_dir(model_dir)
+            self.tokenizer, folder_template, self.system, folder_context, self.schema_format = \
+                _read_model_dir(model_dir)
         # As InferenceModel: the folder's training template, else the tokenizer's own chat template.
         self.template = template or folder_template or (default_template(self.tokenizer) if self.tokenizer else "chatml")
         check_template(self.template)
@@ -47,7 +48,8 @@ class OpenAIBackend:
         self.max_context = max_context or folder_context or self._served_context() or DEFAULT_CONTEXT
 
     def sql_prompt(self, db_schema: str, question: str) -> str:
-        return sql_prompt(db_schema, question, self.template, self.tokenizer, system=self.system)
+        return sql_prompt(db_schema, question, self.template, self.tokenizer, system=self.system,
+                          schema_format=self.schema_format)
 
     def count_tokens(self, text: str) -> int:
         if self.tokenizer is None:
@@ -116,7 +118,7 @@ class OpenAIBackend:
 
 
 def _read_model_dir(model_dir: str):
-    """(tokenizer, template, system, context length) of a merged folder, training run or model folder."""
+    """(tokenizer, template, system, context length, schema format) of a merged folder, run or model folder."""
     from transformers import AutoConfig
 
     from sqlft.modeling import load_tokenizer, resolve_model_path
@@ -125,7 +127,7 @@ def _read_model_dir(model_dir: str):
     tokenizer = load_tokenizer(ref.adapter or ref.weights if ref.kind != "base" else ref.base)
     config = AutoConfig.from_pretrained(resolve_model_path(ref.weights))
     context = getattr(config, "max_position_embeddings", None)
-    return tokenizer, ref.template, ref.system, int(context) if context else None
+    return tokenizer, ref.template, ref.system, int(context) if context else None, ref.schema_format
 
 
 def _error_text(response: httpx.Response) -> str:

@@ -9,6 +9,7 @@ Run `python -m sqlft.templates` to print every template on a sample record.
 from dataclasses import dataclass
 
 from sqlft.record import Record, Turn, sql_record
+from sqlft.schema import format_schema
 
 TEMPLATES = ("sql", "alpaca", "llama2", "llama3", "chatml", "yuan", "tokenizer")
 
@@ -165,33 +166,36 @@ def check_template(template: str) -> None:
         raise ValueError(f"Unknown template '{template}'.{hint} Choose one of: {', '.join(TEMPLATES)}")
 
 
-def render(record: Record, template: str, tokenizer=None) -> Rendered:
+def render(record: Record, template: str, tokenizer=None, schema_format: str = "ddl") -> Rendered:
     """(prompt, completion) of a training record: the completion is its last assistant turn plus end marker."""
     check_template(template)
     if not record.answer:
         raise ValueError(f"{record.source or 'record'}: a training record must end with an assistant turn")
-    prompt, completion = _render(record, template, tokenizer)
+    prompt, completion = _render(record, template, tokenizer, schema_format)
     return Rendered(prompt, completion)
 
 
-def render_prompt(record: Record, template: str, tokenizer=None) -> str:
+def render_prompt(record: Record, template: str, tokenizer=None, schema_format: str = "ddl") -> str:
     """The inference prompt: everything up to where the model starts writing its answer."""
     check_template(template)
     if record.answer:  # drop the target so that the prompt is exactly the training prompt
         record = Record(**{**record.__dict__, "turns": record.turns[:-1]})
-    prompt, _ = _render(record, template, tokenizer)
+    prompt, _ = _render(record, template, tokenizer, schema_format)
     return prompt
 
 
-def sql_prompt(db_schema: str, question: str, template: str, tokenizer=None, system: str | None = None) -> str:
+def sql_prompt(db_schema: str, question: str, template: str, tokenizer=None, system: str | None = None,
+               schema_format: str = "ddl") -> str:
     """The prompt that asks for SQL over `db_schema`: used by eval, ask and serve."""
     record = sql_record(db_schema, question)
     if system is not None:
         record.system = system
-    return render_prompt(record, template, tokenizer)
+    return render_prompt(record, template, tokenizer, schema_format)
 
 
-def _render(record: Record, template: str, tokenizer):
+def _render(record: Record, template: str, tokenizer, schema_format: str):
+    if record.task == "sql" and record.context:  # the schema text: the run's data.schema_format (sqlft.schema)
+        record = Record(**{**record.__dict__, "context": format_schema(record.context, schema_format)})
     pairs = _pairs(record)
     if template == "tokenizer":
         return _tokenizer(record, pairs, tokenizer)

@@ -289,3 +289,26 @@ def test_real_model_on_three_demo_questions(tmp_path):
     assert len(rows) == 3 and all(r["raw"] for r in rows)
     assert report["generation"]["new_tokens"] > 0 and report["versions"]["torch"]
     assert len(read_jsonl(out / "predictions.jsonl")) == 3
+
+
+class GuessingFake(FakeModel):
+    """Greedy answers use a column the schema lacks; sampled answers are the right ones."""
+
+    def generate(self, prompts, gen=None):
+        if gen is not None and gen.do_sample:
+            return super().generate(prompts, gen)
+        self.prompts += prompts
+        return [Generation("SELECT nickname FROM singer", 5, 4, 0.01) for _ in prompts]
+
+
+def test_execution_guided_eval_replaces_answers_that_do_not_run(tmp_path):
+    data = write_jsonl(tmp_path / "eval.jsonl", [{"context": SCHEMA, "question": q, "answer": a} for q, a in RECORDS])
+    out = tmp_path / "out"
+    argv = ["fake-model", "--data", str(data), "--out", str(out), "--instances", "1", "--candidates", "3"]
+    report = eval_run.run(eval_run.parse_args(argv), load_model=lambda ref, template=None: GuessingFake(dict(RECORDS)))
+    assert report["execution_accuracy"] == 1.0 and report["generation"]["guided_replaced"] == 6
+    assert all(p["guided_from"] == "SELECT nickname FROM singer" for p in read_jsonl(out / "predictions.jsonl"))
+    assert "replaced by a sampled answer" in (out / "report.md").read_text()
+    plain = eval_run.run(eval_run.parse_args(argv[:-2] + ["--out", str(tmp_path / "plain")]),
+                         load_model=lambda ref, template=None: GuessingFake(dict(RECORDS)))
+    assert plain["execution_accuracy"] == 0.0 and plain["counts"]["pred_exec_error"] == 6

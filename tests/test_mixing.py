@@ -114,3 +114,13 @@ def test_real_spider_split_by_db():
     train, val = split(records, val_fraction=0.1, by_db=True, seed=0)
     assert not {r.db_id for r in train} & {r.db_id for r in val}
     assert 0.09 * len(records) <= len(val) <= 0.11 * len(records)
+
+
+def test_val_dbs_hold_out_exactly_those_databases():
+    records = [sql_record("CREATE TABLE t (a INT)", f"q{i}", "SELECT a FROM t", db_id=f"db{i % 5}") for i in range(50)]
+    train, val = split(records, 0.5, True, 0, val_dbs=["db1", "db3"])
+    assert {r.db_id for r in val} == {"db1", "db3"} and len(val) == 20
+    assert not {r.db_id for r in train} & {"db1", "db3"}
+    from sqlft.formats import DataError
+    with pytest.raises(DataError, match="db9"):
+        split(records, 0.5, True, 0, val_dbs=["db1", "db9"])

@@ -138,12 +138,17 @@ def test_merged_model_equals_adapter_and_loads_plainly(tiny_model_dir, sql_jsonl
     from sqlft.merge import merge
     from sqlft.train import train
 
-    run_dir = train(tiny_config(tiny_model_dir, sql_jsonl, tmp_path / "run"))
+    run_dir = train(tiny_config(tiny_model_dir, sql_jsonl, tmp_path / "run", "data.schema_format=compact"))
     merged_dir = merge(run_dir, dtype="float32")  # verify=True: raises if greedy outputs differ
     plain = AutoModelForCausalLM.from_pretrained(merged_dir)  # strict load by plain transformers
     assert not any("lora" in name for name, _ in plain.named_parameters())
     merged = InferenceModel.load(str(merged_dir))
     assert merged.template == "chatml" and (merged_dir / "README.md").read_text().count("chatml")
+    # the prompt format travels with the model: the compact schema the run trained on
+    prompt = merged.sql_prompt("CREATE TABLE head (age INTEGER);", "How many heads?")
+    assert "head(age int)" in prompt and "CREATE TABLE" not in prompt
+    samples = json.loads((run_dir / "sample_prompts.json").read_text())
+    assert samples and not any("CREATE TABLE" in p for p in samples)
     ids = torch.tensor([[1, 2, 3, 4, 5]])
     adapter = InferenceModel.load(str(run_dir), dtype="float32")
     assert torch.allclose(adapter.model(ids).logits, plain(ids).logits, atol=1e-4)

@@ -1,0 +1,107 @@
+"""Generation with the real embedded model: prefix caching must not change a single greedy answer."""
+
+import re
+
+import pytest
+import torch
+
+from sqlft.config import GenerationConfig
+from sqlft.decoding import pad_after_prefix, prefix_groups, shared_prefix_length
+from sqlft.generate import InferenceModel, cut_at_stop
+
+SCHEMA = ("CREATE TABLE singer (singer_id INT, name TEXT, country TEXT, age INT, PRIMARY KEY (singer_id));\n"
+          "CREATE TABLE concert (concert_id INT, singer_id INT, year INT, "
+          "FOREIGN KEY (singer_id) REFERENCES singer(singer_id));")
+QUESTIONS = ["How many singers are there?",
+             "List the names of singers from France ordered by age, oldest first.",
+             "In which year were the most concerts held?"]
+
+
+def test_shared_prefix_and_padding_keep_every_row_whole():
+    rows = [[5, 6, 7, 8], [5, 6, 9], [5, 6, 7, 1, 2, 3]]
+    assert shared_prefix_length(rows) == 2
+    ids, mask = pad_after_prefix(rows, 2, pad_id=0)
+    assert ids.tolist() == [[5, 6, 0, 0, 7, 8], [5, 6, 0, 0, 0, 9], [5, 6, 7, 1, 2, 3]]
+    assert mask.tolist() == [[1, 1, 0, 0, 1, 1], [1, 1, 0, 0, 0, 1], [1, 1, 1, 1, 1, 1]]
+    # what the model reads per row, padding dropped, is the row itself
+    assert [r[m.bool()].tolist() for r, m in zip(ids, mask)] == rows
+
+
+def test_prefix_groups_are_runs_of_rows_that_share_most_of_their_prompt():
+    a, b = [1, 2, 3, 4, 5, 6, 7, 8], [1, 2, 9, 9, 9, 9, 9, 9]
+    rows = [a + [10], a + [11, 12], b + [13], b + [14], [1, 2, 3]]
+    assert prefix_groups(rows) == [(0, 2, 8), (2, 4, 8), (4, 5, 2)]  # a lone row keeps its last token to read
+    assert prefix_groups([a, a]) == [(0, 2, 7)]
+
+
+@pytest.fixture(scope="module")
+def model(embedded_model_dir):
+    torch.set_num_threads(2)
+    return InferenceModel.load(str(embedded_model_dir), template="chatml")
+
+
+@pytest.mark.parametrize("schema_format", ["ddl", "compact"])
+def test_decoding_loop_gives_the_answers_of_transformers_generate(model, schema_format):
+    """sqlft.decoding (prefix cache, rows dropped as they finish) against plain generate() on left padding."""
+    model.ref.schema_format = schema_format
+    prompts = [model.sql_prompt(SCHEMA, q) for q in QUESTIONS]
+    ids = [model.tokenizer(p)["input_ids"] for p in prompts]
+    assert shared_prefix_length(ids) > 0.6 * min(map(len, ids))  # the schema is shared, so it is cached
+    gen = GenerationConfig(max_new_tokens=24, batch_size=3)
+    reference = [model.tokenizer.decode(row) for row in model._hf_generate(ids, gen)]
+    cached = model.generate(prompts, gen)
+    plain = model.generate(prompts, GenerationConfig(max_new_tokens=24, batch_size=3, prefix_cache=False))
+    one_by_one = [model.generate([p], GenerationConfig(max_new_tokens=24, batch_size=1))[0] for p in prompts]
+    assert [g.text for g in cached] == [g.text for g in plain] == [g.text for g in one_by_one] == \
+        [cut_at_stop(r, model.stops) for r in reference]
+    assert [g.prompt_tokens for g in cached] == [len(i) for i in ids]
+    assert all(g.text for g in cached)
+
+
+def test_one_batch_over_several_schemas_gives_the_answers_of_separate_batches(model):
+    model.ref.schema_format = "ddl"
+    other = "CREATE TABLE city (city_id INT, name TEXT, population INT, country TEXT, mayor TEXT, founded INT);"
+    prompts = sorted([model.sql_prompt(SCHEMA, q) for q in QUESTIONS] +
+                     [model.sql_prompt(other, q) for q in ("Which city is the largest?", "How many cities are there?")])
+    ids = [model.tokenizer(p)["input_ids"] for p in prompts]
+    assert len(prefix_groups(ids)) == 2
+    gen = GenerationConfig(max_new_tokens=20, batch_size=5)
+    together = [g.text for g in model.generate(prompts, gen)]
+    assert together == [g.text for g in model.generate(prompts, GenerationConfig(max_new_tokens=20, batch_size=1))]
+
+
+def test_sampling_is_seeded_and_differs_from_greedy(model):
+    prompts = [model.sql_prompt(SCHEMA, q) for q in QUESTIONS]
+    sampling = GenerationConfig(max_new_tokens=16, batch_size=3, do_sample=True, temperature=1.5, top_p=0.95)
+    torch.manual_seed(0)
+    first = [g.text for g in model.generate(prompts, sampling)]
+    torch.manual_seed(0)
+    assert [g.text for g in model.generate(prompts, sampling)] == first
+    assert first != [g.text for g in model.generate(prompts, GenerationConfig(max_new_tokens=16, batch_size=3))]
+
+
+def test_constrained_decoding_steers_the_real_model_to_tables_that_exist(model):
+    """The base model writes prose, not SQL, so the answer is started for it ("SELECT * FROM", shown to the
+    constraint as written text): unconstrained it names tables the schema lacks, constrained it cannot."""
+    from sqlft.constrained import IdentifierConstraint
+    from sqlft.decoding import decode
+
+    model.ref.schema_format = "ddl"
+    questions = ["Show all concerts.", "List every singer.", "Which bands played in 2014?",
+                 "How many albums were sold?", "List the artists by popularity."]
+    head = model.tokenizer("SELECT * FROM", add_special_tokens=False)["input_ids"]
+    rows = [model.tokenizer(model.sql_prompt(SCHEMA, q))["input_ids"] + head for q in questions]
+    constraint = IdentifierConstraint(model.tokenizer, [SCHEMA] * len(rows))
+
+    def after_head(active, generated, logits):
+        return constraint(active, torch.cat([torch.tensor([head] * len(active)), generated], dim=1), logits)
+
+    def first_table(new_tokens) -> str:
+        return re.match(r"\s*(\w+)", model.tokenizer.decode(new_tokens)).group(1).lower()
+
+    options = dict(pad_id=model.tokenizer.pad_token_id, max_new_tokens=4, stop_ids=model.stop_token_ids())
+    free = {first_table(new) for new in decode(model.model, rows, **options)}
+    steered = {first_table(new) for new in decode(model.model, rows, processor=after_head, **options)}
+    assert free - {"singer", "concert"}, free  # e.g. band, album, artists
+    assert steered <= {"singer", "concert"}, steered
+    assert constraint.corrected >= len(free - {"singer", "concert"})
