@@ -14,7 +14,7 @@ import re
 
 import torch
 
-from sqlft.schema import schema_names
+from eval.synth import schema_from_ddl
 
 _WORD = re.compile(r"\w+")
 _FROM_BEFORE = re.compile(r"\b(?:FROM|JOIN)\s+$", re.IGNORECASE)
@@ -29,7 +29,8 @@ class IdentifierConstraint:
     def __init__(self, tokenizer, schemas: list[str], top_k: int = 8, greedy: bool = True):
         """schemas: the schema text (DDL) of each row of the batch."""
         self.tokenizer, self.top_k, self.greedy = tokenizer, top_k, greedy
-        self.names = [{t.lower(): {c.lower() for c in cols} for t, cols in schema_names(s).items()} for s in schemas]
+        self.names = [{t.lower(): {c.lower() for c in info["columns"]} for t, info in _tables(s).items()}
+                      for s in schemas]
         self.corrected = 0  # steps where the model's first choice was not a valid name (for reports)
 
     def __call__(self, rows: list[int], generated: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -49,6 +50,11 @@ class IdentifierConstraint:
             scores[b] = float("-inf")
             scores[b, valid] = keep
         return scores
+
+
+def _tables(ddl: str) -> dict:
+    """The schema's tables and columns, read as serve's pruning reads them (DuckDB DDL first, then SQLite's)."""
+    return schema_from_ddl(ddl, dialect="duckdb") or schema_from_ddl(ddl)
 
 
 def valid_continuation(text: str, token: str, tables: dict[str, set[str]]) -> bool:

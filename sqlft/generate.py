@@ -150,8 +150,9 @@ class InferenceModel:
             from sqlft.constrained import IdentifierConstraint
             processor = IdentifierConstraint(self.tokenizer, schemas, greedy=not gen.do_sample)
         return decode(self.model, ids, prefix_cache=gen.prefix_cache, pad_id=self.tokenizer.pad_token_id,
-                      max_new_tokens=gen.max_new_tokens, stop_ids=self.stop_token_ids(), stop_text=stop_text if text_stops else None,
-                      do_sample=gen.do_sample, temperature=gen.temperature, top_p=gen.top_p, processor=processor)
+                      max_new_tokens=gen.max_new_tokens, stop_ids=self.stop_token_ids(),
+                      stop_text=stop_text if text_stops else None, do_sample=gen.do_sample,
+                      temperature=gen.temperature, top_p=gen.top_p, processor=processor)
 
     def _hf_generate(self, ids: list[list[int]], gen: GenerationConfig) -> list[list[int]]:
         """Beam search and repetition penalty: transformers' generate() on left-padded rows."""

@@ -62,17 +62,6 @@ def _compact(ddl: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
-@functools.lru_cache(maxsize=256)
-def schema_names(ddl: str) -> dict[str, tuple[str, ...]]:
-    """{table: column names} of the CREATE TABLE statements that parse (for identifier-constrained decoding)."""
-    names = {}
-    for statement in _statements(ddl):
-        schema = _create_table(statement)
-        if schema is not None:
-            names[schema.this.name] = tuple(item.name for item in schema.expressions if isinstance(item, exp.ColumnDef))
-    return names
-
-
 def _statements(ddl: str) -> list[str]:
     """Split at semicolons that end a line, so a ';' inside a string or comment mid-line does not split."""
     parts, start = [], 0
