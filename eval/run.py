@@ -102,7 +102,7 @@ class EvalConfig:
     template: str | None = None  # prompt template (None: the run's, or the model's own)
     instances: int = 3  # synthesized databases per schema-only example
     workers: int = 0  # scoring threads (0: one per core)
-    dtype: str = "auto"  # weights for generation (auto: bfloat16 on a GPU, float32 on a CPU)
+    dtype: str = "auto"  # weights for generation (auto: the GPU's native 16-bit type, float32 on a CPU)
     timeout_s: float = 5.0  # time limit per query in seconds, gold and pred alike
     engine: str = "auto"  # where SQL runs: auto, sqlite or duckdb (see --engine)
     openai_url: str | None = None  # generate through an OpenAI-compatible server (e.g. vLLM)
@@ -161,8 +161,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="answer budget (overrides the config)")
     p.add_argument("--batch-size", type=int, dest="generation.batch_size",
                    help="prompts per generation batch (overrides the config)")
-    p.add_argument("--dtype", choices=EVAL_CHOICES["dtype"],
-                   help="weights for generation (auto: bfloat16 on a GPU, float32 on a CPU)")
+    p.add_argument("--dtype", choices=EVAL_CHOICES["dtype"], help="weights for generation (auto: the GPU's native "
+                   "16-bit type, float32 on a CPU; sqlft.precision)")
     p.add_argument("--no-prefix-cache", action="store_false", dest="generation.prefix_cache", help="read every "
                    "prompt whole (prefix caching off: slower, same answers; for measuring it)")
     p.add_argument("--candidates", type=int, dest="generation.candidates", help="execution-guided decoding: when "
