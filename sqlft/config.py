@@ -26,7 +26,7 @@ class ModelConfig:
     quant_bits: int = 4  # qlora only: 4 (NF4/FP4) or 8 (LLM.int8)
     quant_type: str = "nf4"  # 4-bit data type: nf4 or fp4
     double_quant: bool = True  # also quantize the quantization constants (~0.4 bit/param saved)
-    compute_dtype: str = "bfloat16"  # dtype of 4-bit matmuls, and of autocast when train.bf16 is on
+    compute_dtype: str = "auto"  # dtype of 4-bit matmuls: auto (train.precision's), bfloat16, float16, float32
     dtype: str = "auto"  # dtype of non-quantized weights: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16
     attn_implementation: str = "auto"  # auto (flash_attention_2 on a GPU where flash-attn is installed, else sdpa), sdpa, eager, flash_attention_2
     trust_remote_code: bool = False  # run the model's own code (auto_map: Yuan 2.0, ...) in training, merge and inference
@@ -90,8 +90,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 0.3  # gradient clipping (QLoRA paper value)
     optim: str = "adamw_torch"  # transformers optimizer name; paged_adamw_8bit on GPU for QLoRA
-    bf16: bool = False  # bf16 autocast (mixed precision); fp16: use a GPU config with fp16 instead
-    fp16: bool = False  # fp16 autocast (GPUs without bf16)
+    precision: str = "auto"  # autocast: auto (what the hardware computes natively, sqlft.precision), bf16, fp16, fp32
     gradient_checkpointing: bool = True  # recompute activations in backward: less memory, ~30% slower
     use_reentrant: bool = False  # torch's reentrant checkpointing (some custom model code needs it)
     group_by_length: bool = False  # batch examples of similar length together (less padding)
@@ -122,7 +121,6 @@ class GenerationConfig:
     repetition_penalty: float = 1.0
     batch_size: int = 8  # prompts per generate call (left padded)
     prefix_cache: bool = True  # read a batch's shared prompt prefix (system text + schema) once, not once per row
-    constrain_identifiers: bool = False  # after FROM/JOIN and "alias.", only write names the schema has
     candidates: int = 1  # execution-guided (eval): >1 samples up to N-1 more answers when the greedy one does not run
     candidate_temperature: float = 0.7  # sampling temperature of those extra answers
 
@@ -145,7 +143,7 @@ CHOICES = {
     "model.method": ("qlora", "lora", "full"),
     "model.quant_bits": (4, 8),
     "model.quant_type": ("nf4", "fp4"),
-    "model.compute_dtype": ("bfloat16", "float16", "float32"),
+    "model.compute_dtype": ("auto", "bfloat16", "float16", "float32"),
     "model.dtype": ("auto", "float32", "bfloat16", "float16"),
     "model.attn_implementation": ("auto", "sdpa", "eager", "flash_attention_2"),
     "data.overlong": ("drop", "fail", "truncate"),
@@ -154,10 +152,14 @@ CHOICES = {
     "data.template": ("sql", "alpaca", "llama2", "llama3", "chatml", "yuan", "context_qa", "tokenizer"),
     "data.train[].format": ("auto", "know_sql", "spider", "alpaca", "dolly", "sharegpt", "messages", "guanaco",
                             "llama2_text", "text"),
+    "train.precision": ("auto", "bf16", "fp16", "fp32"),
     "train.report_to": ("tensorboard", "wandb", "none"),
     "train.eval_strategy": ("steps", "epoch", "no"),
     "train.save_strategy": ("steps", "epoch"),
 }
+# Keys that were renamed: the error names the new key rather than guessing a look-alike.
+RENAMED = {"train.bf16": "train.precision (auto, bf16, fp16 or fp32; auto picks bf16 where it is native)",
+           "train.fp16": "train.precision (auto, bf16, fp16 or fp32; auto picks fp16 on GPUs without bf16)"}
 
 
 class ConfigError(ValueError):
@@ -177,20 +179,33 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
             raise ConfigError(f"{path} is not valid YAML: {err}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping of sections (model:, data:, train:, ...)")
+    config = build_config(Config, raw, overrides, CHOICES, _check_values, where=f" in {path}" if path else "")
+    train_raw = raw.get("train") if isinstance(raw.get("train"), dict) else {}  # overrides applied
+    if config.train.warmup_steps > 0:
+        if train_raw.get("warmup_ratio"):
+            raise ConfigError(f"1 problem(s): 'train.warmup_steps' ({config.train.warmup_steps}) and "
+                              f"'train.warmup_ratio' ({config.train.warmup_ratio:g}) are both set; keep one")
+        config.train.warmup_ratio = 0.0  # the resolved config says which one was used
+    return config
+
+
+T = typing.TypeVar("T")
+
+
+def build_config(cls: type[T], raw: dict, overrides: typing.Sequence[str] = (), choices: dict | None = None,
+                 check: typing.Callable[[T], list[str]] | None = None, where: str = "") -> T:
+    """A `cls` dataclass from a raw mapping (YAML, or flags) and `a.b=value` overrides. Every problem (unknown key
+    with the closest valid one, wrong type, value not among `choices`, what `check` finds) is collected and raised
+    once. Training (Config) and the eval command (eval.run.EvalConfig) are both read this way."""
     problems: list[str] = []
     for override in overrides:
         apply_override(raw, override, problems)
-    config = _build(Config, raw, "", problems)
+    config = _build(cls, raw, "", problems)
     if not problems:
-        problems += _check_values(config)
-        train_raw = raw.get("train") if isinstance(raw.get("train"), dict) else {}
-        if config.train.warmup_steps > 0:
-            if train_raw.get("warmup_ratio"):
-                problems.append(f"'train.warmup_steps' ({config.train.warmup_steps}) and 'train.warmup_ratio' "
-                                f"({config.train.warmup_ratio:g}) are both set; keep one")
-            config.train.warmup_ratio = 0.0  # the resolved config says which one was used
+        problems += _check_choices(config, choices or {})
+    if not problems and check:
+        problems += check(config)
     if problems:
-        where = f" in {path}" if path else ""
         raise ConfigError(f"{len(problems)} problem(s){where}:\n  " + "\n  ".join(problems))
     return config
 
@@ -222,6 +237,9 @@ def _build(cls, raw, prefix: str, problems: list[str]):
     hints = typing.get_type_hints(cls)
     values = {}
     for key, value in raw.items():
+        if key not in fields and f"{prefix}{key}" in RENAMED:
+            problems.append(f"'{prefix}{key}' is now {RENAMED[prefix + str(key)]}")
+            continue
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
             hint = f" Did you mean '{prefix}{close[0]}'?" if close else f" Valid keys: {', '.join(fields)}"
@@ -242,6 +260,10 @@ def _convert(hint, value, key: str, problems: list[str]):
         return [_convert(item, v, f"{key}[{i}]", problems) for i, v in enumerate(value)]
     if hint is typing.Any:
         return value
+    if isinstance(hint, types.UnionType):  # `str | None`: None stays None, anything else is the other type
+        if value is None:
+            return None
+        (hint,) = [h for h in typing.get_args(hint) if h is not type(None)]
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
@@ -257,20 +279,29 @@ def _convert(hint, value, key: str, problems: list[str]):
     return value
 
 
-def _check_values(config: Config) -> list[str]:
+def _check_choices(config, choices: dict) -> list[str]:
+    """Values outside their allowed set, with the closest allowed one. Keys are dotted paths; `data.train[]` is
+    every dataset of data.train and data.validation."""
     problems = []
-    for key, allowed in CHOICES.items():
+    for key, allowed in choices.items():
         if key.startswith("data.train[]"):
             values = [(f"data.train[{i}].format", s.format) for i, s in enumerate(config.data.train)]
             values += [(f"data.validation[{i}].format", s.format) for i, s in enumerate(config.data.validation)]
         else:
-            section, name = key.split(".")
-            values = [(key, getattr(getattr(config, section), name))]
+            node = config
+            for part in key.split("."):
+                node = getattr(node, part)
+            values = [(key, node)]
         for where, value in values:
             if value not in allowed:
                 close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
                 hint = f" Did you mean '{close[0]}'?" if close else ""
                 problems.append(f"'{where}' is {value!r}.{hint} Choose one of: {', '.join(map(str, allowed))}")
+    return problems
+
+
+def _check_values(config: Config) -> list[str]:
+    problems = []
     for i, spec in enumerate(config.data.train + config.data.validation):
         if not spec.path:
             problems.append(f"data dataset #{i} has no path")
@@ -289,8 +320,6 @@ def _check_values(config: Config) -> list[str]:
         problems.append(f"'train.warmup_steps' is {t.warmup_steps}; it must be >= 0")
     if t.eval_batch_size < 0 or config.data.preprocessing_workers < 0:
         problems.append("'train.eval_batch_size' and 'data.preprocessing_workers' must be >= 0")
-    if config.train.bf16 and config.train.fp16:
-        problems.append("'train.bf16' and 'train.fp16' are both on; pick one")
     if config.train.batch_size < 1 or config.train.grad_accum < 1:
         problems.append("'train.batch_size' and 'train.grad_accum' must be >= 1")
     return problems
