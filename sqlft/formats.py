@@ -27,6 +27,7 @@ FIELDS = {
     "messages": "messages: [{role, content}] [system]",
     "guanaco": "text: '### Human: ... ### Assistant: ...'",
     "llama2_text": "text: '<s>[INST] ... [/INST] ... </s>'",
+    "text": "text (pre-rendered: the template already applied; another column via columns: {text: content})",
 }
 FORMATS = tuple(FIELDS)
 FILE_TYPES = (".jsonl", ".json", ".csv", ".parquet")
@@ -58,9 +59,14 @@ def load_records(spec: DatasetSpec) -> tuple[list[Record], list[Problem]]:
     """
     if not spec.path:
         raise DataError("a dataset has no path; set path to a data file or a hub dataset id")
+    if spec.registry:
+        from sqlft.registry import from_registry
+        spec = from_registry(spec)
     rows = _read_rows(spec)
     if spec.max_records > 0:
         rows = rows[:spec.max_records]
+    if spec.columns:
+        rows = [(source, _renamed(row, spec.columns)) for source, row in rows]
     if spec.format == "auto":
         fmt = detect_format([row for _, row in rows if not isinstance(row, Problem)], spec.path)
     else:
@@ -69,7 +75,12 @@ def load_records(spec: DatasetSpec) -> tuple[list[Record], list[Problem]]:
         close = difflib.get_close_matches(fmt, FORMATS, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise DataError(f"{spec.path}: unknown format '{fmt}'.{hint} Choose auto or one of: {', '.join(FORMATS)}")
-    convert = _spider_converter(spec.path) if fmt == "spider" else _CONVERTERS[fmt]
+    if fmt == "spider":
+        convert = _spider_converter(spec.path)
+    elif spec.tags and fmt in ("sharegpt", "messages"):
+        convert = _tagged_converter(fmt, spec.tags)
+    else:
+        convert = _CONVERTERS[fmt]
     records, problems = [], []
     for source, row in rows:
         if isinstance(row, Problem):  # a line that was not valid JSON
@@ -109,6 +120,8 @@ def detect_format(rows: list[Any], path: str = "") -> str:
         return "guanaco"
     if any("[INST]" in t for t in texts):
         return "llama2_text"
+    if texts:  # a text column with no turn markers: already rendered, trained as it is
+        return "text"
     if not first:
         seen = f"records of type {type(rows[0]).__name__}" if rows else "no readable records"
         raise DataError(f"{path}: cannot detect the format: found {seen}, expected JSON objects. "
@@ -116,6 +129,17 @@ def detect_format(rows: list[Any], path: str = "") -> str:
     known = "\n  ".join(f"{name}: {fields}" for name, fields in FIELDS.items())
     raise DataError(f"{path}: cannot detect the format from the keys {sorted(keys)} of the first records. "
                     f"Rename the fields to one of these formats, or set format: explicitly\n  {known}")
+
+
+def _renamed(row: Any, columns: dict) -> Any:
+    """The row with the dataset's column names turned into ours (columns: {our field: the dataset's column})."""
+    if not isinstance(row, dict):
+        return row
+    renamed = dict(row)
+    for ours, theirs in columns.items():
+        if theirs in row and ours != theirs:
+            renamed[ours] = renamed.pop(theirs)
+    return renamed
 
 
 # ---------------------------------------------------------------- reading rows
@@ -341,7 +365,28 @@ def _messages(row: dict) -> Record:
     return _conversation(row, "messages", "messages", "role", "content")
 
 
-def _conversation(row: dict, fmt: str, key: str, role_key: str, text_key: str) -> Record:
+TAGS = ("role_tag", "content_tag", "user_tag", "assistant_tag", "system_tag", "observation_tag", "function_tag")
+
+
+def _tagged_converter(fmt: str, tags: dict) -> Callable[[dict], Record]:
+    """Conversations whose turn keys and speaker names are given by LLaMA-Factory-style tags
+    (role_tag: from, content_tag: value, user_tag: human, assistant_tag: gpt, system_tag, observation_tag, ...)."""
+    unknown = sorted(set(tags) - set(TAGS))
+    if unknown:
+        raise DataError(f"unknown tags {', '.join(unknown)}; use {', '.join(TAGS)}")
+    key = "conversations" if fmt == "sharegpt" else "messages"
+    role_key = tags.get("role_tag", "from" if fmt == "sharegpt" else "role")
+    text_key = tags.get("content_tag", "value" if fmt == "sharegpt" else "content")
+    roles = dict(SHAREGPT_ROLES)
+    for tag, role in (("user_tag", "user"), ("assistant_tag", "assistant"), ("system_tag", "system"),
+                      ("observation_tag", "user"), ("function_tag", "assistant")):
+        if tag in tags:
+            roles[tags[tag]] = role
+    return lambda row: _conversation(row, fmt, key, role_key, text_key, roles)
+
+
+def _conversation(row: dict, fmt: str, key: str, role_key: str, text_key: str,
+                  roles: dict[str, str] = SHAREGPT_ROLES) -> Record:
     items = row.get(key)
     if items is None:
         raise _Bad("missing_field", f"missing field '{key}' ({fmt} records need {FIELDS[fmt]})")
@@ -353,10 +398,10 @@ def _conversation(row: dict, fmt: str, key: str, role_key: str, text_key: str) -
         where = f"{key}[{i}]"
         if not isinstance(item, dict) or role_key not in item or text_key not in item:
             raise _Bad("bad_turns", f"'{where}' is {_preview(item)}; each turn needs '{role_key}' and '{text_key}'")
-        role = SHAREGPT_ROLES.get(item[role_key]) if isinstance(item[role_key], str) else None
+        role = roles.get(item[role_key]) if isinstance(item[role_key], str) else None
         if role is None:
             raise _Bad("bad_turns", f"'{where}.{role_key}' is {_preview(item[role_key])}; use one of "
-                                    f"{', '.join(SHAREGPT_ROLES)}")
+                                    f"{', '.join(roles)}")
         try:
             turns.append(Turn(role, _text(item, text_key)))
         except _Bad as bad:  # say which turn, not only which key
@@ -430,6 +475,11 @@ def _nonempty(turns: list[Turn]) -> list[Turn]:
     return turns
 
 
+def _pre_rendered(row: dict) -> Record:
+    (text,) = _fields(row, "text", ("text",))
+    return Record(turns=[], text=text, task="text")
+
+
 _CONVERTERS: dict[str, Callable[[dict], Record]] = {
     "know_sql": _know_sql, "alpaca": _alpaca, "dolly": _dolly, "sharegpt": _sharegpt, "messages": _messages,
-    "guanaco": _guanaco, "llama2_text": _llama2_text}
+    "guanaco": _guanaco, "llama2_text": _llama2_text, "text": _pre_rendered}

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# ../shared/data beside the checkout; SQLFT_SHARED_DATA points elsewhere (a worktree one folder deeper).
+SHARED_DATA = Path(os.environ.get("SQLFT_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach a hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
