@@ -8,6 +8,7 @@
     sqlft ui                                     Streamlit page over the API (ui.main)
     sqlft quickstart                             train + merge + eval on the embedded default (sqlft.quickstart)
     sqlft info                                   versions, device, cache locations
+    sqlft config import FILE [--out OUT.yaml]    a sqlft config from an axolotl or LLaMA-Factory config
 """
 
 import importlib
@@ -22,6 +23,7 @@ COMMANDS = {
     "ui": "ui.main",
     "quickstart": "sqlft.quickstart",
     "info": "sqlft.info",
+    "config": "sqlft.config_import",
 }
 
 
