@@ -15,10 +15,10 @@ import yaml
 
 from sqlft.config import Config, GenerationConfig, ModelConfig
 from sqlft.decoding import decode, pad_after_prefix
-from sqlft.modeling import has_gpu, load_tokenizer, resolve_model_path
+from sqlft.modeling import fit_embeddings, has_gpu, load_tokenizer, resolve_model_path
 from sqlft.precision import weights_dtype
-from sqlft.record import SQL_SYSTEM
-from sqlft.templates import OWN_BOS, check_template, sql_prompt, stop_strings
+from sqlft.record import SQL_SYSTEM, Record, Turn
+from sqlft.templates import OWN_BOS, check_template, render_prompt, sql_prompt, stop_strings
 
 SQLFT_META = "sqlft.yaml"  # written into merged folders: base model, template, system text, training metrics
 
@@ -41,6 +41,7 @@ class ModelRef:
     system: str
     adapter: str | None = None
     schema_format: str = "ddl"  # how the schema is written into prompts (sqlft.schema), as trained
+    trust_remote_code: bool = False  # the model's own code (auto_map) runs at load, as it did in training
 
 
 def resolve_ref(ref: str) -> ModelRef:
@@ -49,14 +50,17 @@ def resolve_ref(ref: str) -> ModelRef:
         cfg = yaml.safe_load((path / "config.yaml").read_text())
         base, template, system = cfg["model"]["name"], cfg["data"]["template"], cfg["data"]["system"]
         schema_format = cfg["data"].get("schema_format", "ddl")  # runs made before the option wrote DDL
+        remote = bool(cfg["model"].get("trust_remote_code", False))
         if (path / "adapter").is_dir():
             return ModelRef("run", base, base, template, system, adapter=str(path / "adapter"),
-                            schema_format=schema_format)
-        return ModelRef("full_run", str(path / "model"), base, template, system, schema_format=schema_format)
+                            schema_format=schema_format, trust_remote_code=remote)
+        return ModelRef("full_run", str(path / "model"), base, template, system, schema_format=schema_format,
+                        trust_remote_code=remote)
     if (path / SQLFT_META).is_file():
         meta = yaml.safe_load((path / SQLFT_META).read_text())
         return ModelRef("merged", str(path), meta["base_model"], meta["template"], meta["system"],
-                        schema_format=meta.get("schema_format", "ddl"))
+                        schema_format=meta.get("schema_format", "ddl"),
+                        trust_remote_code=bool(meta.get("trust_remote_code", False)))
     if path.exists() and not (path / "config.json").is_file():
         raise FileNotFoundError(f"{ref} is neither a training run (config.yaml + adapter/), a merged folder, "
                                 "nor a Hugging Face model folder (config.json)")
@@ -70,19 +74,25 @@ class InferenceModel:
         self.stops = stop_strings(template, tokenizer)
 
     @classmethod
-    def load(cls, ref: str, template: str | None = None, dtype: str = "auto") -> "InferenceModel":
+    def load(cls, ref: str, template: str | None = None, dtype: str = "auto",
+             trust_remote_code: bool | None = None) -> "InferenceModel":
+        """trust_remote_code: None takes what the run or merged folder recorded (off for a plain base model)."""
         from transformers import AutoModelForCausalLM
 
         resolved = resolve_ref(ref)
+        remote = resolved.trust_remote_code if trust_remote_code is None else trust_remote_code
         torch.set_num_threads(os.cpu_count())
         tokenizer_source = resolved.adapter or resolved.weights
-        tokenizer = load_tokenizer(tokenizer_source if resolved.kind != "base" else resolved.base)
+        tokenizer = load_tokenizer(tokenizer_source if resolved.kind != "base" else resolved.base,
+                                   trust_remote_code=remote)
         template = template or resolved.template or default_template(tokenizer)
         check_template(template)
         torch_dtype = weights_dtype(dtype)  # auto: the GPU's native 16-bit type, fp32 on a CPU
-        model = AutoModelForCausalLM.from_pretrained(resolve_model_path(resolved.weights), dtype=torch_dtype)
+        model = AutoModelForCausalLM.from_pretrained(resolve_model_path(resolved.weights), dtype=torch_dtype,
+                                                     trust_remote_code=remote)
         if resolved.adapter:
             from peft import PeftModel
+            fit_embeddings(model, tokenizer)  # tokens the run added: the adapter holds their trained rows
             model = PeftModel.from_pretrained(model, resolved.adapter)
             if torch_dtype == torch.float32:
                 # Folding the adapter into float32 weights changes answers by rounding alone and saves the
@@ -97,6 +107,11 @@ class InferenceModel:
     @property
     def max_context(self) -> int:
         return int(getattr(self.model.config, "max_position_embeddings", 2048))
+
+    def instruction_prompt(self, text: str, system: str = "") -> str:
+        """The prompt of a plain instruction (no schema), for models trained on instruction or chat data."""
+        record = Record(turns=[Turn("user", text)], system=system, task="instruct")
+        return render_prompt(record, self.template, self.tokenizer)
 
     def sql_prompt(self, db_schema: str, question: str) -> str:
         return sql_prompt(db_schema, question, self.template, self.tokenizer, system=self.system,

@@ -18,7 +18,7 @@ import yaml
 
 from sqlft.config import GenerationConfig
 from sqlft.generate import SQLFT_META, InferenceModel, resolve_ref, stop_token_ids
-from sqlft.modeling import DTYPES, has_gpu, load_tokenizer, resolve_model_path
+from sqlft.modeling import DTYPES, fit_embeddings, has_gpu, load_tokenizer, resolve_model_path
 
 SAMPLE_PROMPTS = "sample_prompts.json"  # written by train: a few validation prompts, used to verify the merge
 
@@ -57,19 +57,22 @@ def merge(run_dir: Path, out: Path | None = None, dtype: str = "auto", verify: b
         raise FileNotFoundError(f"{run_dir} is not a training run with an adapter (expected config.yaml and "
                                 "adapter/; a full fine-tune's model/ folder is already a plain model)")
     out = out or run_dir / "merged"
-    dtype = base_dtype(ref.base) if dtype == "auto" else dtype
+    remote = ref.trust_remote_code  # the model's own code (Yuan 2.0, ...) runs here as it did in training
+    dtype = base_dtype(ref.base, remote) if dtype == "auto" else dtype
     prompts = sample_prompts(run_dir) if verify else []
-    base = AutoModelForCausalLM.from_pretrained(resolve_model_path(ref.base), dtype=DTYPES[dtype])
+    base = AutoModelForCausalLM.from_pretrained(resolve_model_path(ref.base), dtype=DTYPES[dtype],
+                                                trust_remote_code=remote)
+    fit_embeddings(base, load_tokenizer(ref.adapter, trust_remote_code=remote))  # tokens the run added
     adapter_model = PeftModel.from_pretrained(base, ref.adapter).to("cuda" if has_gpu() else "cpu").eval()
     # The adapter model's answers come from the very model object that is then merged: one base load, not two.
-    expected = greedy_answers(InferenceModel(adapter_model, load_tokenizer(ref.adapter), ref.template, ref.system,
-                                             ref), prompts) if verify else []
+    expected = greedy_answers(InferenceModel(adapter_model, load_tokenizer(ref.adapter, trust_remote_code=remote),
+                                             ref.template, ref.system, ref), prompts) if verify else []
     merged = adapter_model.merge_and_unload()
 
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(tmp, safe_serialization=True)
-    tokenizer = load_tokenizer(ref.adapter)  # as trained (InferenceModel switches its own copy to left padding)
+    tokenizer = load_tokenizer(ref.adapter, trust_remote_code=remote)  # as trained (InferenceModel switches its own copy to left padding)
     tokenizer.save_pretrained(tmp)
     HFGenerationConfig(eos_token_id=stop_token_ids(ref.template, tokenizer), pad_token_id=tokenizer.pad_token_id,
                        bos_token_id=tokenizer.bos_token_id, do_sample=False).save_pretrained(tmp)
@@ -77,7 +80,7 @@ def merge(run_dir: Path, out: Path | None = None, dtype: str = "auto", verify: b
     (tmp / SQLFT_META).write_text(yaml.safe_dump({
         "base_model": config["model"]["name"], "template": ref.template, "system": ref.system,
         "schema_format": ref.schema_format, "method": config["model"]["method"], "dtype": dtype,
-        "run": str(run_dir.resolve())}, sort_keys=False))
+        "trust_remote_code": remote, "run": str(run_dir.resolve())}, sort_keys=False))
     (tmp / "README.md").write_text(model_card(run_dir, config, dtype))
     if out.exists():
         shutil.rmtree(out)
@@ -89,11 +92,12 @@ def merge(run_dir: Path, out: Path | None = None, dtype: str = "auto", verify: b
     return out
 
 
-def base_dtype(base: str) -> str:
+def base_dtype(base: str, trust_remote_code: bool = False) -> str:
     """The base model's 16-bit dtype from its config.json, float16 when it is stored in 32 bits."""
     from transformers import AutoConfig
 
-    stored = str(getattr(AutoConfig.from_pretrained(resolve_model_path(base)), "dtype", "") or "")
+    config = AutoConfig.from_pretrained(resolve_model_path(base), trust_remote_code=trust_remote_code)
+    stored = str(getattr(config, "dtype", "") or "")
     return "bfloat16" if "bfloat16" in stored else "float16"
 
 

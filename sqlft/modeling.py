@@ -83,8 +83,15 @@ def load_tokenizer(name: str, model_cfg: ModelConfig | None = None, trust_remote
 
     model_cfg = model_cfg or ModelConfig(name=name)
     remote = model_cfg.trust_remote_code if trust_remote_code is None else trust_remote_code
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name), trust_remote_code=remote,
-                                              **model_cfg.tokenizer_kwargs)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name), trust_remote_code=remote,
+                                                  **model_cfg.tokenizer_kwargs)
+    except ValueError as err:
+        if "custom code" in str(err) and not remote:
+            raise ConfigError(f"{name} ships its own tokenizer or model code (auto_map, as Yuan 2.0 does); read that "
+                              "code, then set model.trust_remote_code=true (sqlft ask/eval of a plain base model: "
+                              "--trust-remote-code) to run it") from None
+        raise
     setup_tokenizer(tokenizer, model_cfg)
     if tokenizer.pad_token is None:  # Llama-2 has none; padding positions are masked out, so EOS is safe
         tokenizer.pad_token = tokenizer.eos_token
@@ -183,6 +190,11 @@ def load_base_model(model_cfg: ModelConfig, *, for_training: bool, tokenizer=Non
             kwargs["device_map"] = {"": torch.cuda.current_device()}
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except ValueError as err:
+        if "custom code" in str(err) and not model_cfg.trust_remote_code:
+            raise ConfigError(f"{model_cfg.name} ships its own model code (auto_map in its config.json, as Yuan 2.0 "
+                              "does); read that code, then set model.trust_remote_code=true to run it") from None
+        raise
     except OSError as err:
         hint = ("it is neither a local folder nor reachable on the hub (this machine may have no hub access: "
                 "download it where online and point model.name at the folder)") if not Path(path).exists() else str(err)
@@ -226,13 +238,16 @@ def add_lora(model, config: Config):
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=config.train.gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": config.train.use_reentrant})
-    # Tokens added to the vocabulary start untrained: their embedding rows train with the adapter (PEFT's
-    # trainable tokens, saved in the adapter), the rest of the embeddings stays frozen.
-    new_ids = getattr(model, "sqlft_new_token_ids", [])
     lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
-                      target_modules=config.lora.target_modules, bias="none", task_type="CAUSAL_LM",
-                      trainable_token_indices=new_ids or None)
-    return get_peft_model(model, lora)
+                      target_modules=config.lora.target_modules, bias="none", task_type="CAUSAL_LM")
+    model = get_peft_model(model, lora)
+    if getattr(model.get_base_model(), "sqlft_new_token_ids", []):
+        # Tokens added to the vocabulary start untrained: the input and output embeddings train with the adapter
+        # (LLaMA-Factory's resize_vocab), and PEFT saves them in the adapter because the vocabulary grew.
+        for layer in (model.get_input_embeddings(), model.get_output_embeddings()):
+            if layer is not None:
+                layer.weight.requires_grad_(True)
+    return model
 
 
 def parameter_counts(model) -> tuple[int, int]:

@@ -124,8 +124,9 @@ def _read_model_dir(model_dir: str):
     from sqlft.modeling import load_tokenizer, resolve_model_path
 
     ref = resolve_ref(model_dir)
-    tokenizer = load_tokenizer(ref.adapter or ref.weights if ref.kind != "base" else ref.base)
-    config = AutoConfig.from_pretrained(resolve_model_path(ref.weights))
+    tokenizer = load_tokenizer(ref.adapter or ref.weights if ref.kind != "base" else ref.base,
+                               trust_remote_code=ref.trust_remote_code)
+    config = AutoConfig.from_pretrained(resolve_model_path(ref.weights), trust_remote_code=ref.trust_remote_code)
     context = getattr(config, "max_position_embeddings", None)
     return tokenizer, ref.template, ref.system, int(context) if context else None, ref.schema_format
 

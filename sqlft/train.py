@@ -49,7 +49,7 @@ def main(argv=None) -> Path:
         sys.exit(f"sqlft train: {err}")
     try:
         return train(config, resume=args.resume)
-    except (DataError, FileNotFoundError) as err:
+    except (DataError, FileNotFoundError, ConfigError) as err:
         sys.exit(f"sqlft train: {err}")
 
 

@@ -70,3 +70,44 @@ def sql_jsonl(tmp_path) -> Path:
             f.write(json.dumps({"context": context, "question": f"{question} (#{i})", "answer": answer,
                                 "db_id": f"db{i % 4}"}) + "\n")
     return path
+
+
+TINY_YUAN_CODE = {  # a model that ships its own code (auto_map), as Yuan 2.0 does: loads only with trust_remote_code
+    "configuration_tinyyuan.py": "from transformers import LlamaConfig\n\n\nclass TinyYuanConfig(LlamaConfig):\n"
+                                 "    model_type = 'tinyyuan'\n",
+    "modeling_tinyyuan.py": "from transformers import LlamaForCausalLM\n\nfrom .configuration_tinyyuan import "
+                            "TinyYuanConfig\n\n\nclass TinyYuanForCausalLM(LlamaForCausalLM):\n"
+                            "    config_class = TinyYuanConfig\n",
+    "tokenization_tinyyuan.py": "from transformers import PreTrainedTokenizerFast\n\n\n"
+                                "class TinyYuanTokenizer(PreTrainedTokenizerFast):\n    pass\n",
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_yuan_dir(tmp_path_factory, embedded_model_dir) -> Path:
+    """A tiny Llama dressed as a custom-code model (its own config, model and tokenizer classes in .py files named
+    by auto_map), with room in its embeddings for Yuan's added tokens (<eod>, <sep>, ...), as Yuan 2.0 has."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny-yuan")
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir)
+    config = LlamaConfig(vocab_size=len(tokenizer) + 32, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=1024,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    for name, code in TINY_YUAN_CODE.items():
+        (folder / name).write_text(code)
+    model_config = json.loads((folder / "config.json").read_text())
+    model_config.update(model_type="tinyyuan", architectures=["TinyYuanForCausalLM"],
+                        auto_map={"AutoConfig": "configuration_tinyyuan.TinyYuanConfig",
+                                  "AutoModelForCausalLM": "modeling_tinyyuan.TinyYuanForCausalLM"})
+    (folder / "config.json").write_text(json.dumps(model_config, indent=1))
+    tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())
+    tokenizer_config.update(tokenizer_class="TinyYuanTokenizer",
+                            auto_map={"AutoTokenizer": [None, "tokenization_tinyyuan.TinyYuanTokenizer"]})
+    (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=1))
+    return folder
