@@ -66,6 +66,9 @@ def check_device_options(config: Config) -> None:
                         "has it, else fp32)")
     if config.model.method == "qlora" and config.model.quant_bits == 8:
         problems.append("model.quant_bits=8 (LLM.int8) needs a GPU with bitsandbytes; use 4 on a CPU")
+    if config.model.method == "qlora" and config.model.compute_dtype == "float16":
+        problems.append("model.compute_dtype=float16 (4-bit matmuls in fp16, a T4-era GPU setting) needs a GPU; "
+                        "use model.compute_dtype=auto")
     if config.train.deepspeed:
         problems.append(f"train.deepspeed={config.train.deepspeed} needs GPUs (and the deepspeed package); "
                         "set train.deepspeed='' on a CPU")
