@@ -117,7 +117,7 @@ def test_axolotl_seed_imports_with_every_key_accounted_for(tmp_path, tiny_model_
     # tokenizer, so the vocabulary and the embeddings grow, and merge must rebuild them
     sample = shared_data("spider_train", "spider_train.jsonl")
     config = load_config(out, [f"model.name={tiny_model_dir}", "model.method=lora", "train.optim=adamw_torch",
-                               "train.precision=fp32", "model.attn_implementation=sdpa", "data.max_length=160",
+                               "train.precision=fp32", "model.attn_implementation=sdpa", "data.max_length=320",
                                f"data.train=[{{path: {sample}, format: know_sql, max_records: 12}}]",
                                "data.val_fraction=0.25", "train.max_steps=2", "train.report_to=none",
                                "train.save_strategy=steps", "train.save_steps=2", f"train.output_dir={tmp_path / 'run'}"])
