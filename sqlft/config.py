@@ -30,6 +30,7 @@ class ModelConfig:
     dtype: str = "auto"  # dtype of non-quantized weights: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16
     attn_implementation: str = "auto"  # auto (flash_attention_2 on a GPU where flash-attn is installed, else sdpa), sdpa, eager, flash_attention_2
     trust_remote_code: bool = False  # allow model code from the hub (off: only transformers' own architectures)
+    adapter: str = ""  # continue training this LoRA adapter: an SFT run folder (its adapter/) or an adapter folder
 
 
 @dataclass
@@ -70,6 +71,7 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
+    stage: str = "sft"  # sft (supervised, on the answers) or grpo (reinforcement, on executed answers: grpo section)
     output_dir: str = "runs/{name}"  # run folder ({name}: the config's name)
     epochs: float = 1.0  # passes over the training set (ignored when max_steps > 0)
     max_steps: int = 0  # 0: run epochs
@@ -95,6 +97,37 @@ class TrainConfig:
 
 
 @dataclass
+class RewardConfig:
+    match: float = 1.0  # reward of an answer whose result matches the gold's
+    runs: float = 0.1  # reward of an answer that runs but gives another result (anything else: 0)
+    overlong_penalty: float = 0.0  # subtracted from an answer that fills max_completion_length without ending
+    malformed_penalty: float = 0.0  # subtracted from an answer with no readable SQL in it
+    dialect: str = "auto"  # dialect of the gold SQL: auto (duckdb for demo: data, else sqlite), sqlite, postgres, duckdb
+    mode: str = "spider"  # result comparison, as `sqlft eval --mode`: spider, strict or set
+    timeout_s: float = 5.0  # per query: a runaway answer is stopped and earns 0
+    instances: int = 3  # synthesized databases per schema-only record (an answer must match on every one)
+    db_root: str = ""  # folder of real databases by db_id (<db_id>/<db_id>.sqlite or <db_id>.duckdb); "" none
+
+
+@dataclass
+class GRPOSection:
+    num_generations: int = 4  # answers sampled per prompt; train.batch_size x grad_accum must be a multiple of it
+    max_completion_length: int = 128  # tokens per sampled answer
+    temperature: float = 1.0  # sampling temperature of the answers
+    top_p: float = 1.0
+    beta: float = 0.0  # KL penalty towards the starting model (0: no reference model is kept: less memory)
+    epsilon: float = 0.2  # clipping of the policy ratio
+    loss_type: str = "dapo"  # TRL loss normalisation: dapo, grpo, dr_grpo, bnpo
+    scale_rewards: str = "group"  # advantages divided by the std of the group (group), of the batch, or none
+    use_vllm: bool = False  # sample with vLLM (GPU; pip install vllm) through TRL's integration
+    vllm_mode: str = "colocate"  # colocate (vLLM in the training process) or server (`trl vllm-serve` running)
+    vllm_server_url: str = ""  # server mode: base URL of `trl vllm-serve` (e.g. http://127.0.0.1:8000)
+    vllm_gpu_memory_utilization: float = 0.3  # colocate mode: share of GPU memory vLLM may take
+    log_completions: bool = False  # print a table of sampled answers and rewards at every logging step
+    reward: RewardConfig = field(default_factory=RewardConfig)
+
+
+@dataclass
 class GenerationConfig:
     max_new_tokens: int = 128  # answer budget per question
     do_sample: bool = False  # greedy by default (reproducible evaluation)
@@ -117,6 +150,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    grpo: GRPOSection = field(default_factory=GRPOSection)  # used when train.stage is grpo
 
     @property
     def run_dir(self) -> Path:
@@ -136,6 +170,12 @@ CHOICES = {
     "data.train[].format": ("auto", "know_sql", "spider", "alpaca", "dolly", "sharegpt", "messages", "guanaco",
                             "llama2_text"),
     "train.report_to": ("tensorboard", "none"),
+    "train.stage": ("sft", "grpo"),
+    "grpo.loss_type": ("dapo", "grpo", "dr_grpo", "bnpo"),
+    "grpo.scale_rewards": ("group", "batch", "none"),
+    "grpo.vllm_mode": ("colocate", "server"),
+    "grpo.reward.dialect": ("auto", "sqlite", "postgres", "duckdb"),
+    "grpo.reward.mode": ("spider", "strict", "set"),
 }
 
 
@@ -237,8 +277,11 @@ def _check_values(config: Config) -> list[str]:
             values = [(f"data.train[{i}].format", s.format) for i, s in enumerate(config.data.train)]
             values += [(f"data.validation[{i}].format", s.format) for i, s in enumerate(config.data.validation)]
         else:
-            section, name = key.split(".")
-            values = [(key, getattr(getattr(config, section), name))]
+            *sections, name = key.split(".")
+            node = config
+            for section in sections:
+                node = getattr(node, section)
+            values = [(key, getattr(node, name))]
         for where, value in values:
             if value not in allowed:
                 close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
@@ -257,6 +300,29 @@ def _check_values(config: Config) -> list[str]:
         problems.append("'train.bf16' and 'train.fp16' are both on; pick one")
     if config.train.batch_size < 1 or config.train.grad_accum < 1:
         problems.append("'train.batch_size' and 'train.grad_accum' must be >= 1")
+    if config.model.adapter and config.model.method == "full":
+        problems.append("'model.adapter' continues a LoRA adapter: use model.method=lora or qlora, or, to fine-tune "
+                        "all weights from an SFT run, merge it (sqlft merge RUN) and set model.name=RUN/merged")
+    if config.train.stage == "grpo":
+        problems += _check_grpo(config)
+    return problems
+
+
+def _check_grpo(config: Config) -> list[str]:
+    g, problems = config.grpo, []
+    completions = config.train.batch_size * config.train.grad_accum
+    if g.num_generations < 2:
+        problems.append(f"'grpo.num_generations' is {g.num_generations}; GRPO compares answers to one prompt, so it "
+                        "needs at least 2")
+    elif completions % g.num_generations:
+        problems.append(f"train.batch_size x train.grad_accum ({completions}) answers per step must be a multiple "
+                        f"of grpo.num_generations ({g.num_generations}): e.g. train.batch_size={g.num_generations}")
+    if g.max_completion_length < 1 or g.temperature <= 0 or not 0 < g.top_p <= 1:
+        problems.append("'grpo.max_completion_length' must be >= 1, 'grpo.temperature' > 0, 'grpo.top_p' in (0, 1]")
+    if g.reward.timeout_s <= 0 or g.reward.instances < 1:
+        problems.append("'grpo.reward.timeout_s' must be > 0 and 'grpo.reward.instances' >= 1")
+    if g.vllm_mode == "server" and g.use_vllm and not g.vllm_server_url:
+        problems.append("'grpo.vllm_mode' is server: set grpo.vllm_server_url to the `trl vllm-serve` address")
     return problems
 
 

@@ -1,5 +1,7 @@
 """Fine-tune a Llama-family model for SQL with QLoRA, LoRA or full fine-tuning (TRL SFTTrainer + PEFT).
 
+train.stage: grpo runs the reinforcement stage instead (sqlft/grpo.py: TRL GRPOTrainer, execution reward).
+
     sqlft train CONFIG [section.key=value ...] [--resume]
     python -m sqlft.train configs/smollm2-135m-qlora-cpu.yaml train.max_steps=20
 
@@ -46,12 +48,16 @@ def main(argv=None) -> Path:
         sys.exit(f"sqlft train: {err}")
     try:
         return train(config, resume=args.resume)
-    except (DataError, FileNotFoundError) as err:
+    except (DataError, ConfigError, FileNotFoundError) as err:
         sys.exit(f"sqlft train: {err}")
 
 
 def train(config: Config, resume: bool = False) -> Path:
     from transformers import set_seed
+
+    if config.train.stage == "grpo":  # reinforcement on executed answers: its own recipe, the same run folder
+        from sqlft.grpo import train_grpo
+        return train_grpo(config, resume)
 
     set_seed(config.train.seed)
     torch.set_num_threads(config.train.num_threads or os.cpu_count())
