@@ -17,13 +17,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import torch
-
 from eval.inputs import data_dialect, record_example
 from eval.reward import ExecutionReward, RewardSettings
+from sqlft import precision
 from sqlft.config import Config, ConfigError
-from sqlft.data import build_training_data
-from sqlft.data import held_out_sql_rows
+from sqlft.data import build_training_data, held_out_sql_rows
 from sqlft.formats import DataError
 from sqlft.generate import stop_token_ids
 from sqlft.merge import SAMPLE_PROMPTS
@@ -35,16 +33,14 @@ from sqlft.train import (StopOnNonFiniteLoss, _first_non_finite, _non_finite, is
 
 
 def train_grpo(config: Config, resume: bool = False) -> Path:
-    from transformers import set_seed
+    """Called by sqlft.train.train with the precision and max_length already resolved."""
     from trl import GRPOTrainer
 
-    set_seed(config.train.seed)
-    torch.set_num_threads(config.train.num_threads or os.cpu_count())
     main_process = is_main_process()
     run_dir = prepare_run_dir(config, resume) if main_process else config.run_dir
 
     # Data and databases first: bad data or gold SQL that does not run fails in seconds, before the model loads.
-    tokenizer = load_tokenizer(config.model.name)
+    tokenizer = load_tokenizer(config.model.name, config.model)
     data = build_training_data(config, tokenizer)
     records = [r for r in data.train_records if r.task == "sql"]
     if not records:
@@ -64,7 +60,7 @@ def train_grpo(config: Config, resume: bool = False) -> Path:
         write_reports(run_dir, data, records, reward, len(data.train_records) - len(records))
 
     args = grpo_args(config, run_dir)
-    model = load_base_model(config.model, for_training=True)
+    model = load_base_model(config.model, for_training=True, tokenizer=tokenizer)
     # Answers end at the template's end-of-turn token as at inference (sqlft.generate), not only at the EOS.
     model.generation_config.eos_token_id = stop_token_ids(config.data.template, tokenizer)
     model = add_lora(model, config)
@@ -151,6 +147,7 @@ def grpo_args(config: Config, run_dir: Path):
     from trl import GRPOConfig
 
     t, g = config.train, config.grpo
+    autocast = precision.resolve(t.precision)  # already concrete when sqlft.train resolved it
     if g.use_vllm:
         import importlib.util
         if importlib.util.find_spec("vllm") is None:
@@ -168,15 +165,15 @@ def grpo_args(config: Config, run_dir: Path):
         gradient_accumulation_steps=t.grad_accum,
         learning_rate=t.lr,
         lr_scheduler_type=t.scheduler,
-        warmup_steps=t.warmup_ratio,  # transformers 5 takes a ratio (< 1) here
+        warmup_steps=t.warmup_steps if t.warmup_steps > 0 else t.warmup_ratio,  # an int: steps; a float < 1: share
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
         optim=t.optim,
-        bf16=t.bf16,
-        fp16=t.fp16,
+        bf16=autocast == "bf16",
+        fp16=autocast == "fp16",
         use_cpu=not has_gpu(),
-        gradient_checkpointing=t.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
+        activation_checkpointing=t.gradient_checkpointing,  # transformers 5's name for gradient checkpointing
+        activation_checkpointing_kwargs={"use_reentrant": t.use_reentrant},
         save_strategy="steps",
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,

@@ -66,7 +66,7 @@ def test_grpo_changes_the_adapter_resumes_and_merges(tiny_model_dir, sql_jsonl, 
     history = json.loads((resumed / "metrics.json").read_text())["log_history"]
     assert [e["step"] for e in history if "reward" in e] == [1, 2, 3]
 
-    merged = merge(resumed)  # verifies merged == adapter on the sample prompts
+    merged = merge(resumed, dtype="float32")  # verifies merged == adapter (a random model has near ties in 16 bits)
     assert (merged / "model.safetensors").is_file() and (merged / "sqlft.yaml").is_file()
 
 
