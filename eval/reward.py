@@ -1,7 +1,7 @@
 """Execution reward for reinforcement fine-tuning: a sampled answer earns 1 when its result matches the gold's,
 0.1 when it runs but gives another result, 0 otherwise (Arctic-Text2SQL-R1's reward; weights configurable).
 
-Answers are scored exactly as `sqlft eval` scores them (eval.run): the record's real database when it names one,
+Answers are scored exactly as `sqlft eval` scores them (eval.scoring): the record's real database when it names one,
 synthesized instances for schema-only records, the same hardened sandboxes, timeouts and comparison rules. Gold
 results are computed once per record when the reward is built; a record whose gold does not run is dropped, with
 the reason. Model-free: this module never loads a model.
@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from eval.inputs import Example
-from eval.run import (Gold, Instances, Scoring, instance_key, open_sandboxes, prepare_instances, run_golds,
-                      score_pred)
+from eval.scoring import (Gold, Instances, Scoring, instance_key, open_sandboxes, prepare_instances, run_golds,
+                          score_pred)
 from eval.sql import extract_sql
 
-# Statuses of eval.run that mean "the answer did not run" (kept apart in the logs: each says what to fix).
+# Statuses of eval.scoring that mean "the answer did not run" (kept apart in the logs: each says what to fix).
 ERROR_STATUSES = ("pred_parse_error", "pred_exec_error", "pred_timeout", "rejected")
 
 
@@ -48,7 +48,7 @@ class RewardSettings:
 
 @dataclass
 class Outcome:
-    status: str  # match, mismatch, or one of ERROR_STATUSES (eval.run's statuses)
+    status: str  # match, mismatch, or one of ERROR_STATUSES (eval.scoring's statuses)
     reward: float
     reason: str = ""
     overlong: bool = False
@@ -108,7 +108,8 @@ class ExecutionReward:
         s = self.settings
         target = self.targets.get(str(example_id))
         if target is None:
-            raise KeyError(f"no prepared record {example_id!r} (dropped: {self.dropped.get(str(example_id), 'unknown')})")
+            why = self.dropped.get(str(example_id), "never given")
+            raise KeyError(f"no prepared record {example_id!r} (dropped: {why})")
         pred_sql = extract_sql(answer, s.dialect)
         result = score_pred(target.example, pred_sql, target.golds, target.inst, self._scoring(s))
         reward = s.match if result.status == "match" else s.runs if result.status == "mismatch" else 0.0
