@@ -1,6 +1,6 @@
 """Defog's questions scored on a live PostgreSQL and on DuckDB, with the gold SQL as predictions (no model).
 
-    python benchmarks/defog_postgres.py [--out runs/eval/defog-pg] [--limit N]
+    python benchmarks/defog_postgres.py [--defog ../shared/data/defog] [--out runs/eval/defog-postgres] [--limit N]
 
 Starts a throwaway PostgreSQL cluster (tests/pg_cluster.py), loads each dump of ../shared/data/defog/databases
 into its own database with psql, adds a SELECT-only role, then runs `sqlft eval --predictions` twice: with
@@ -51,11 +51,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/eval/defog-postgres")
     p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--defog", type=Path, default=DEFOG, help="folder with questions/ and databases/ (default %(default)s)")
     args = p.parse_args()
+    defog = args.defog
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    predictions = write_predictions(DEFOG / "questions" / "questions_gen_postgres.csv", out, args.limit)
-    dumps = sorted((DEFOG / "databases").glob("*.sql"))
+    predictions = write_predictions(defog / "questions" / "questions_gen_postgres.csv", out, args.limit)
+    dumps = sorted((defog / "databases").glob("*.sql"))
     with throwaway_cluster() as cluster, tempfile.TemporaryDirectory() as tmp:
         for dump in dumps:
             cluster.psql(f"CREATE DATABASE {dump.stem}")
@@ -68,7 +70,7 @@ def main() -> None:
         pgpass.chmod(0o600)
         os.environ["PGPASSFILE"] = str(pgpass)
         on_postgres = score(predictions, f"postgresql://reader@127.0.0.1:{cluster.port}/", out / "postgres")
-    on_duckdb = score(predictions, str(DEFOG / "databases"), out / "duckdb")
+    on_duckdb = score(predictions, str(defog / "databases"), out / "duckdb")
     print("postgres:", dict(Counter(r["status"] for r in on_postgres)))
     print("duckdb:  ", dict(Counter(r["status"] for r in on_duckdb)))
     differ = [(a, b) for a, b in zip(on_postgres, on_duckdb) if a["status"] != b["status"]]

@@ -56,6 +56,7 @@ class DataConfig:
     template: str = "chatml"  # prompt template (sqlft.templates): sql, alpaca, llama2, llama3, chatml, yuan, tokenizer
     system: str = SQL_SYSTEM  # system text for SQL records (records that carry their own keep it)
     schema_format: str = "ddl"  # schema in SQL prompts (sqlft.schema): ddl (as given) or compact (a line per table)
+    sql_dialect: str = "auto"  # dialect of the training SQL (serve transpiles from it); auto: duckdb for demo:*, else sqlite
     max_length: int = 512  # tokens per example (prompt + answer)
     overlong: str = "drop"  # examples over max_length: drop (reported) or fail; the SQL answer is never cut
     dedupe: bool = True  # drop exact duplicate (prompt, answer) pairs
@@ -132,6 +133,7 @@ CHOICES = {
     "model.attn_implementation": ("auto", "sdpa", "eager", "flash_attention_2"),
     "data.overlong": ("drop", "fail"),
     "data.schema_format": ("ddl", "compact"),
+    "data.sql_dialect": ("auto", "sqlite", "duckdb", "postgres", "mysql", "bigquery", "snowflake", "tsql", "spark"),
     "data.template": ("sql", "alpaca", "llama2", "llama3", "chatml", "yuan", "tokenizer"),
     "data.train[].format": ("auto", "know_sql", "spider", "alpaca", "dolly", "sharegpt", "messages", "guanaco",
                             "llama2_text"),
@@ -165,7 +167,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
     if problems:
         where = f" in {path}" if path else ""
         raise ConfigError(f"{len(problems)} problem(s){where}:\n  " + "\n  ".join(problems))
+    if config.data.sql_dialect == "auto":  # the run's saved config.yaml records the dialect itself
+        config.data.sql_dialect = training_dialect(config.data.train)
     return config
+
+
+def training_dialect(datasets: list) -> str:
+    """The SQL dialect of training data as far as its source tells: sqlft's demo sets are written for DuckDB
+    (sqlft/demo_data/README.md); know_sql / sql-create-context and Spider data are SQLite."""
+    paths = [spec["path"] if isinstance(spec, dict) else spec.path for spec in datasets]
+    return "duckdb" if paths and all(str(p).startswith("demo:") for p in paths) else "sqlite"
 
 
 def apply_override(raw: dict, override: str, problems: list[str]) -> None:
