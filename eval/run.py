@@ -106,7 +106,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, help="answer budget (overrides the config)")
     parser.add_argument("--batch-size", type=int, help="prompts per generation batch (overrides the config)")
     parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
-                        help="weights for generation (auto: bfloat16 on a GPU, float32 on a CPU)")
+                        help="weights for generation (auto: the GPU's native 16-bit type, float32 on a CPU; "
+                        "sqlft.precision)")
     parser.add_argument("--no-prefix-cache", action="store_true", help="read every prompt whole (prefix caching "
                         "off: slower, same answers; for measuring it)")
     parser.add_argument("--constrain-identifiers", action="store_true", help="schema-constrained "

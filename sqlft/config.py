@@ -26,7 +26,7 @@ class ModelConfig:
     quant_bits: int = 4  # qlora only: 4 (NF4/FP4) or 8 (LLM.int8)
     quant_type: str = "nf4"  # 4-bit data type: nf4 or fp4
     double_quant: bool = True  # also quantize the quantization constants (~0.4 bit/param saved)
-    compute_dtype: str = "bfloat16"  # dtype of 4-bit matmuls, and of autocast when train.bf16 is on
+    compute_dtype: str = "auto"  # dtype of 4-bit matmuls: auto (train.precision's), bfloat16, float16, float32
     dtype: str = "auto"  # dtype of non-quantized weights: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16
     attn_implementation: str = "auto"  # auto (flash_attention_2 on a GPU where flash-attn is installed, else sdpa), sdpa, eager, flash_attention_2
     trust_remote_code: bool = False  # allow model code from the hub (off: only transformers' own architectures)
@@ -82,8 +82,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 0.3  # gradient clipping (QLoRA paper value)
     optim: str = "adamw_torch"  # transformers optimizer name; paged_adamw_8bit on GPU for QLoRA
-    bf16: bool = False  # bf16 autocast (mixed precision); fp16: use a GPU config with fp16 instead
-    fp16: bool = False  # fp16 autocast (GPUs without bf16)
+    precision: str = "auto"  # autocast: auto (what the hardware computes natively, sqlft.precision), bf16, fp16, fp32
     gradient_checkpointing: bool = True  # recompute activations in backward: less memory, ~30% slower
     eval_steps: int = 50  # validation loss every N steps (0: never)
     save_steps: int = 50  # checkpoint every N steps
@@ -128,7 +127,7 @@ CHOICES = {
     "model.method": ("qlora", "lora", "full"),
     "model.quant_bits": (4, 8),
     "model.quant_type": ("nf4", "fp4"),
-    "model.compute_dtype": ("bfloat16", "float16", "float32"),
+    "model.compute_dtype": ("auto", "bfloat16", "float16", "float32"),
     "model.dtype": ("auto", "float32", "bfloat16", "float16"),
     "model.attn_implementation": ("auto", "sdpa", "eager", "flash_attention_2"),
     "data.overlong": ("drop", "fail"),
@@ -137,8 +136,12 @@ CHOICES = {
     "data.template": ("sql", "alpaca", "llama2", "llama3", "chatml", "yuan", "tokenizer"),
     "data.train[].format": ("auto", "know_sql", "spider", "alpaca", "dolly", "sharegpt", "messages", "guanaco",
                             "llama2_text"),
+    "train.precision": ("auto", "bf16", "fp16", "fp32"),
     "train.report_to": ("tensorboard", "none"),
 }
+# Keys that were renamed: the error names the new key rather than guessing a look-alike.
+RENAMED = {"train.bf16": "train.precision (auto, bf16, fp16 or fp32; auto picks bf16 where it is native)",
+           "train.fp16": "train.precision (auto, bf16, fp16 or fp32; auto picks fp16 on GPUs without bf16)"}
 
 
 class ConfigError(ValueError):
@@ -206,6 +209,9 @@ def _build(cls, raw, prefix: str, problems: list[str]):
     hints = typing.get_type_hints(cls)
     values = {}
     for key, value in raw.items():
+        if key not in fields and f"{prefix}{key}" in RENAMED:
+            problems.append(f"'{prefix}{key}' is now {RENAMED[prefix + str(key)]}")
+            continue
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
             hint = f" Did you mean '{prefix}{close[0]}'?" if close else f" Valid keys: {', '.join(fields)}"
@@ -264,8 +270,6 @@ def _check_values(config: Config) -> list[str]:
         problems.append(f"'data.val_fraction' is {config.data.val_fraction}; it must be in [0, 1)")
     if config.data.max_length < 16:
         problems.append(f"'data.max_length' is {config.data.max_length}; it must be at least 16 tokens")
-    if config.train.bf16 and config.train.fp16:
-        problems.append("'train.bf16' and 'train.fp16' are both on; pick one")
     if config.train.batch_size < 1 or config.train.grad_accum < 1:
         problems.append("'train.batch_size' and 'train.grad_accum' must be >= 1")
     return problems

@@ -15,7 +15,8 @@ import yaml
 
 from sqlft.config import Config, GenerationConfig, ModelConfig, training_dialect
 from sqlft.decoding import decode, pad_after_prefix
-from sqlft.modeling import DTYPES, has_gpu, load_tokenizer, resolve_model_path
+from sqlft.modeling import has_gpu, load_tokenizer, resolve_model_path
+from sqlft.precision import weights_dtype
 from sqlft.record import SQL_SYSTEM
 from sqlft.templates import OWN_BOS, check_template, sql_prompt, stop_strings
 
@@ -81,7 +82,7 @@ class InferenceModel:
         tokenizer = load_tokenizer(tokenizer_source if resolved.kind != "base" else resolved.base)
         template = template or resolved.template or default_template(tokenizer)
         check_template(template)
-        torch_dtype = DTYPES[dtype] if dtype != "auto" else (torch.bfloat16 if has_gpu() else torch.float32)
+        torch_dtype = weights_dtype(dtype)  # auto: the GPU's native 16-bit type, fp32 on a CPU
         model = AutoModelForCausalLM.from_pretrained(resolve_model_path(resolved.weights), dtype=torch_dtype)
         if resolved.adapter:
             from peft import PeftModel

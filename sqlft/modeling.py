@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from sqlft import precision
 from sqlft.config import Config, ConfigError, ModelConfig
 from sqlft.embedded import is_embedded, resolve_embedded
 
@@ -35,13 +36,8 @@ def shards_weights() -> bool:
 
 
 def weights_dtype(model_cfg: ModelConfig) -> torch.dtype:
-    """dtype of the non-quantized weights: bf16 on a GPU that has it, fp32 on a CPU (bf16 weights train badly
-    there: the optimizer's updates underflow; bf16 *autocast* on fp32 weights is the fast path, train.bf16)."""
-    if model_cfg.dtype != "auto":
-        return DTYPES[model_cfg.dtype]
-    if has_gpu():
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+    """dtype of the non-quantized weights: `auto` is bf16/fp16 on a GPU and fp32 on a CPU (sqlft.precision)."""
+    return precision.weights_dtype(model_cfg.dtype)
 
 
 def attention(model_cfg: ModelConfig) -> str:
@@ -65,8 +61,9 @@ def check_device_options(config: Config) -> None:
                         "use train.optim=adamw_torch")
     if config.model.attn_implementation == "flash_attention_2":
         problems.append("model.attn_implementation=flash_attention_2 needs a GPU; use model.attn_implementation=sdpa")
-    if config.train.fp16:
-        problems.append("train.fp16 needs a GPU; on a CPU use train.bf16=true (bf16 autocast) or neither")
+    if config.train.precision == "fp16":
+        problems.append("train.precision=fp16 needs a GPU; on a CPU use train.precision=auto (bf16 where the CPU "
+                        "has it, else fp32)")
     if config.model.method == "qlora" and config.model.quant_bits == 8:
         problems.append("model.quant_bits=8 (LLM.int8) needs a GPU with bitsandbytes; use 4 on a CPU")
     if problems:
@@ -94,7 +91,7 @@ def quantization_config(model_cfg: ModelConfig):
         load_in_4bit=True,
         bnb_4bit_quant_type=model_cfg.quant_type,
         bnb_4bit_use_double_quant=model_cfg.double_quant,
-        bnb_4bit_compute_dtype=DTYPES[model_cfg.compute_dtype],
+        bnb_4bit_compute_dtype=DTYPES[precision.resolve_dtype_name(model_cfg.compute_dtype)],
         # Storage dtype of the packed 4-bit weights: 16-bit (as the other weights) lets FSDP/ZeRO-3 shard them;
         # plain uint8 otherwise.
         bnb_4bit_quant_storage=storage if storage != torch.float32 else torch.uint8,

@@ -10,6 +10,7 @@ every process trains, the main process alone writes the run folder.
 """
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
+from sqlft import precision
 from sqlft.config import Config, ConfigError, load_config, save_config
 from sqlft.data import build_training_data, held_out_sql_rows, to_hf_dataset
 from sqlft.formats import DataError
@@ -57,6 +59,7 @@ def train(config: Config, resume: bool = False) -> Path:
     torch.set_num_threads(config.train.num_threads or os.cpu_count())
     # Under a launcher every process runs this function; the main one alone writes the run folder.
     main_process = is_main_process()
+    config = resolve_precision(config, verbose=main_process)  # `auto` made concrete: config.yaml records the choice
     run_dir = prepare_run_dir(config, resume) if main_process else config.run_dir
 
     # Data first: bad data fails in seconds, before the model is loaded.
@@ -96,10 +99,28 @@ def train(config: Config, resume: bool = False) -> Path:
     if non_finite:
         key = _non_finite(non_finite)
         sys.exit(f"sqlft train: the {key} became {non_finite[key]} at step {non_finite['step']}; training stopped "
-                 "and nothing was saved past the last checkpoint. Lower train.lr, check the data, or turn on "
-                 "train.bf16 on hardware with bf16 instead of fp16; then --resume from the last good checkpoint.")
+                 "and nothing was saved past the last checkpoint. Lower train.lr, check the data, or set "
+                 "train.precision=bf16 on hardware with bf16 instead of fp16; then --resume from the last good "
+                 "checkpoint.")
     save_outputs(config, trainer, tokenizer, run_dir, result, seconds)
     return run_dir
+
+
+def resolve_precision(config: Config, verbose: bool = True) -> Config:
+    """train.precision and model.compute_dtype with `auto` replaced by what this machine computes natively
+    (sqlft.precision); an explicit bf16 where it is emulated is kept and warned about once."""
+    hw = precision.hardware()
+    chosen = precision.resolve(config.train.precision, hw)
+    compute = config.model.compute_dtype
+    if compute == "auto":  # the 4-bit matmuls follow the autocast precision
+        compute = precision.DTYPE_NAMES[chosen]
+    elif config.model.method == "qlora":
+        compute = precision.resolve_dtype_name(compute, hw)  # warns where an explicit 16-bit type is emulated
+    if verbose:
+        line = precision.describe(chosen, config.train.precision, hw)
+        print(f"[sqlft] {line}" + (f", 4-bit compute {compute}" if config.model.method == "qlora" else ""))
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, precision=chosen),
+                               model=dataclasses.replace(config.model, compute_dtype=compute))
 
 
 def is_main_process() -> bool:
@@ -122,6 +143,7 @@ def training_args(config: Config, run_dir: Path, data):
     from trl import SFTConfig
 
     t = config.train
+    autocast = precision.resolve(t.precision)  # already concrete when train() resolved it; `auto` for other callers
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "logs")  # transformers 5 has no logging_dir argument
     evaluate = t.eval_steps > 0 and len(data.validation) > 0
     early_stop = evaluate and t.early_stopping_patience > 0
@@ -138,8 +160,8 @@ def training_args(config: Config, run_dir: Path, data):
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
         optim=t.optim,
-        bf16=t.bf16,
-        fp16=t.fp16,
+        bf16=autocast == "bf16",
+        fp16=autocast == "fp16",
         use_cpu=not has_gpu(),
         gradient_checkpointing=t.gradient_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
