@@ -1,5 +1,7 @@
 """PostgreSQL as a database source: a connection URL, its schema read from the catalog, bounded read-only execution.
 
+    python -m eval.postgres postgresql://reader@db.example:5432/shop     # prints the schema the model is given
+
     with PostgresSandbox("postgresql://reader@db.example:5432/shop", timeout_s=5) as box:
         box.ddl                                    # CREATE TABLE lines from the catalog (the model's context)
         box.execute("SELECT count(*) FROM orders")  # ExecutionResult, as eval.sandbox.Sandbox gives
@@ -25,6 +27,7 @@ outside the database, and which rows and columns may be read. Connect with a rol
 from __future__ import annotations
 
 import re
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -391,3 +394,20 @@ def _value_size(value: Any) -> int:
     if isinstance(value, (list, tuple)):
         return sum(_value_size(v) for v in value) + 16
     return 16
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not is_postgres_url(args[0]):
+        raise SystemExit("usage: python -m eval.postgres postgresql://USER@HOST:PORT/DB   (password: PGPASSWORD, "
+                         "~/.pgpass or a service file)")
+    try:
+        schema = read_url_schema(args[0])
+    except PostgresError as err:
+        raise SystemExit(str(err)) from None
+    print(f"-- {redact(args[0])}: {len(schema.tables)} tables")
+    print(schema.ddl)
+
+
+if __name__ == "__main__":
+    main()

@@ -336,3 +336,32 @@ def test_transpiled_from_the_models_dialect(reader_box):
     assert reader_box.execute(newest).rows == [("Cy",)]
     assert reader_box.execute(to_engine(newest, "sqlite", "postgres")).rows == [("Bob",)]
     assert to_engine(newest, "postgres", "postgres") == newest
+
+
+# ---------------------------------------------------------------------------------------------- sqlft eval
+
+
+def test_eval_scores_predictions_on_a_live_server(cluster, tmp_path):
+    from eval import run as eval_run
+    preds = [
+        {"id": "m", "db_id": "shop", "gold_sql": "SELECT count(*) FROM orders WHERE status = 'paid'",
+         "pred_sql": "SELECT COUNT(id) FROM orders WHERE status = 'paid'"},
+        {"id": "x", "db_id": "shop", "gold_sql": "SELECT name FROM customers WHERE id = 1",
+         "pred_sql": "SELECT name FROM customers WHERE id = 2"},
+        {"id": "r", "db_id": "shop", "gold_sql": "SELECT 1", "pred_sql": "SELECT pg_read_file('/etc/passwd')"},
+        {"id": "t", "db_id": "shop", "gold_sql": "SELECT 1", "pred_sql": "SELECT pg_sleep(30)"},
+        {"id": "e", "db_id": "shop", "gold_sql": "SELECT 1", "pred_sql": "SELECT nope FROM orders"},
+        {"id": "g", "db_id": "nowhere", "gold_sql": "SELECT 1", "pred_sql": "SELECT 1"},
+    ]
+    path = tmp_path / "preds.jsonl"
+    path.write_text("".join(json.dumps(p) + "\n" for p in preds))
+    out = tmp_path / "out"
+    root = f"postgresql://reader@127.0.0.1:{cluster.port}/"
+    eval_run.main(["--predictions", str(path), "--db-root", root, "--dialect", "postgres", "--out", str(out),
+                   "--timeout-s", "0.5", "--workers", "2"])
+    rows = {r["id"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert {i: r["status"] for i, r in rows.items()} == {
+        "m": "match", "x": "mismatch", "r": "rejected", "t": "pred_timeout", "e": "pred_exec_error",
+        "g": "gold_error"}
+    assert {r["engine"] for i, r in rows.items() if i != "g"} == {"postgres"}
+    assert "nowhere" in rows["g"]["reason"] and PASSWORD not in (out / "results.jsonl").read_text()
