@@ -104,7 +104,6 @@ class GenerationConfig:
     repetition_penalty: float = 1.0
     batch_size: int = 8  # prompts per generate call (left padded)
     prefix_cache: bool = True  # read a batch's shared prompt prefix (system text + schema) once, not once per row
-    constrain_identifiers: bool = False  # after FROM/JOIN and "alias.", only write names the schema has
     candidates: int = 1  # execution-guided (eval): >1 samples up to N-1 more answers when the greedy one does not run
     candidate_temperature: float = 0.7  # sampling temperature of those extra answers
 
@@ -161,14 +160,26 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
             raise ConfigError(f"{path} is not valid YAML: {err}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping of sections (model:, data:, train:, ...)")
+    return build_config(Config, raw, overrides, CHOICES, _check_values, where=f" in {path}" if path else "")
+
+
+T = typing.TypeVar("T")
+
+
+def build_config(cls: type[T], raw: dict, overrides: typing.Sequence[str] = (), choices: dict | None = None,
+                 check: typing.Callable[[T], list[str]] | None = None, where: str = "") -> T:
+    """A `cls` dataclass from a raw mapping (YAML, or flags) and `a.b=value` overrides. Every problem (unknown key
+    with the closest valid one, wrong type, value not among `choices`, what `check` finds) is collected and raised
+    once. Training (Config) and the eval command (eval.run.EvalConfig) are both read this way."""
     problems: list[str] = []
     for override in overrides:
         apply_override(raw, override, problems)
-    config = _build(Config, raw, "", problems)
+    config = _build(cls, raw, "", problems)
     if not problems:
-        problems += _check_values(config)
+        problems += _check_choices(config, choices or {})
+    if not problems and check:
+        problems += check(config)
     if problems:
-        where = f" in {path}" if path else ""
         raise ConfigError(f"{len(problems)} problem(s){where}:\n  " + "\n  ".join(problems))
     if config.data.sql_dialect == "auto":  # the run's saved config.yaml records the dialect itself
         config.data.sql_dialect = training_dialect(config.data.train)
@@ -232,6 +243,10 @@ def _convert(hint, value, key: str, problems: list[str]):
         return [_convert(item, v, f"{key}[{i}]", problems) for i, v in enumerate(value)]
     if hint is typing.Any:
         return value
+    if isinstance(hint, types.UnionType):  # `str | None`: None stays None, anything else is the other type
+        if value is None:
+            return None
+        (hint,) = [h for h in typing.get_args(hint) if h is not type(None)]
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
@@ -247,20 +262,29 @@ def _convert(hint, value, key: str, problems: list[str]):
     return value
 
 
-def _check_values(config: Config) -> list[str]:
+def _check_choices(config, choices: dict) -> list[str]:
+    """Values outside their allowed set, with the closest allowed one. Keys are dotted paths; `data.train[]` is
+    every dataset of data.train and data.validation."""
     problems = []
-    for key, allowed in CHOICES.items():
+    for key, allowed in choices.items():
         if key.startswith("data.train[]"):
             values = [(f"data.train[{i}].format", s.format) for i, s in enumerate(config.data.train)]
             values += [(f"data.validation[{i}].format", s.format) for i, s in enumerate(config.data.validation)]
         else:
-            section, name = key.split(".")
-            values = [(key, getattr(getattr(config, section), name))]
+            node = config
+            for part in key.split("."):
+                node = getattr(node, part)
+            values = [(key, node)]
         for where, value in values:
             if value not in allowed:
                 close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
                 hint = f" Did you mean '{close[0]}'?" if close else ""
                 problems.append(f"'{where}' is {value!r}.{hint} Choose one of: {', '.join(map(str, allowed))}")
+    return problems
+
+
+def _check_values(config: Config) -> list[str]:
+    problems = []
     for i, spec in enumerate(config.data.train + config.data.validation):
         if not spec.path:
             problems.append(f"data dataset #{i} has no path")
