@@ -160,7 +160,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
             raise ConfigError(f"{path} is not valid YAML: {err}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping of sections (model:, data:, train:, ...)")
-    return build_config(Config, raw, overrides, CHOICES, _check_values, where=f" in {path}" if path else "")
+    config = build_config(Config, raw, overrides, CHOICES, _check_values, where=f" in {path}" if path else "")
+    if config.data.sql_dialect == "auto":  # the run's saved config.yaml records the dialect itself
+        config.data.sql_dialect = training_dialect(config.data.train)
+    return config
 
 
 T = typing.TypeVar("T")
@@ -181,8 +184,6 @@ def build_config(cls: type[T], raw: dict, overrides: typing.Sequence[str] = (), 
         problems += check(config)
     if problems:
         raise ConfigError(f"{len(problems)} problem(s){where}:\n  " + "\n  ".join(problems))
-    if config.data.sql_dialect == "auto":  # the run's saved config.yaml records the dialect itself
-        config.data.sql_dialect = training_dialect(config.data.train)
     return config
 
 
