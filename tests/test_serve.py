@@ -594,3 +594,43 @@ def test_real_embedded_model_answers_on_a_defog_database():
     assert body["raw"] and body["new_tokens"] > 0 and body["prompt_tokens"] > 50
     assert body["sql"], body  # the 135M base model writes SQL here; whether it is right is eval's business
     assert body["result"]["status"] in ("ok", "error", "rejected")
+
+
+# ------------------------------------------------------------------------------------------ raw sockets
+
+
+def _raw(url: str, data: bytes, *, read_timeout_s: float = 10) -> bytes:
+    """Send bytes on a fresh connection; everything the server answers until it closes the connection."""
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=read_timeout_s) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_slow_headers_are_cut_off_and_bad_framing_gets_the_error_body():
+    from serve.testing import running_server
+
+    app = create_app(settings(header_timeout_s=0.5, body_timeout_s=0.5))
+    with running_server(app) as url:
+        # Slowloris: incomplete headers. The server closes the connection (recv gets b"") long before the
+        # client's own 10 s read timeout would raise.
+        assert _raw(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ") == b""
+        # A body announced but never sent: 408 in the one error shape.
+        answer = _raw(url, b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        assert answer.startswith(b"HTTP/1.1 408") and b'"code":"body_timeout"' in answer, answer
+        # Framing h11 cannot parse: JSON, not uvicorn's plain text.
+        for garbage in (b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n"):
+            answer = _raw(url, garbage)
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head, answer
+            assert json_loads(body)["error"]["code"] == "bad_request"
+
+
+def json_loads(data: bytes) -> dict:
+    import json
+    return json.loads(data)
