@@ -226,7 +226,7 @@ def case_config(method: str, seq_len: int, setup: str, args) -> Config:
                  "train.report_to=none", "train.warmup_ratio=0.0", "train.early_stopping_patience=0"]
     if args.small:  # CPU: no paged optimizers (they page GPU memory), fp32 weights, no autocast
         overrides = [o.replace("paged_adamw_8bit", "adamw_torch").replace("paged_adamw_32bit", "adamw_torch")
-                     for o in overrides] + ["train.bf16=false", "model.dtype=float32"]
+                     for o in overrides] + ["train.precision=fp32", "model.dtype=float32"]
     return load_config(BASE_CONFIG, overrides)
 
 

