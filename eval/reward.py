@@ -78,7 +78,7 @@ class ExecutionReward:
         """Prepare every example's database(s) and run its gold SQL once; examples whose gold fails are dropped."""
         scoring = cls._scoring(settings)
         instances = prepare_instances(examples, settings.dialect, settings.instances, workers, settings.engine)
-        open_sandboxes(instances, settings.timeout_s)
+        open_sandboxes(instances, settings.timeout_s, max(1, settings.workers))
         targets, dropped = {}, {}
         for example in examples:
             inst = instances.get(instance_key(example))

@@ -28,12 +28,13 @@ from eval.compare import MODES
 from eval.database import DatabaseError
 from eval.guided import ExecutionGuide
 from eval.inputs import EvalSet, Example, load_eval_set, load_predictions
+from eval.postgres import PostgresError, redact
 from eval.scoring import Scoring, flag_non_discriminating, prepare_instances, score_all
 from sqlft.config import ConfigError, GenerationConfig, build_config, load_config
 from sqlft.formats import DataError
 
 DIALECTS = ("sqlite", "postgres", "duckdb")
-ENGINES = ("auto", "sqlite", "duckdb")
+ENGINES = ("auto", "sqlite", "duckdb")  # auto: eval.engine.engine_for, the rule serve follows too
 
 
 # ------------------------------------------------------------------ command line
@@ -47,7 +48,7 @@ class EvalConfig:
     data: str | None = None  # eval set: a record file (know_sql, Spider, ...), Defog's CSV, or demo:eval
     predictions: str | None = None  # JSONL of id, db_id, gold_sql, pred_sql: score it without a model
     format: str = "auto"  # record format of data (default: detected)
-    db_root: str | None = None  # folder of databases: <db_id>/<db_id>.sqlite (Spider) or <db_id>.duckdb
+    db_root: str | None = None  # folder of databases (<db_id>/<db_id>.sqlite, <db_id>.duckdb) or a PostgreSQL URL
     dialect: str | None = None  # of the gold SQL; None: postgres for Defog's CSV, duckdb for demo sets, else sqlite
     mode: str = "spider"  # eval.compare.MODES: spider strips DISTINCT as the official evaluation does
     float_tolerance: float = 0.0  # relative tolerance for floats (0: exact)
@@ -58,7 +59,7 @@ class EvalConfig:
     workers: int = 0  # scoring threads (0: one per core)
     dtype: str = "auto"  # weights for generation (auto: the GPU's native 16-bit type, float32 on a CPU)
     timeout_s: float = 5.0  # time limit per query in seconds, gold and pred alike
-    engine: str = "auto"  # where SQL runs: auto, sqlite or duckdb (see --engine)
+    engine: str = "auto"  # where SQL runs: auto (eval.engine's rule, serve's too), sqlite or duckdb (see --engine)
     openai_url: str | None = None  # generate through an OpenAI-compatible server (e.g. vLLM)
     model_dir: str | None = None  # with openai_url: the merged folder (template, tokenizer, context)
     generation: GenerationConfig = field(default_factory=GenerationConfig)  # decoding (--config reads a run's)
@@ -77,8 +78,6 @@ def _check(config: EvalConfig) -> list[str]:
                         "demo:eval), or --predictions FILE")
     if config.workers < 0 or config.instances < 1:
         problems.append("--workers must be at least 0 (0: one per core) and --instances at least 1")
-    if config.engine == "sqlite" and config.dialect not in (None, "sqlite"):
-        problems.append(f"--engine sqlite runs SQLite-dialect SQL only; --dialect is {config.dialect}")
     return problems
 
 
@@ -99,7 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="eval set: a record file (know_sql, Spider, ...), Defog's CSV, or demo:eval")
     p.add_argument("--predictions", help="JSONL of id, db_id, gold_sql, pred_sql: score it without a model")
     p.add_argument("--format", help="record format of --data (default: detected)")
-    p.add_argument("--db-root", help="folder of databases: <db_id>/<db_id>.sqlite (Spider) or <db_id>.duckdb")
+    p.add_argument("--db-root", help="folder of databases: <db_id>/<db_id>.sqlite (Spider) or <db_id>.duckdb; or a "
+                   "PostgreSQL server URL (postgresql://user@host:5432/): each db_id is a database there")
     p.add_argument("--dialect", choices=DIALECTS, help="dialect of the gold SQL (default: postgres for Defog's "
                    "CSV, duckdb for the demo sets, else sqlite)")
     p.add_argument("--mode", choices=MODES, help="spider (default): strip DISTINCT from gold and pred as the "
@@ -123,10 +123,11 @@ def _parser() -> argparse.ArgumentParser:
                    "the greedy answer does not run on the empty schema, sample up to N-1 more and keep the first "
                    "that runs")
     p.add_argument("--timeout-s", type=float, help="time limit per query in seconds (default 5)")
-    p.add_argument("--engine", choices=ENGINES, help="where SQL runs. auto (default): on SQLite itself when the "
-                   "dialect is sqlite and the database is a SQLite file (what the official Spider evaluator does), "
-                   "else on DuckDB after transpiling; sqlite: always SQLite (an example whose database is not a "
-                   "SQLite file is a gold_error); duckdb: always DuckDB")
+    p.add_argument("--engine", choices=ENGINES, help="where SQL runs. auto (default; the rule serve follows too): "
+                   "SQLite files on SQLite itself (what the official Spider evaluator does), PostgreSQL URLs on the "
+                   "server, DuckDB files, dumps and defog names on DuckDB; SQL is transpiled when --dialect is not "
+                   "the engine's. sqlite: always SQLite (an example whose database is not a SQLite file is a "
+                   "gold_error); duckdb: always DuckDB")
     p.add_argument("--openai-url", help="generate through an OpenAI-compatible server (e.g. vLLM serving the "
                    "merged folder: http://127.0.0.1:8000/v1); MODEL is then the served model name")
     p.add_argument("--model-dir", help="with --openai-url: the merged folder (template, tokenizer, context)")
@@ -169,8 +170,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     try:
         run(parse_args(argv))
-    except (DataError, ConfigError, DatabaseError, ResumeError, FileNotFoundError) as err:
-        sys.exit(f"sqlft eval: {err}")
+    except (DataError, ConfigError, DatabaseError, PostgresError, ResumeError, FileNotFoundError) as err:
+        sys.exit(f"sqlft eval: {redact(str(err))}")
 
 
 # ------------------------------------------------------------------ the recipe
@@ -184,8 +185,6 @@ def run(config: EvalConfig, load_model: Callable[..., Any] | None = None) -> dic
     """
     evalset = load_examples(config)
     dialect = config.dialect or evalset.dialect
-    if config.engine == "sqlite" and dialect != "sqlite":
-        raise DataError(f"--engine sqlite runs SQLite-dialect SQL only; the dialect here is {dialect}")
     scoring = Scoring(dialect, config.mode, config.float_tolerance, config.timeout_s)
     workers = config.workers or os.cpu_count() or 1
     out = Path(config.out or default_out(config))

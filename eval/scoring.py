@@ -2,7 +2,7 @@
 instances for schema-only records), gold and predicted SQL run in the same hardened sandboxes, results compared
 by the Spider test-suite rules; every failure is a status with a reason in plain words, never an exception.
 
-Model-free: the eval command (eval.run), the GRPO reward (eval.reward) and voting (eval.vote) all score here.
+Model-free: the eval command (eval.run), the GRPO reward (eval.reward) and voting all score here.
 """
 
 import re
@@ -15,11 +15,12 @@ import duckdb
 
 from eval.compare import compare_results
 from eval.database import prepare_database
+from eval.engine import AnySandbox, engine_for, open_sandbox, to_engine
 from eval.hardness import hardness
 from eval.inputs import Example
-from eval.sandbox import ExecutionResult, Sandbox
-from eval.sqlite_sandbox import SqliteSandbox, is_sqlite_file
-from eval.sql import extract_sql, has_order_by, normalise, parse_sql, strip_distinct, to_duckdb
+from eval.postgres import PostgresError, redact
+from eval.sandbox import ExecutionResult
+from eval.sql import extract_sql, has_order_by, normalise, parse_sql, strip_distinct
 from eval.synth import check_gold, synthesize
 
 PRED_STATUS = {"error": "pred_exec_error", "timeout": "pred_timeout", "rejected": "rejected"}
@@ -36,11 +37,11 @@ class Scoring:
 @dataclass
 class Instances:
     """The database(s) one example is scored on: one real database, or several synthesized ones."""
-    paths: list[Path]
+    paths: list[Path | str]  # database files, or one PostgreSQL URL
     synthetic: bool
-    engine: str = "duckdb"  # "sqlite": SQLite-dialect SQL on a SQLite file runs as written, on SQLite itself
+    engine: str = "duckdb"  # eval.engine.ENGINES: SQL in another dialect is transpiled to the engine's
     columns: set[str] = field(default_factory=set)  # every column name: to_duckdb tells "x" strings from columns
-    boxes: list[Sandbox | SqliteSandbox] = field(default_factory=list)
+    boxes: list[AnySandbox] = field(default_factory=list)
     error: str = ""  # why there is no database: every example on it is a gold_error
 
 
@@ -73,8 +74,9 @@ def prepare_instances(examples: list[Example], dialect: str, n_instances: int, w
     """One Instances per database or per schema; synthesized instances hold rows planted for every gold query
     on that schema. A database that cannot be built becomes an error shared by its examples.
 
-    engine (--engine): "auto" runs SQLite-dialect SQL on SQLite itself when the database is a SQLite file,
-    "sqlite" requires that, "duckdb" always copies the database to DuckDB and transpiles."""
+    engine (--engine): "auto" follows eval.engine.engine_for, the rule serve follows too (SQLite files on
+    SQLite, PostgreSQL URLs on the server, the rest on DuckDB); "sqlite" requires a SQLite file; "duckdb"
+    copies every file database to DuckDB."""
     groups: dict[str, list[Example]] = {}
     for example in examples:
         if not example.database_error:
@@ -83,23 +85,28 @@ def prepare_instances(examples: list[Example], dialect: str, n_instances: int, w
     def prepare(key: str) -> Instances:
         group = groups[key]
         try:
-            on_sqlite = engine != "duckdb" and dialect == "sqlite"
-            if key.startswith("db:") and on_sqlite and is_sqlite_file(group[0].database):
-                # What the official Spider evaluator sees: no transpiling, SQLite's own semantics.
-                return Instances([Path(group[0].database)], synthetic=False, engine="sqlite")
-            if engine == "sqlite":
-                what = f"{group[0].database} is not a SQLite file" if key.startswith("db:") else \
-                    "schema-only records are scored on synthesized DuckDB databases"
-                return Instances([], key.startswith("synth:"), error=f"--engine sqlite: {what} "
-                                 "(use --engine auto or duckdb)")
             if key.startswith("db:"):
-                return Instances([prepare_database(group[0].database)], synthetic=False)
+                source = group[0].database
+                found = engine_for(source)
+                if engine == "sqlite" and found != "sqlite":
+                    return Instances([], False, error=f"--engine sqlite: {redact(source)} is not a SQLite file "
+                                     "(use --engine auto or duckdb)")
+                if engine == "duckdb" and found == "postgres":
+                    return Instances([], False, error="--engine duckdb: a PostgreSQL URL runs on its server "
+                                     "(use --engine auto)")
+                if engine == "duckdb" or found == "duckdb":
+                    return Instances([prepare_database(source)], synthetic=False)
+                # What the official Spider evaluator sees on a SQLite file: SQLite's own semantics.
+                return Instances([source if found == "postgres" else Path(source)], synthetic=False, engine=found)
+            if engine == "sqlite":
+                return Instances([], True, error="--engine sqlite: schema-only records are scored on synthesized "
+                                 "DuckDB databases (use --engine auto or duckdb)")
             if not group[0].db_schema.strip():
                 return Instances([], True, error="the record has no schema (context) to synthesize a database from")
             golds = [sql for e in group for sql in e.gold_sqls]
             return Instances(synthesize(group[0].db_schema, golds, dialect=dialect, instances=n_instances), True)
         except Exception as err:  # a bad dump or a schema the synthesizer cannot read: a harness problem
-            return Instances([], key.startswith("synth:"), error=plain(f"{type(err).__name__}: {err}"))
+            return Instances([], key.startswith("synth:"), error=plain(redact(f"{type(err).__name__}: {err}")))
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         prepared = dict(zip(groups, pool.map(prepare, groups)))
@@ -115,10 +122,15 @@ def column_names(db_path: Path) -> set[str]:
                                                 "WHERE NOT internal").fetchall()}
 
 
-def open_sandboxes(instances: dict[str, Instances], timeout_s: float) -> None:
+def open_sandboxes(instances: dict[str, Instances], timeout_s: float, workers: int = 1) -> None:
+    """One sandbox per instance; a PostgreSQL database that cannot be opened becomes its examples' gold_error."""
     for inst in instances.values():
-        engine = SqliteSandbox if inst.engine == "sqlite" else Sandbox
-        inst.boxes = [engine(path, timeout_s=timeout_s) for path in inst.paths]
+        try:
+            # workers connections: scoring threads never wait for one (PoolBusy would only come after a minute).
+            inst.boxes = [open_sandbox(path, inst.engine, timeout_s=timeout_s, pool_size=workers, pool_timeout_s=60)
+                          for path in inst.paths]
+        except (PostgresError, OSError) as err:
+            inst.error = plain(redact(str(err)))
 
 
 # ------------------------------------------------------------------ scoring
@@ -128,7 +140,7 @@ def score_all(examples: list[Example], raw: dict[str, dict], instances: dict[str
               scoring: Scoring, workers: int) -> list[dict]:
     """One result row per example, in input order; examples run in a thread pool over shared sandboxes
     (DuckDB releases the GIL while a query runs; each execute() has its own cursor)."""
-    open_sandboxes(instances, scoring.timeout_s)
+    open_sandboxes(instances, scoring.timeout_s, workers)
 
     def one(example: Example) -> dict:
         text = raw.get(example.id, {}).get("raw", "")
@@ -214,7 +226,7 @@ def score_pred(example: Example, pred_sql: str, golds: list[Gold], inst: Instanc
     try:
         runnable = _runnable(pred_sql, inst, scoring)
     except Exception as err:
-        return Score("pred_parse_error", f"cannot transpile to DuckDB: {plain(str(err))}", False, exact)
+        return Score("pred_parse_error", f"cannot transpile to {inst.engine}: {plain(str(err))}", False, exact)
 
     pred_results = []
     for i, box in enumerate(inst.boxes):
@@ -264,7 +276,7 @@ def _runnable(sql: str, inst: Instances, scoring: Scoring) -> str:
     from both queries before running them, DESIGN.md), then transpiled unless SQLite runs it."""
     if scoring.mode == "spider":
         sql = strip_distinct(sql, scoring.dialect)
-    return sql if inst.engine == "sqlite" else to_duckdb(sql, scoring.dialect, inst.columns)
+    return to_engine(sql, scoring.dialect, inst.engine, inst.columns)
 
 
 def plain(message: str, limit: int = 400) -> str:
