@@ -13,7 +13,7 @@ from sqlft.mixing import mix, split
 from sqlft.paths import resolve_data_path
 from sqlft.record import SQL_SYSTEM, Record
 from sqlft.templates import OWN_BOS, render, render_prompt
-from sqlft.validate import ValidationReport, validate
+from sqlft.validate import ValidationReport, drop_duplicates, validate
 
 
 @dataclass
@@ -50,12 +50,16 @@ def encode(record: Record, template: str, tokenizer, schema_format: str = "ddl")
 
 
 def load_split(specs, config: Config, tokenizer) -> tuple[list[Record], list[Example], ValidationReport, dict]:
-    datasets, problems = [], []
+    datasets, problems, seen = [], [], {}
     for spec in specs:
         spec = dataclasses.replace(spec, path=resolve_data_path(spec.path))
         records, spec_problems = load_records(spec)
         problems += spec_problems
-        datasets.append(([with_system(r, config) for r in records], spec.weight))
+        records = [with_system(r, config) for r in records]
+        if config.data.dedupe:  # before mixing: the repeats that honour a weight above 1 are not duplicates
+            records, duplicates = drop_duplicates(records, seen)
+            problems += duplicates
+        datasets.append((records, spec.weight))
     records, shares = mix(datasets, config.data.num_records, config.data.seed)
     mix_info = {spec.path: share.describe() for spec, share in zip(specs, shares)}
     cache: dict[int, Example] = {}
@@ -65,7 +69,7 @@ def load_split(specs, config: Config, tokenizer) -> tuple[list[Record], list[Exa
         return len(cache[id(record)].input_ids)
 
     kept, report = validate(records, problems=problems, length_of=length_of, max_length=config.data.max_length,
-                            overlong=config.data.overlong, dedupe=config.data.dedupe)
+                            overlong=config.data.overlong, dedupe=False)
     examples = [cache[id(r)] if id(r) in cache else encode(r, config.data.template, tokenizer, config.data.schema_format)
                 for r in kept]
     return kept, examples, report, mix_info
