@@ -15,6 +15,8 @@ from pathlib import Path
 import yaml
 
 from sqlft.record import SQL_SYSTEM
+from sqlft.schema import SCHEMA_FORMATS
+from sqlft.templates import TEMPLATES
 
 EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
 
@@ -129,8 +131,8 @@ CHOICES = {
     "model.dtype": ("auto", "float32", "bfloat16", "float16"),
     "model.attn_implementation": ("auto", "sdpa", "eager", "flash_attention_2"),
     "data.overlong": ("drop", "fail"),
-    "data.schema_format": ("ddl", "compact"),
-    "data.template": ("sql", "alpaca", "llama2", "llama3", "chatml", "yuan", "tokenizer"),
+    "data.schema_format": SCHEMA_FORMATS,
+    "data.template": tuple(TEMPLATES),
     "data.train[].format": ("auto", "know_sql", "spider", "alpaca", "dolly", "sharegpt", "messages", "guanaco",
                             "llama2_text"),
     "train.precision": ("auto", "bf16", "fp16", "fp32"),
