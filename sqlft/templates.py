@@ -64,8 +64,8 @@ def _alpaca(record, pairs, eos):
         if i == 0 and record.context:
             text += f"Input:\n{record.context}\n\n"
         text += "### Response:\n"
-        if i < len(pairs) - 1:
-            text += f"{answer}\n\n### End\n\n"
+        if i < len(pairs) - 1:  # written as the last answer is, so that each turn's text grows the conversation
+            text += f"{answer}\n\n### End{eos}\n\n"
     answer = pairs[-1][1]
     return text, (f"{answer}\n\n### End{eos}" if answer is not None else None)
 
@@ -109,13 +109,30 @@ def _chatml(record, pairs, eos):
 
 
 def _yuan(record, pairs, eos):
-    # Yuan 2.0: turns joined by <n>, the prompt ends with <sep>, the answer ends with <eod>.
-    parts = [record.system] if record.system else []
+    # LLaMA-Factory's `yuan` template (hiyouga/LLaMA-Factory src/llamafactory/data/template.py, the Yuan 2.0 guide's
+    # --template yuan): the system text is written as is before the first user turn, each user turn ends with the
+    # <sep> token, each answer with "<eod>\n". An answer that already ends with <eod> does not get a second one.
+    def answer_text(answer):
+        return f"{answer.rstrip().removesuffix('<eod>')}<eod>\n"
+    text = record.system or ""
     for user, answer in pairs[:-1]:
-        parts += [user, answer]
-    parts.append(pairs[-1][0])
+        text += f"{user}<sep>{answer_text(answer)}"
+    user, answer = pairs[-1]
+    return text + f"{user}<sep>", (answer_text(answer) if answer is not None else None)
+
+
+def _context_qa(record, pairs, eos):
+    # axolotl's `context_qa.load_v2` (the know_sql tutorial): no system text, "Context: ...\nQuestion: ...\n" as the
+    # prompt, and "Answer: " is part of what the model learns to write. Later turns repeat Question:/Answer:.
+    text = ""
+    for i, (_, answer) in enumerate(pairs):
+        if i == 0 and record.context:
+            text += f"Context: {record.context}\n"
+        text += f"Question: {record.turns[2 * i].content}\n"
+        if i < len(pairs) - 1:
+            text += f"Answer: {answer}{eos}\n"
     answer = pairs[-1][1]
-    return "<n>".join(parts) + "<sep>", (f"{answer}<eod>" if answer is not None else None)
+    return text, (f"Answer: {answer}{eos}" if answer is not None else None)
 
 
 def _tokenizer(record, pairs, tokenizer):
@@ -157,6 +174,7 @@ TEMPLATES: dict[str, Template] = {t.name: t for t in (
     Template("llama3", _llama3, ("<|eot_id|>", "<|start_header_id|>"), own_bos=True),
     Template("chatml", _chatml, ("<|im_end|>", "<|im_start|>")),
     Template("yuan", _yuan, ("<eod>", "<sep>")),
+    Template("context_qa", _context_qa, ("\nContext:", "\nQuestion:"), adds_eos=True),
     Template("tokenizer", _tokenizer, ()),  # the tokenizer's own chat template: its EOS token ends the answer
 )}
 
@@ -179,6 +197,28 @@ def render(record: Record, template: str, tokenizer=None, schema_format: str = "
         raise ValueError(f"{record.source or 'record'}: a training record must end with an assistant turn")
     prompt, completion = _render(record, template, tokenizer, schema_format)
     return Rendered(prompt, completion)
+
+
+def render_turns(record: Record, template: str, tokenizer=None, schema_format: str = "ddl") -> list[Rendered]:
+    """The whole training text, one (text before, answer) pair per assistant turn: the loss on every answer.
+
+    Each turn is rendered as the conversation up to that answer, so its text is exactly what render() gives for a
+    record that ends there; a template whose earlier text changes when later turns follow cannot be split so.
+    """
+    check_template(template)
+    if not record.answer:
+        raise ValueError(f"{record.source or 'record'}: a training record must end with an assistant turn")
+    pieces, done = [], ""
+    for end in range(2, len(record.turns) + 1, 2):
+        part = Record(**{**record.__dict__, "turns": record.turns[:end]})
+        prompt, completion = _render(part, template, tokenizer, schema_format)
+        if not prompt.startswith(done):
+            raise ValueError(f"{record.source or 'record'}: template '{template}' writes turn {end // 2 - 1} "
+                             "differently once later turns follow, so the answers cannot be told apart; use "
+                             "data.loss=completion or full_text, or another template")
+        pieces.append(Rendered(prompt[len(done):], completion))
+        done = prompt + completion
+    return pieces
 
 
 def render_prompt(record: Record, template: str, tokenizer=None, schema_format: str = "ddl") -> str:

@@ -147,7 +147,7 @@ def test_a_weight_above_one_survives_deduplication(tmp_path):
         rows.append(rows[0])  # one real duplicate in each file, which must still go
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = load_config(None, [f"data.train=[{{path: {tmp_path / 'a.jsonl'}, weight: 3}}, "
-                                f"{{path: {tmp_path / 'b.jsonl'}, weight: 1}}]"])
+                                f"{{path: {tmp_path / 'b.jsonl'}, weight: 1}}]", "data.max_length=512"])
     kept, examples, report, _ = load_split(config.data.train, config, WordTokenizer())
     # 8 distinct records reweighted 3:1 -> 6 from a (4, then 2 repeated), 2 from b
     assert Counter(r.context.split()[2] for r in kept) == {"a": 6, "b": 2}
