@@ -31,19 +31,20 @@ import duckdb
 from eval import report
 from eval.compare import MODES, compare_results
 from eval.database import DatabaseError, prepare_database
+from eval.engine import AnySandbox, engine_for, open_sandbox, to_engine
 from eval.guided import ExecutionGuide
 from eval.hardness import hardness
 from eval.inputs import EvalSet, Example, load_eval_set, load_predictions
-from eval.sandbox import ExecutionResult, Sandbox
-from eval.sqlite_sandbox import SqliteSandbox, is_sqlite_file
-from eval.sql import extract_sql, has_order_by, normalise, parse_sql, strip_distinct, to_duckdb
 from eval.gold_check import check_gold
+from eval.postgres import PostgresError, redact
+from eval.sandbox import ExecutionResult
+from eval.sql import extract_sql, has_order_by, normalise, parse_sql, strip_distinct
 from eval.synth import synthesize
 from sqlft.config import ConfigError, GenerationConfig, build_config, load_config
 from sqlft.formats import DataError
 
 DIALECTS = ("sqlite", "postgres", "duckdb")
-ENGINES = ("auto", "sqlite", "duckdb")
+ENGINES = ("auto", "sqlite", "duckdb")  # auto: eval.engine.engine_for, the rule serve follows too
 PRED_STATUS = {"error": "pred_exec_error", "timeout": "pred_timeout", "rejected": "rejected"}
 
 
@@ -58,11 +59,11 @@ class Scoring:
 @dataclass
 class Instances:
     """The database(s) one example is scored on: one real database, or several synthesized ones."""
-    paths: list[Path]
+    paths: list[Path | str]  # database files, or one PostgreSQL URL
     synthetic: bool
-    engine: str = "duckdb"  # "sqlite": SQLite-dialect SQL on a SQLite file runs as written, on SQLite itself
+    engine: str = "duckdb"  # eval.engine.ENGINES: SQL in another dialect is transpiled to the engine's
     columns: set[str] = field(default_factory=set)  # every column name: to_duckdb tells "x" strings from columns
-    boxes: list[Sandbox | SqliteSandbox] = field(default_factory=list)
+    boxes: list[AnySandbox] = field(default_factory=list)
     error: str = ""  # why there is no database: every example on it is a gold_error
 
 
@@ -94,7 +95,7 @@ class EvalConfig:
     data: str | None = None  # eval set: a record file (know_sql, Spider, ...), Defog's CSV, or demo:eval
     predictions: str | None = None  # JSONL of id, db_id, gold_sql, pred_sql: score it without a model
     format: str = "auto"  # record format of data (default: detected)
-    db_root: str | None = None  # folder of databases: <db_id>/<db_id>.sqlite (Spider) or <db_id>.duckdb
+    db_root: str | None = None  # folder of databases (<db_id>/<db_id>.sqlite, <db_id>.duckdb) or a PostgreSQL URL
     dialect: str | None = None  # of the gold SQL; None: postgres for Defog's CSV, duckdb for demo sets, else sqlite
     mode: str = "spider"  # eval.compare.MODES: spider strips DISTINCT as the official evaluation does
     float_tolerance: float = 0.0  # relative tolerance for floats (0: exact)
@@ -105,7 +106,7 @@ class EvalConfig:
     workers: int = 0  # scoring threads (0: one per core)
     dtype: str = "auto"  # weights for generation (auto: the GPU's native 16-bit type, float32 on a CPU)
     timeout_s: float = 5.0  # time limit per query in seconds, gold and pred alike
-    engine: str = "auto"  # where SQL runs: auto, sqlite or duckdb (see --engine)
+    engine: str = "auto"  # where SQL runs: auto (eval.engine's rule, serve's too), sqlite or duckdb (see --engine)
     openai_url: str | None = None  # generate through an OpenAI-compatible server (e.g. vLLM)
     model_dir: str | None = None  # with openai_url: the merged folder (template, tokenizer, context)
     generation: GenerationConfig = field(default_factory=GenerationConfig)  # decoding (--config reads a run's)
@@ -124,8 +125,6 @@ def _check(config: EvalConfig) -> list[str]:
                         "demo:eval), or --predictions FILE")
     if config.workers < 0 or config.instances < 1:
         problems.append("--workers must be at least 0 (0: one per core) and --instances at least 1")
-    if config.engine == "sqlite" and config.dialect not in (None, "sqlite"):
-        problems.append(f"--engine sqlite runs SQLite-dialect SQL only; --dialect is {config.dialect}")
     return problems
 
 
@@ -146,7 +145,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="eval set: a record file (know_sql, Spider, ...), Defog's CSV, or demo:eval")
     p.add_argument("--predictions", help="JSONL of id, db_id, gold_sql, pred_sql: score it without a model")
     p.add_argument("--format", help="record format of --data (default: detected)")
-    p.add_argument("--db-root", help="folder of databases: <db_id>/<db_id>.sqlite (Spider) or <db_id>.duckdb")
+    p.add_argument("--db-root", help="folder of databases: <db_id>/<db_id>.sqlite (Spider) or <db_id>.duckdb; or a "
+                   "PostgreSQL server URL (postgresql://user@host:5432/): each db_id is a database there")
     p.add_argument("--dialect", choices=DIALECTS, help="dialect of the gold SQL (default: postgres for Defog's "
                    "CSV, duckdb for the demo sets, else sqlite)")
     p.add_argument("--mode", choices=MODES, help="spider (default): strip DISTINCT from gold and pred as the "
@@ -170,10 +170,11 @@ def _parser() -> argparse.ArgumentParser:
                    "the greedy answer does not run on the empty schema, sample up to N-1 more and keep the first "
                    "that runs")
     p.add_argument("--timeout-s", type=float, help="time limit per query in seconds (default 5)")
-    p.add_argument("--engine", choices=ENGINES, help="where SQL runs. auto (default): on SQLite itself when the "
-                   "dialect is sqlite and the database is a SQLite file (what the official Spider evaluator does), "
-                   "else on DuckDB after transpiling; sqlite: always SQLite (an example whose database is not a "
-                   "SQLite file is a gold_error); duckdb: always DuckDB")
+    p.add_argument("--engine", choices=ENGINES, help="where SQL runs. auto (default; the rule serve follows too): "
+                   "SQLite files on SQLite itself (what the official Spider evaluator does), PostgreSQL URLs on the "
+                   "server, DuckDB files, dumps and defog names on DuckDB; SQL is transpiled when --dialect is not "
+                   "the engine's. sqlite: always SQLite (an example whose database is not a SQLite file is a "
+                   "gold_error); duckdb: always DuckDB")
     p.add_argument("--openai-url", help="generate through an OpenAI-compatible server (e.g. vLLM serving the "
                    "merged folder: http://127.0.0.1:8000/v1); MODEL is then the served model name")
     p.add_argument("--model-dir", help="with --openai-url: the merged folder (template, tokenizer, context)")
@@ -216,8 +217,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     try:
         run(parse_args(argv))
-    except (DataError, ConfigError, DatabaseError, ResumeError, FileNotFoundError) as err:
-        sys.exit(f"sqlft eval: {err}")
+    except (DataError, ConfigError, DatabaseError, PostgresError, ResumeError, FileNotFoundError) as err:
+        sys.exit(f"sqlft eval: {redact(str(err))}")
 
 
 # ------------------------------------------------------------------ the recipe
@@ -231,8 +232,6 @@ def run(config: EvalConfig, load_model: Callable[..., Any] | None = None) -> dic
     """
     evalset = load_examples(config)
     dialect = config.dialect or evalset.dialect
-    if config.engine == "sqlite" and dialect != "sqlite":
-        raise DataError(f"--engine sqlite runs SQLite-dialect SQL only; the dialect here is {dialect}")
     scoring = Scoring(dialect, config.mode, config.float_tolerance, config.timeout_s)
     workers = config.workers or os.cpu_count() or 1
     out = Path(config.out or default_out(config))
@@ -443,8 +442,9 @@ def prepare_instances(examples: list[Example], dialect: str, n_instances: int, w
     """One Instances per database or per schema; synthesized instances hold rows planted for every gold query
     on that schema. A database that cannot be built becomes an error shared by its examples.
 
-    engine (--engine): "auto" runs SQLite-dialect SQL on SQLite itself when the database is a SQLite file,
-    "sqlite" requires that, "duckdb" always copies the database to DuckDB and transpiles."""
+    engine (--engine): "auto" follows eval.engine.engine_for, the rule serve follows too (SQLite files on
+    SQLite, PostgreSQL URLs on the server, the rest on DuckDB); "sqlite" requires a SQLite file; "duckdb"
+    copies every file database to DuckDB."""
     groups: dict[str, list[Example]] = {}
     for example in examples:
         if not example.database_error:
@@ -453,23 +453,28 @@ def prepare_instances(examples: list[Example], dialect: str, n_instances: int, w
     def prepare(key: str) -> Instances:
         group = groups[key]
         try:
-            on_sqlite = engine != "duckdb" and dialect == "sqlite"
-            if key.startswith("db:") and on_sqlite and is_sqlite_file(group[0].database):
-                # What the official Spider evaluator sees: no transpiling, SQLite's own semantics.
-                return Instances([Path(group[0].database)], synthetic=False, engine="sqlite")
-            if engine == "sqlite":
-                what = f"{group[0].database} is not a SQLite file" if key.startswith("db:") else \
-                    "schema-only records are scored on synthesized DuckDB databases"
-                return Instances([], key.startswith("synth:"), error=f"--engine sqlite: {what} "
-                                 "(use --engine auto or duckdb)")
             if key.startswith("db:"):
-                return Instances([prepare_database(group[0].database)], synthetic=False)
+                source = group[0].database
+                found = engine_for(source)
+                if engine == "sqlite" and found != "sqlite":
+                    return Instances([], False, error=f"--engine sqlite: {redact(source)} is not a SQLite file "
+                                     "(use --engine auto or duckdb)")
+                if engine == "duckdb" and found == "postgres":
+                    return Instances([], False, error="--engine duckdb: a PostgreSQL URL runs on its server "
+                                     "(use --engine auto)")
+                if engine == "duckdb" or found == "duckdb":
+                    return Instances([prepare_database(source)], synthetic=False)
+                # What the official Spider evaluator sees on a SQLite file: SQLite's own semantics.
+                return Instances([source if found == "postgres" else Path(source)], synthetic=False, engine=found)
+            if engine == "sqlite":
+                return Instances([], True, error="--engine sqlite: schema-only records are scored on synthesized "
+                                 "DuckDB databases (use --engine auto or duckdb)")
             if not group[0].db_schema.strip():
                 return Instances([], True, error="the record has no schema (context) to synthesize a database from")
             golds = [sql for e in group for sql in e.gold_sqls]
             return Instances(synthesize(group[0].db_schema, golds, dialect=dialect, instances=n_instances), True)
         except Exception as err:  # a bad dump or a schema the synthesizer cannot read: a harness problem
-            return Instances([], key.startswith("synth:"), error=plain(f"{type(err).__name__}: {err}"))
+            return Instances([], key.startswith("synth:"), error=plain(redact(f"{type(err).__name__}: {err}")))
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         prepared = dict(zip(groups, pool.map(prepare, groups)))
@@ -485,10 +490,15 @@ def column_names(db_path: Path) -> set[str]:
                                                 "WHERE NOT internal").fetchall()}
 
 
-def open_sandboxes(instances: dict[str, Instances], timeout_s: float) -> None:
+def open_sandboxes(instances: dict[str, Instances], timeout_s: float, workers: int = 1) -> None:
+    """One sandbox per instance; a PostgreSQL database that cannot be opened becomes its examples' gold_error."""
     for inst in instances.values():
-        engine = SqliteSandbox if inst.engine == "sqlite" else Sandbox
-        inst.boxes = [engine(path, timeout_s=timeout_s) for path in inst.paths]
+        try:
+            # workers connections: scoring threads never wait for one (PoolBusy would only come after a minute).
+            inst.boxes = [open_sandbox(path, inst.engine, timeout_s=timeout_s, pool_size=workers, pool_timeout_s=60)
+                          for path in inst.paths]
+        except (PostgresError, OSError) as err:
+            inst.error = plain(redact(str(err)))
 
 
 # ------------------------------------------------------------------ scoring
@@ -498,7 +508,7 @@ def score_all(examples: list[Example], raw: dict[str, dict], instances: dict[str
               scoring: Scoring, workers: int) -> list[dict]:
     """One result row per example, in input order; examples run in a thread pool over shared sandboxes
     (DuckDB releases the GIL while a query runs; each execute() has its own cursor)."""
-    open_sandboxes(instances, scoring.timeout_s)
+    open_sandboxes(instances, scoring.timeout_s, workers)
 
     def one(example: Example) -> dict:
         text = raw.get(example.id, {}).get("raw", "")
@@ -584,7 +594,7 @@ def score_pred(example: Example, pred_sql: str, golds: list[Gold], inst: Instanc
     try:
         runnable = _runnable(pred_sql, inst, scoring)
     except Exception as err:
-        return Score("pred_parse_error", f"cannot transpile to DuckDB: {plain(str(err))}", False, exact)
+        return Score("pred_parse_error", f"cannot transpile to {inst.engine}: {plain(str(err))}", False, exact)
 
     pred_results = []
     for i, box in enumerate(inst.boxes):
@@ -634,7 +644,7 @@ def _runnable(sql: str, inst: Instances, scoring: Scoring) -> str:
     from both queries before running them, DESIGN.md), then transpiled unless SQLite runs it."""
     if scoring.mode == "spider":
         sql = strip_distinct(sql, scoring.dialect)
-    return sql if inst.engine == "sqlite" else to_duckdb(sql, scoring.dialect, inst.columns)
+    return to_engine(sql, scoring.dialect, inst.engine, inst.columns)
 
 
 def plain(message: str, limit: int = 400) -> str:

@@ -65,6 +65,7 @@ class DataConfig:
     loss: str = "completion"  # tokens with loss: completion (the last answer), assistant_turns (every answer), full_text (all)
     system: str = SQL_SYSTEM  # system text for SQL records (records that carry their own keep it)
     schema_format: str = "ddl"  # schema in SQL prompts (sqlft.schema): ddl (as given) or compact (a line per table)
+    sql_dialect: str = "auto"  # dialect of the training SQL (serve transpiles from it); auto: duckdb for demo:*, else sqlite
     max_length: int = 0  # tokens per example (prompt + answer); 0: the model's context length (its config.json)
     overlong: str = "drop"  # examples over max_length: drop (reported), fail, or truncate (instructions only: SQL is dropped)
     preprocessing_workers: int = 0  # processes for the dataset passes of the trainer (0: in this process)
@@ -151,6 +152,7 @@ CHOICES = {
     "data.overlong": ("drop", "fail", "truncate"),
     "data.loss": ("completion", "assistant_turns", "full_text"),
     "data.schema_format": SCHEMA_FORMATS,
+    "data.sql_dialect": ("auto", "sqlite", "duckdb", "postgres", "mysql", "bigquery", "snowflake", "tsql", "spark"),
     "data.template": tuple(TEMPLATES),
     "data.train[].format": ("auto", "know_sql", "spider", "alpaca", "dolly", "sharegpt", "messages", "guanaco",
                             "llama2_text", "text"),
@@ -182,6 +184,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping of sections (model:, data:, train:, ...)")
     config = build_config(Config, raw, overrides, CHOICES, _check_values, where=f" in {path}" if path else "")
+    if config.data.sql_dialect == "auto":  # the run's saved config.yaml records the dialect itself
+        config.data.sql_dialect = training_dialect(config.data.train)
     train_raw = raw.get("train") if isinstance(raw.get("train"), dict) else {}  # overrides applied
     if config.train.warmup_steps > 0:
         if train_raw.get("warmup_ratio"):
@@ -210,6 +214,13 @@ def build_config(cls: type[T], raw: dict, overrides: typing.Sequence[str] = (), 
     if problems:
         raise ConfigError(f"{len(problems)} problem(s){where}:\n  " + "\n  ".join(problems))
     return config
+
+
+def training_dialect(datasets: list) -> str:
+    """The SQL dialect of training data as far as its source tells: sqlft's demo sets are written for DuckDB
+    (sqlft/demo_data/README.md); know_sql / sql-create-context and Spider data are SQLite."""
+    paths = [spec["path"] if isinstance(spec, dict) else spec.path for spec in datasets]
+    return "duckdb" if paths and all(str(p).startswith("demo:") for p in paths) else "sqlite"
 
 
 def apply_override(raw: dict, override: str, problems: list[str]) -> None:

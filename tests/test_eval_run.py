@@ -60,12 +60,14 @@ EXPECTED = {"m1": "match", "m2": "match", "x1": "mismatch", "x2": "mismatch", "p
             "g1": "gold_error"}
 
 
-@pytest.mark.parametrize("dialect, engine", [("sqlite", "sqlite"), ("duckdb", "duckdb")])
-def test_predictions_file_end_to_end(tmp_path, db_root, capsys, dialect, engine):
-    # SQLite-dialect SQL on a SQLite file runs on SQLite as written; other dialects on a DuckDB copy of it.
+@pytest.mark.parametrize("dialect, flag, engine", [("sqlite", "auto", "sqlite"), ("duckdb", "auto", "sqlite"),
+                                                   ("duckdb", "duckdb", "duckdb")])
+def test_predictions_file_end_to_end(tmp_path, db_root, capsys, dialect, flag, engine):
+    # A SQLite file runs on SQLite (eval.engine's rule; SQL of another dialect transpiled), or with --engine
+    # duckdb on a DuckDB copy of it.
     preds = write_jsonl(tmp_path / "preds.jsonl", PREDICTIONS)
     out = tmp_path / "out"
-    eval_run.main(["--predictions", str(preds), "--db-root", str(db_root), "--dialect", dialect,
+    eval_run.main(["--predictions", str(preds), "--db-root", str(db_root), "--dialect", dialect, "--engine", flag,
                    "--out", str(out), "--timeout-s", "0.5", "--workers", "2"])
 
     rows = read_jsonl(out / "results.jsonl")

@@ -52,7 +52,7 @@ with st.sidebar:
         (st.info if ready.code == "not_ready" else st.error)(ready.error)
         st.button("Check again")
     else:
-        st.caption(f"API {api.base_url} · model {ready.data['model'] or ready.data['backend']}")
+        st.caption(f"API {api.base_url} · template {ready.data.get('template', '?')}")
     if ready.ok and not state.get("databases"):
         load_databases()
 
@@ -63,6 +63,8 @@ with st.sidebar:
         if state.get("databases_error") and ready.ok:
             st.error(state["databases_error"])
         database = st.selectbox("Database", list(databases), index=0 if databases else None,
+                                format_func=lambda name: f"{name} ({databases[name]['engine']})"
+                                if databases.get(name, {}).get("engine") else name,
                                 placeholder="no database registered" if ready.ok else "waiting for the API")
         ddl = databases[database]["db_schema"] if database else ""
     else:
@@ -105,6 +107,9 @@ answer = state["answer"]
 if answer:
     st.subheader(answer["question"])
     st.code(answer["sql"] or "-- the model wrote no SQL", language="sql")
+    if answer.get("executed_sql"):  # transpiled from the model's dialect to the database engine's
+        st.caption(f"Run on {answer.get('engine') or 'the database'} as:")
+        st.code(answer["executed_sql"], language="sql")
     timings = answer.get("timings") or {}
     notes = [f"{answer.get('new_tokens', 0)} tokens in {timings.get('generate_s', 0):.1f} s"]
     if answer.get("kept_tables"):
