@@ -17,11 +17,12 @@ from eval.compare import compare_results
 from eval.database import prepare_database
 from eval.engine import AnySandbox, engine_for, open_sandbox, to_engine
 from eval.hardness import hardness
+from eval.gold_check import check_gold
 from eval.inputs import Example
 from eval.postgres import PostgresError, redact
 from eval.sandbox import ExecutionResult
 from eval.sql import extract_sql, has_order_by, normalise, parse_sql, strip_distinct
-from eval.synth import check_gold, synthesize
+from eval.synth import synthesize
 
 PRED_STATUS = {"error": "pred_exec_error", "timeout": "pred_timeout", "rejected": "rejected"}
 
@@ -255,7 +256,7 @@ def _same(gold_result: ExecutionResult, other: ExecutionResult, gold: Gold, scor
 def flag_non_discriminating(rows: list[dict], examples: list[Example], instances: dict[str, Instances],
                             dialect: str, workers: int) -> None:
     """Settle `discriminating` for synthesized examples whose gold gave one result on every instance:
-    eval.synth.check_gold also runs it on an empty copy of the schema. Only after the sandboxes are closed:
+    eval.gold_check.check_gold also runs it on an empty copy of the schema. Only after the sandboxes are closed:
     DuckDB refuses a second connection with other settings to an open file."""
     pending = [(row, example) for row, example in zip(rows, examples)
                if row["synthetic"] and row["discriminating"] is None and row["status"] != "gold_error"]
