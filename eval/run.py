@@ -33,10 +33,11 @@ from eval.engine import AnySandbox, engine_for, open_sandbox, to_engine
 from eval.guided import ExecutionGuide
 from eval.hardness import hardness
 from eval.inputs import EvalSet, Example, load_eval_set, load_predictions
+from eval.gold_check import check_gold
 from eval.postgres import PostgresError, redact
 from eval.sandbox import ExecutionResult
 from eval.sql import extract_sql, has_order_by, normalise, parse_sql, strip_distinct
-from eval.synth import check_gold, synthesize
+from eval.synth import synthesize
 from sqlft.config import ConfigError, GenerationConfig, build_config, load_config
 from sqlft.formats import DataError
 
@@ -614,7 +615,7 @@ def _same(gold_result: ExecutionResult, other: ExecutionResult, gold: Gold, scor
 def flag_non_discriminating(rows: list[dict], examples: list[Example], instances: dict[str, Instances],
                             dialect: str, workers: int) -> None:
     """Settle `discriminating` for synthesized examples whose gold gave one result on every instance:
-    eval.synth.check_gold also runs it on an empty copy of the schema. Only after the sandboxes are closed:
+    eval.gold_check.check_gold also runs it on an empty copy of the schema. Only after the sandboxes are closed:
     DuckDB refuses a second connection with other settings to an open file."""
     pending = [(row, example) for row, example in zip(rows, examples)
                if row["synthetic"] and row["discriminating"] is None and row["status"] != "gold_error"]

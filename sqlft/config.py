@@ -15,6 +15,8 @@ from pathlib import Path
 import yaml
 
 from sqlft.record import SQL_SYSTEM
+from sqlft.schema import SCHEMA_FORMATS
+from sqlft.templates import TEMPLATES
 
 EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
 
@@ -149,9 +151,9 @@ CHOICES = {
     "model.attn_implementation": ("auto", "sdpa", "eager", "flash_attention_2"),
     "data.overlong": ("drop", "fail", "truncate"),
     "data.loss": ("completion", "assistant_turns", "full_text"),
-    "data.schema_format": ("ddl", "compact"),
+    "data.schema_format": SCHEMA_FORMATS,
     "data.sql_dialect": ("auto", "sqlite", "duckdb", "postgres", "mysql", "bigquery", "snowflake", "tsql", "spark"),
-    "data.template": ("sql", "alpaca", "llama2", "llama3", "chatml", "yuan", "context_qa", "tokenizer"),
+    "data.template": tuple(TEMPLATES),
     "data.train[].format": ("auto", "know_sql", "spider", "alpaca", "dolly", "sharegpt", "messages", "guanaco",
                             "llama2_text", "text"),
     "train.precision": ("auto", "bf16", "fp16", "fp32"),

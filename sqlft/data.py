@@ -13,7 +13,7 @@ from sqlft.mixing import mix, split
 from sqlft.paths import resolve_data_path
 from sqlft.record import SQL_SYSTEM, Record
 from sqlft.templates import OWN_BOS, render, render_prompt, render_turns
-from sqlft.validate import ValidationReport, validate
+from sqlft.validate import ValidationReport, drop_duplicates, validate
 
 
 @dataclass
@@ -84,12 +84,16 @@ def pre_rendered_needs_full_text(record: Record) -> str:
 
 
 def load_split(specs, config: Config, tokenizer) -> tuple[list[Record], list[Example], ValidationReport, dict]:
-    datasets, problems = [], []
+    datasets, problems, seen = [], [], {}
     for spec in specs:
         spec = dataclasses.replace(spec, path=resolve_data_path(spec.path))
         records, spec_problems = load_records(spec)
         problems += spec_problems
-        datasets.append(([with_system(r, config) for r in records], spec.weight))
+        records = [with_system(r, config) for r in records]
+        if config.data.dedupe:  # before mixing: the repeats that honour a weight above 1 are not duplicates
+            records, duplicates = drop_duplicates(records, seen)
+            problems += duplicates
+        datasets.append((records, spec.weight))
     records, shares = mix(datasets, config.data.num_records, config.data.seed)
     mix_info = {spec.path: share.describe() for spec, share in zip(specs, shares)}
     data = config.data
@@ -109,7 +113,7 @@ def load_split(specs, config: Config, tokenizer) -> tuple[list[Record], list[Exa
         return record.task != "sql" and sum(truncated(example_of(record), data.max_length).completion_mask) > 0
 
     kept, report = validate(records, problems=problems, length_of=lambda r: len(example_of(r).input_ids),
-                            max_length=data.max_length, overlong=data.overlong, dedupe=data.dedupe,
+                            max_length=data.max_length, overlong=data.overlong, dedupe=False,
                             truncatable=truncatable)
     examples = [truncated(example_of(r), data.max_length) for r in kept]
     return kept, examples, report, mix_info
