@@ -78,6 +78,10 @@ def _check(config: EvalConfig) -> list[str]:
                         "demo:eval), or --predictions FILE")
     if config.workers < 0 or config.instances < 1:
         problems.append("--workers must be at least 0 (0: one per core) and --instances at least 1")
+    if config.generation.candidates < 1 or (config.generation.vote and config.generation.candidates < 2):
+        problems.append("--candidates must be at least 1, and --vote needs --candidates 2 or more (e.g. 4)")
+    if config.generation.vote and config.predictions:
+        problems.append("--vote samples answers from a model: it cannot be used with --predictions")
     return problems
 
 
@@ -119,9 +123,13 @@ def _parser() -> argparse.ArgumentParser:
                    "16-bit type, float32 on a CPU; sqlft.precision)")
     p.add_argument("--no-prefix-cache", action="store_false", dest="generation.prefix_cache", help="read every "
                    "prompt whole (prefix caching off: slower, same answers; for measuring it)")
-    p.add_argument("--candidates", type=int, dest="generation.candidates", help="execution-guided decoding: when "
-                   "the greedy answer does not run on the empty schema, sample up to N-1 more and keep the first "
-                   "that runs")
+    p.add_argument("--candidates", type=int, dest="generation.candidates", help="answers per question: the greedy "
+                   "one and N-1 samples (generation.candidate_temperature). With --vote: the answer is the SQL whose "
+                   "result most of them give. Without: execution-guided decoding (a greedy answer that does not run "
+                   "on the empty schema is replaced by the first sample that does)")
+    p.add_argument("--vote", action="store_true", dest="generation.vote", help="with --candidates N: run every "
+                   "answer on the question's database and keep the one whose result is the most common among those "
+                   "that run (the greedy answer on a tie); the report says how often that changed the answer")
     p.add_argument("--timeout-s", type=float, help="time limit per query in seconds (default 5)")
     p.add_argument("--engine", choices=ENGINES, help="where SQL runs. auto (default; the rule serve follows too): "
                    "SQLite files on SQLite itself (what the official Spider evaluator does), PostgreSQL URLs on the "
@@ -334,7 +342,13 @@ def append_predictions(model, todo: list[Example], gen: GenerationConfig, dialec
                        done: dict[str, dict]) -> None:
     """Generate the answers of `todo` batch by batch, appending each batch to pred_path and to `done`."""
     prompts = {e.id: model.sql_prompt(e.db_schema, e.question) for e in todo}
-    guide = ExecutionGuide(dialect, gen.candidates, gen.candidate_temperature) if gen.candidates > 1 else None
+    voting = gen.vote and gen.candidates > 1
+    guide = ExecutionGuide(dialect, gen.candidates, gen.candidate_temperature) \
+        if gen.candidates > 1 and not voting else None
+    if voting:
+        import torch
+        torch.manual_seed(0)  # the same samples on a rerun
+    sampling = dataclasses.replace(gen, do_sample=True, temperature=gen.candidate_temperature, num_beams=1)
     todo = sorted(todo, key=lambda e: prompts[e.id])  # text order: a batch shares its schema prefix (prefix_cache)
     drop_partial_line(pred_path)
     with open(pred_path, "a", encoding="utf-8") as f:
@@ -345,10 +359,15 @@ def append_predictions(model, todo: list[Example], gen: GenerationConfig, dialec
             outputs = greedy = model.generate(batch_prompts, gen)
             if guide:
                 outputs = guide.improve(model, batch_prompts, schemas, greedy, gen)
+            # Voting: the samples are kept beside the greedy answer; scoring runs them all and picks (eval.vote).
+            samples = [model.generate(batch_prompts, sampling) for _ in range(gen.candidates - 1)] if voting else []
             seconds = time.perf_counter() - began
             for i, (example, output) in enumerate(zip(batch, outputs)):
                 line = {"id": example.id, "raw": output.text, "prompt_tokens": output.prompt_tokens,
-                        "new_tokens": output.new_tokens, "seconds": seconds / len(batch)}
+                        "new_tokens": output.new_tokens + sum(s[i].new_tokens for s in samples),
+                        "seconds": seconds / len(batch)}
+                if samples:
+                    line["candidates"] = [s[i].text for s in samples]
                 if output is not greedy[i]:
                     line["guided_from"] = greedy[i].text  # the greedy answer, which did not run
                 f.write(json.dumps(line, ensure_ascii=False) + "\n")

@@ -21,6 +21,7 @@ from eval.postgres import PostgresError, redact
 from eval.sandbox import ExecutionResult
 from eval.sql import extract_sql, has_order_by, normalise, parse_sql, strip_distinct
 from eval.synth import synthesize
+from eval.vote import Vote, vote
 
 PRED_STATUS = {"error": "pred_exec_error", "timeout": "pred_timeout", "rejected": "rejected"}
 
@@ -136,19 +137,44 @@ def score_all(examples: list[Example], raw: dict[str, dict], instances: dict[str
     open_sandboxes(instances, scoring.timeout_s, workers)
 
     def one(example: Example) -> dict:
-        text = raw.get(example.id, {}).get("raw", "")
-        pred_sql = example.pred_sql if example.pred_sql is not None else extract_sql(text, scoring.dialect)
+        line = raw.get(example.id, {})
+        text = line.get("raw", "")
         inst = instances.get(instance_key(example))
+        chosen = None
+        if line.get("candidates") and inst is not None and not inst.error and not example.database_error:
+            greedy = text
+            text, chosen = vote_answer([greedy] + line["candidates"], inst, scoring)
+        pred_sql = example.pred_sql if example.pred_sql is not None else extract_sql(text, scoring.dialect)
         if example.database_error:
             score = Score("gold_error", example.database_error)
         elif inst is None or inst.error:
             score = Score("gold_error", f"no database: {inst.error if inst else 'not prepared'}")
         else:
             score = score_example(example, pred_sql, inst, scoring)
-        return result_row(example, pred_sql, text, score, inst, scoring.dialect)
+        row = result_row(example, pred_sql, text, score, inst, scoring.dialect)
+        if chosen is not None:
+            row["vote"] = chosen.to_dict()
+            if chosen.changed:
+                row["greedy_raw"] = greedy
+        return row
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(one, examples))
+
+
+def vote_answer(texts: list[str], inst: Instances, scoring: Scoring) -> tuple[str, Vote]:
+    """Of a question's answers (the greedy one first), the one eval.vote picks by executing each on the question's
+    database, in the sandboxes that score it (every synthesized instance for schema-only records). Reads no gold."""
+    def run(sql: str) -> list[ExecutionResult] | None:
+        try:
+            runnable = _runnable(sql, inst, scoring)
+        except Exception:  # sqlglot cannot transpile it: it does not run
+            return None
+        results = [box.execute(runnable) for box in inst.boxes]
+        return results if all(r.status == "ok" for r in results) else None
+
+    chosen = vote([extract_sql(t, scoring.dialect) for t in texts], run, scoring.float_tolerance)
+    return texts[chosen.index], chosen
 
 
 def result_row(example: Example, pred_sql: str, text: str, score: Score, inst: Instances | None,
