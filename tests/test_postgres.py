@@ -494,3 +494,28 @@ def test_eval_and_serve_run_the_same_sql_the_same_way(reader_url, tmp_path):
             assert on_serve["rows"] == [[json_value(v) for v in row] for row in on_eval.rows], sql
     finally:
         client.__exit__(None, None, None)
+
+
+def test_the_page_lists_and_queries_a_live_database(reader_url, monkeypatch):
+    """The Streamlit page over a real server: the PostgreSQL database is listed like the others, the answer
+    shows the model's SQL and the SQL PostgreSQL ran, and the rows."""
+    from streamlit.testing.v1 import AppTest
+
+    from serve.app import create_app
+    from serve.settings import Settings
+    from serve.testing import FakeBackend, running_server
+    backend = FakeBackend("SELECT status, IFNULL(SUM(total), 0) AS total FROM orders GROUP BY status ORDER BY status")
+    app = create_app(Settings(backend="fake", demo_databases=False, database=[f"shop={reader_url}"], dialect="sqlite"),
+                     load_backend=lambda s: backend)
+    with running_server(app) as url:
+        monkeypatch.setenv("SQLFT_API_URL", url)
+        monkeypatch.delenv("SQLFT_API_KEY", raising=False)
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "ui" / "app.py"), default_timeout=30).run()
+        assert at.selectbox[0].value == "shop" and "CREATE TABLE customers" in at.code[0].value
+        at.text_input[0].input("Total per order status?")
+        at.button[0].click().run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        assert at.code[-2].value == backend.sql and "COALESCE(SUM(total), 0)" in at.code[-1].value
+        assert any("Run on postgres as" in c.value for c in at.caption)
+        frame = at.dataframe[0].value
+        assert list(frame.columns) == ["status", "total"] and frame.values.tolist() == [["open", 3.25], ["paid", 29.5]]
