@@ -51,7 +51,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/eval/defog-postgres")
     p.add_argument("--limit", type=int, default=0)
-    p.add_argument("--defog", type=Path, default=DEFOG, help="folder with questions/ and databases/ (default %(default)s)")
+    p.add_argument("--defog", type=Path, default=DEFOG, help="folder with questions/ and databases/ "
+                   "(default %(default)s)")
     args = p.parse_args()
     defog = args.defog
     out = Path(args.out)

@@ -196,7 +196,8 @@ def read_schema(conn: psycopg.Connection) -> PgSchema:
         if kind == "p":
             defs[oid].append(f"PRIMARY KEY ({', '.join(columns)})")
         elif ref_oid in names:  # a key to a table this role cannot read says nothing useful
-            defs[oid].append(f"FOREIGN KEY ({', '.join(columns)}) REFERENCES {names[ref_oid]}({', '.join(ref_columns)})")
+            defs[oid].append(f"FOREIGN KEY ({', '.join(columns)}) "
+                             f"REFERENCES {names[ref_oid]}({', '.join(ref_columns)})")
     tables, lines = [], []
     for oid, schema, table, _, _, comment in rels:
         tables.append(table if schema == "public" else f"{schema}.{table}")
@@ -256,7 +257,8 @@ class PostgresSandbox:
         # Session defaults, set at connection start: they hold even for a statement that would escape the
         # per-query SET LOCALs, and DISCARD ALL (RESET ALL) returns to them.
         options = (f"{user_options} -c default_transaction_read_only=on -c statement_timeout={_ms(timeout_s)} "
-                   f"-c lock_timeout={_ms(lock_timeout_s)} -c idle_in_transaction_session_timeout={_ms(idle_timeout_s)}")
+                   f"-c lock_timeout={_ms(lock_timeout_s)} "
+                   f"-c idle_in_transaction_session_timeout={_ms(idle_timeout_s)}")
         self._kwargs: dict[str, Any] = {"options": options.strip(), "application_name": "sqlft",
                                         "connect_timeout": connect_timeout_s, "prepare_threshold": None}
         self.tables: set[str] = set()

@@ -260,7 +260,8 @@ def server_fingerprint(cluster) -> str:
             "SELECT grantee, table_name, privilege_type FROM information_schema.role_table_grants ORDER BY 1, 2, 3",
         )]
         for table in ("customers", "orders", "big", "sales.targets", "secrets"):
-            parts.append(conn.execute(f"SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM {table} t").fetchall())
+            rows = f"SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM {table} t"
+            parts.append(conn.execute(rows).fetchall())
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
 
