@@ -334,7 +334,8 @@ class PostgresSandbox:
             cur.execute(f"DECLARE {_CURSOR} NO SCROLL CURSOR FOR {statement}", binary=True)  # type: ignore[arg-type]
             rows: list[tuple] = []
             size, too_big = 0, False
-            chunk = max(1, min(self.fetch_chunk, max_rows + 1))
+            # Chunked fetching needs libpq >= 17 (psycopg's binary wheels bundle it); older: row by row.
+            chunk = max(1, min(self.fetch_chunk, max_rows + 1)) if psycopg.capabilities.has_stream_chunked() else 1
             # FETCH is the statement that runs the query: statement_timeout bounds it. Streaming in chunks
             # bounds client memory; leaving the loop early cancels the rest on the server.
             for row in cur.stream(f"FETCH FORWARD {max_rows + 1} FROM {_CURSOR}", size=chunk):  # type: ignore[arg-type]
