@@ -83,6 +83,7 @@ class TrainConfig:
     optim: str = "adamw_torch"  # transformers optimizer name; paged_adamw_8bit on GPU for QLoRA
     precision: str = "auto"  # autocast: auto (what the hardware computes natively, sqlft.precision), bf16, fp16, fp32
     gradient_checkpointing: bool = True  # recompute activations in backward: less memory, ~30% slower
+    token_metrics: bool = False  # log TRL's entropy and token accuracy: its LM head then scores every position
     eval_steps: int = 50  # validation loss every N steps (0: never)
     save_steps: int = 50  # checkpoint every N steps
     save_total_limit: int = 2  # checkpoints kept (oldest deleted)
