@@ -80,7 +80,7 @@ async def run_level(url: str, concurrency: int, rounds: int, deadline_s: float, 
 
 
 def run_mode(mode: str, args: argparse.Namespace) -> list[Level]:
-    settings = Settings(model=args.model, databases={args.database: args.database}, batching=mode == "on",
+    settings = Settings(model=args.model, demo_databases=False, database=[args.database], batching=mode == "on",
                         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_new_tokens=args.max_new_tokens,
                         max_concurrency=max(args.concurrency) * 2, request_timeout_s=600, torch_threads=args.threads)
     backend = FakeBackend(delay_s=0.2, per_prompt_s=0.02) if args.fake else None

@@ -11,7 +11,6 @@ syntax) and it reads no data at all, so an eval that picks with it learns nothin
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import threading
 
 import torch
@@ -20,16 +19,6 @@ from eval.sandbox import Sandbox
 from eval.sql import extract_sql, parse_sql, to_duckdb
 from eval.synth import create_table_sql, parse_tables
 from sqlft.config import GenerationConfig
-
-
-def generate(model, prompts: list[str], gen: GenerationConfig, schemas: list[str]) -> list:
-    """model.generate, given the schemas when the decoding is constrained to them."""
-    if gen.constrain_identifiers:
-        if "schemas" not in inspect.signature(model.generate).parameters:
-            raise ValueError(f"{type(model).__name__} cannot constrain decoding to the schema "
-                             "(constrain_identifiers: a local model only; not over --openai-url)")
-        return model.generate(prompts, gen, schemas=schemas)
-    return model.generate(prompts, gen)
 
 
 class EmptySchemaCheck:
@@ -90,7 +79,7 @@ class ExecutionGuide:
         for _ in range(self.candidates - 1):
             if not failing:
                 break
-            samples = generate(model, [prompts[i] for i in failing], sampling, [schemas[i] for i in failing])
+            samples = model.generate([prompts[i] for i in failing], sampling)
             self.sampled += len(failing)
             still = []
             for i, sample in zip(failing, samples):

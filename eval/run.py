@@ -2,10 +2,13 @@
 
     sqlft eval MODEL --data demo:eval [--format auto] [--db-root DIR] [--dialect sqlite|postgres|duckdb]
                [--mode spider|strict|set] [--float-tolerance X] [--out DIR] [--limit N] [--config CONFIG]
-               [--template T] [--instances 3] [--workers N] [--max-new-tokens N] [--timeout-s 5]
+               [--template T] [--instances 3] [--workers N] [--max-new-tokens N] [--timeout-s 5] [key=value ...]
     sqlft eval --predictions preds.jsonl --db-root DIR --dialect sqlite --out OUT   (no model: score a file)
     sqlft eval compare RUN_A RUN_B                                                   (two OUT folders)
 
+Every flag is a field of EvalConfig (below) and may also be given as key=value (mode=strict,
+generation.max_new_tokens=64); a mistyped key is an error naming the closest one. Python callers build an
+EvalConfig (eval_config) and call run(), which returns the report's summary.
 OUT holds predictions.jsonl (appended per batch: a killed eval resumes), results.jsonl, report.{json,md,png}.
 """
 
@@ -28,14 +31,14 @@ import duckdb
 from eval import report
 from eval.compare import MODES, compare_results
 from eval.database import DatabaseError, prepare_database
-from eval.guided import ExecutionGuide, generate
+from eval.guided import ExecutionGuide
 from eval.hardness import hardness
 from eval.inputs import EvalSet, Example, load_eval_set, load_predictions
 from eval.sandbox import ExecutionResult, Sandbox
 from eval.sqlite_sandbox import SqliteSandbox, is_sqlite_file
 from eval.sql import extract_sql, has_order_by, normalise, parse_sql, strip_distinct, to_duckdb
 from eval.synth import check_gold, synthesize
-from sqlft.config import ConfigError, GenerationConfig, load_config
+from sqlft.config import ConfigError, GenerationConfig, build_config, load_config
 from sqlft.formats import DataError
 
 DIALECTS = ("sqlite", "postgres", "duckdb")
@@ -82,56 +85,122 @@ class Gold:
 # ------------------------------------------------------------------ command line
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="sqlft eval", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("model", nargs="?", help="base model, training run folder or merged folder")
-    parser.add_argument("--data", help="eval set: a record file (know_sql, Spider, ...), Defog's CSV, or demo:eval")
-    parser.add_argument("--predictions", help="JSONL of id, db_id, gold_sql, pred_sql: score it without a model")
-    parser.add_argument("--format", default="auto", help="record format of --data (default: detected)")
-    parser.add_argument("--db-root", help="folder of databases: <db_id>/<db_id>.sqlite (Spider) or <db_id>.duckdb")
-    parser.add_argument("--dialect", choices=DIALECTS, help="dialect of the gold SQL (default: postgres for "
-                        "Defog's CSV, duckdb for the demo sets, else sqlite)")
-    parser.add_argument("--mode", choices=MODES, default="spider", help="spider: strip DISTINCT from gold and "
-                        "pred as the official evaluation does; strict: keep it; set: ignore duplicate rows")
-    parser.add_argument("--float-tolerance", type=float, default=0.0, help="relative tolerance for floats (0: exact)")
-    parser.add_argument("--out", help="output folder (default runs/eval/<model>-<data>)")
-    parser.add_argument("--limit", type=int, default=0, help="first N examples only (0: all)")
-    parser.add_argument("--config", help="YAML config whose generation section sets the decoding")
-    parser.add_argument("--template", help="prompt template (default: the run's, or the model's own)")
-    parser.add_argument("--instances", type=int, default=3, help="synthesized databases per schema-only example")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="scoring threads")
-    parser.add_argument("--max-new-tokens", type=int, help="answer budget (overrides the config)")
-    parser.add_argument("--batch-size", type=int, help="prompts per generation batch (overrides the config)")
-    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
-                        help="weights for generation (auto: the GPU's native 16-bit type, float32 on a CPU; "
-                        "sqlft.precision)")
-    parser.add_argument("--no-prefix-cache", action="store_true", help="read every prompt whole (prefix caching "
-                        "off: slower, same answers; for measuring it)")
-    parser.add_argument("--constrain-identifiers", action="store_true", help="schema-constrained "
-                        "decoding: after FROM/JOIN and 'alias.' only names of the schema may be written")
-    parser.add_argument("--candidates", type=int, help="execution-guided decoding: when the greedy answer does not "
-                        "run on the empty schema, sample up to N-1 more and keep the first that runs")
-    parser.add_argument("--timeout-s", type=float, default=5.0, help="time limit per query in seconds")
-    parser.add_argument("--engine", choices=ENGINES, default="auto", help="where SQL runs. auto: on SQLite "
-                        "itself when the dialect is sqlite and the database is a SQLite file (what the official "
-                        "Spider evaluator does), else on DuckDB after transpiling; sqlite: always SQLite (an "
-                        "example whose database is not a SQLite file is a gold_error); duckdb: always DuckDB")
-    parser.add_argument("--openai-url", help="generate through an OpenAI-compatible server (e.g. vLLM serving the "
-                        "merged folder: http://127.0.0.1:8000/v1); MODEL is then the served model name")
-    parser.add_argument("--model-dir", help="with --openai-url: the merged folder (template, tokenizer, context)")
-    args = parser.parse_args(argv)
+@dataclass
+class EvalConfig:
+    """What `sqlft eval` does; every flag is a field, and any field may also be set as `key=value`
+    (`mode=strict`, `generation.max_new_tokens=64`), checked like a training config."""
+    model: str | None = None  # base model, training run folder or merged folder (the served name with openai_url)
+    data: str | None = None  # eval set: a record file (know_sql, Spider, ...), Defog's CSV, or demo:eval
+    predictions: str | None = None  # JSONL of id, db_id, gold_sql, pred_sql: score it without a model
+    format: str = "auto"  # record format of data (default: detected)
+    db_root: str | None = None  # folder of databases: <db_id>/<db_id>.sqlite (Spider) or <db_id>.duckdb
+    dialect: str | None = None  # of the gold SQL; None: postgres for Defog's CSV, duckdb for demo sets, else sqlite
+    mode: str = "spider"  # eval.compare.MODES: spider strips DISTINCT as the official evaluation does
+    float_tolerance: float = 0.0  # relative tolerance for floats (0: exact)
+    out: str | None = None  # output folder (None: runs/eval/<model>-<data>)
+    limit: int = 0  # first N examples only (0: all)
+    template: str | None = None  # prompt template (None: the run's, or the model's own)
+    instances: int = 3  # synthesized databases per schema-only example
+    workers: int = 0  # scoring threads (0: one per core)
+    dtype: str = "auto"  # weights for generation (auto: the GPU's native 16-bit type, float32 on a CPU)
+    timeout_s: float = 5.0  # time limit per query in seconds, gold and pred alike
+    engine: str = "auto"  # where SQL runs: auto, sqlite or duckdb (see --engine)
+    openai_url: str | None = None  # generate through an OpenAI-compatible server (e.g. vLLM)
+    model_dir: str | None = None  # with openai_url: the merged folder (template, tokenizer, context)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)  # decoding (--config reads a run's)
+
+
+EVAL_CHOICES = {"mode": MODES, "dialect": (None, *DIALECTS), "engine": ENGINES,
+                "dtype": ("auto", "float32", "bfloat16", "float16")}
+
+
+def _check(config: EvalConfig) -> list[str]:
     problems = []
-    if args.predictions and (args.model or args.data):
+    if config.predictions and (config.model or config.data):
         problems.append("give either MODEL --data (generate, then score) or --predictions (score a file), not both")
-    if not args.predictions and not (args.model and args.data):
+    if not config.predictions and not (config.model and config.data):
         problems.append("give MODEL and --data DATA (e.g. sqlft eval embedded:smollm2-135m-instruct --data "
                         "demo:eval), or --predictions FILE")
-    if args.workers < 1 or args.instances < 1:
-        problems.append("--workers and --instances must be at least 1")
-    if problems:
-        parser.error("; ".join(problems))
-    return args
+    if config.workers < 0 or config.instances < 1:
+        problems.append("--workers must be at least 0 (0: one per core) and --instances at least 1")
+    if config.engine == "sqlite" and config.dialect not in (None, "sqlite"):
+        problems.append(f"--engine sqlite runs SQLite-dialect SQL only; --dialect is {config.dialect}")
+    return problems
+
+
+def eval_config(raw: dict | None = None, overrides: list[str] = ()) -> EvalConfig:
+    """An EvalConfig from a mapping of fields (flags, or a caller's dict) and `key=value` overrides; raises
+    ConfigError listing every problem."""
+    return build_config(EvalConfig, dict(raw or {}), overrides, EVAL_CHOICES, _check, where=" in the eval settings")
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The flags; each one's dest is an EvalConfig field (generation.* for decoding), defaults come from there."""
+    p = argparse.ArgumentParser(prog="sqlft eval", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__,
+                                argument_default=argparse.SUPPRESS)
+    p.add_argument("model", nargs="?", help="base model, training run folder or merged folder")
+    p.add_argument("overrides", nargs="*", default=[], help="key=value settings (mode=strict, "
+                   "generation.max_new_tokens=64): any field of eval.run.EvalConfig")
+    p.add_argument("--data", help="eval set: a record file (know_sql, Spider, ...), Defog's CSV, or demo:eval")
+    p.add_argument("--predictions", help="JSONL of id, db_id, gold_sql, pred_sql: score it without a model")
+    p.add_argument("--format", help="record format of --data (default: detected)")
+    p.add_argument("--db-root", help="folder of databases: <db_id>/<db_id>.sqlite (Spider) or <db_id>.duckdb")
+    p.add_argument("--dialect", choices=DIALECTS, help="dialect of the gold SQL (default: postgres for Defog's "
+                   "CSV, duckdb for the demo sets, else sqlite)")
+    p.add_argument("--mode", choices=MODES, help="spider (default): strip DISTINCT from gold and pred as the "
+                   "official evaluation does; strict: keep it; set: ignore duplicate rows")
+    p.add_argument("--float-tolerance", type=float, help="relative tolerance for floats (default 0: exact)")
+    p.add_argument("--out", help="output folder (default runs/eval/<model>-<data>)")
+    p.add_argument("--limit", type=int, help="first N examples only (default 0: all)")
+    p.add_argument("--config", help="YAML config whose generation section sets the decoding")
+    p.add_argument("--template", help="prompt template (default: the run's, or the model's own)")
+    p.add_argument("--instances", type=int, help="synthesized databases per schema-only example (default 3)")
+    p.add_argument("--workers", type=int, help="scoring threads (default: one per core)")
+    p.add_argument("--max-new-tokens", type=int, dest="generation.max_new_tokens",
+                   help="answer budget (overrides the config)")
+    p.add_argument("--batch-size", type=int, dest="generation.batch_size",
+                   help="prompts per generation batch (overrides the config)")
+    p.add_argument("--dtype", choices=EVAL_CHOICES["dtype"], help="weights for generation (auto: the GPU's native "
+                   "16-bit type, float32 on a CPU; sqlft.precision)")
+    p.add_argument("--no-prefix-cache", action="store_false", dest="generation.prefix_cache", help="read every "
+                   "prompt whole (prefix caching off: slower, same answers; for measuring it)")
+    p.add_argument("--candidates", type=int, dest="generation.candidates", help="execution-guided decoding: when "
+                   "the greedy answer does not run on the empty schema, sample up to N-1 more and keep the first "
+                   "that runs")
+    p.add_argument("--timeout-s", type=float, help="time limit per query in seconds (default 5)")
+    p.add_argument("--engine", choices=ENGINES, help="where SQL runs. auto (default): on SQLite itself when the "
+                   "dialect is sqlite and the database is a SQLite file (what the official Spider evaluator does), "
+                   "else on DuckDB after transpiling; sqlite: always SQLite (an example whose database is not a "
+                   "SQLite file is a gold_error); duckdb: always DuckDB")
+    p.add_argument("--openai-url", help="generate through an OpenAI-compatible server (e.g. vLLM serving the "
+                   "merged folder: http://127.0.0.1:8000/v1); MODEL is then the served model name")
+    p.add_argument("--model-dir", help="with --openai-url: the merged folder (template, tokenizer, context)")
+    return p
+
+
+def parse_args(argv: list[str]) -> EvalConfig:
+    """Flags and key=value overrides -> EvalConfig. A positional holding '=' is an override, the other the model."""
+    parser = _parser()
+    flags = vars(parser.parse_intermixed_args(argv))  # MODEL, flags and key=value in any order
+    positionals = ([flags.pop("model")] if "model" in flags else []) + flags.pop("overrides", [])
+    overrides = [p for p in positionals if "=" in p]
+    models = [p for p in positionals if "=" not in p]
+    if len(models) > 1:
+        parser.error(f"one MODEL only, got {models} (settings are written key=value)")
+    raw: dict = {"model": models[0]} if models else {}
+    try:
+        generation = dataclasses.asdict(load_config(flags.pop("config")).generation) if "config" in flags else {}
+        for key, value in flags.items():
+            if key.startswith("generation."):
+                generation[key.split(".", 1)[1]] = value
+            else:
+                raw[key] = value
+        if generation:
+            raw["generation"] = generation
+        return eval_config(raw, overrides)
+    except ConfigError as err:
+        parser.error(str(err))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -144,9 +213,8 @@ def main(argv: list[str] | None = None) -> None:
         except FileNotFoundError as err:
             sys.exit(f"sqlft eval compare: {err}")
         return
-    args = parse_args(argv)
     try:
-        run(args)
+        run(parse_args(argv))
     except (DataError, ConfigError, DatabaseError, ResumeError, FileNotFoundError) as err:
         sys.exit(f"sqlft eval: {err}")
 
@@ -154,16 +222,66 @@ def main(argv: list[str] | None = None) -> None:
 # ------------------------------------------------------------------ the recipe
 
 
-def run(args: argparse.Namespace, load_model: Callable[..., Any] | None = None) -> dict:
-    """Load the eval set, generate what is missing, prepare databases, score in parallel, write the report.
+def run(config: EvalConfig, load_model: Callable[..., Any] | None = None) -> dict:
+    """Load the eval set, generate what is missing, prepare databases, score in parallel, write the report; returns
+    the report's summary (report.json).
 
     load_model(ref, template=None) returns an object with InferenceModel's sql_prompt/generate (tests pass fakes).
     """
-    if args.predictions:
-        evalset = load_predictions(args.predictions, args.db_root)
-        evalset.examples = evalset.examples[:args.limit or None]
+    evalset = load_examples(config)
+    dialect = config.dialect or evalset.dialect
+    if config.engine == "sqlite" and dialect != "sqlite":
+        raise DataError(f"--engine sqlite runs SQLite-dialect SQL only; the dialect here is {dialect}")
+    scoring = Scoring(dialect, config.mode, config.float_tolerance, config.timeout_s)
+    workers = config.workers or os.cpu_count() or 1
+    out = Path(config.out or default_out(config))
+    out.mkdir(parents=True, exist_ok=True)
+
+    generation = {}
+    if config.predictions:
+        raw = {e.id: {"raw": e.pred_sql or ""} for e in evalset.examples}
     else:
-        evalset = load_eval_set(args.data, fmt=args.format, db_root=args.db_root, limit=args.limit)
+        raw, template = generate_predictions(config, evalset, out, load_model)
+        generation = {**generation_stats(raw, evalset.examples), "template": template}
+
+    start = time.perf_counter()
+    instances = prepare_instances(evalset.examples, dialect, config.instances, workers, config.engine)
+    try:
+        rows = score_all(evalset.examples, raw, instances, scoring, workers)
+    finally:
+        for inst in instances.values():
+            for box in inst.boxes:
+                box.close()
+    flag_non_discriminating(rows, evalset.examples, instances, dialect, workers)
+    scoring_s = time.perf_counter() - start
+
+    with open(out / "results.jsonl", "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    settings = {
+        "model": None if config.predictions else config.model, "data": config.predictions or config.data,
+        "data_path": evalset.path, "data_sha256": evalset.sha256, "data_kind": evalset.kind, "dialect": dialect,
+        "mode": config.mode, "float_tolerance": config.float_tolerance, "timeout_s": config.timeout_s,
+        "engine": config.engine,
+        "instances": config.instances,
+        "workers": workers, "limit": config.limit, "scoring_seconds": round(scoring_s, 3),
+        "decoding": None if config.predictions else {**dataclasses.asdict(config.generation),
+                                                     "template": generation.get("template")},
+        "skipped_rows": len(evalset.problems),
+    }
+    summary = report.write_report(out, rows, settings, generation)
+    print(report.summary_line(summary, out))
+    return summary
+
+
+def load_examples(config: EvalConfig) -> EvalSet:
+    """The eval set (or the predictions file), with skipped rows reported; raises DataError when nothing can be
+    scored."""
+    if config.predictions:
+        evalset = load_predictions(config.predictions, config.db_root)
+        evalset.examples = evalset.examples[:config.limit or None]
+    else:
+        evalset = load_eval_set(config.data, fmt=config.format, db_root=config.db_root, limit=config.limit)
     for problem in evalset.problems[:10]:
         print(f"skipped {problem}", file=sys.stderr)
     if len(evalset.problems) > 10:
@@ -172,55 +290,14 @@ def run(args: argparse.Namespace, load_model: Callable[..., Any] | None = None) 
         raise DataError(f"{evalset.path}: no usable examples")
     if evalset.kind in ("predictions", "spider") and all(e.database_error for e in evalset.examples):
         raise DataError(f"no database found for any example: {evalset.examples[0].database_error}")
-    dialect = args.dialect or evalset.dialect
-    if args.engine == "sqlite" and dialect != "sqlite":
-        raise DataError(f"--engine sqlite runs SQLite-dialect SQL only; the dialect here is {dialect}")
-    scoring = Scoring(dialect, args.mode, args.float_tolerance, args.timeout_s)
-    out = Path(args.out or default_out(args))
-    out.mkdir(parents=True, exist_ok=True)
-
-    gen, generation = None, {}
-    if args.predictions:
-        raw = {e.id: {"raw": e.pred_sql or ""} for e in evalset.examples}
-    else:
-        gen = generation_config(args)
-        raw, template = generate_predictions(args, evalset, gen, out, load_model)
-        generation = {**generation_stats(raw, evalset.examples), "template": template}
-
-    start = time.perf_counter()
-    instances = prepare_instances(evalset.examples, dialect, args.instances, args.workers, args.engine)
-    try:
-        rows = score_all(evalset.examples, raw, instances, scoring, args.workers)
-    finally:
-        for inst in instances.values():
-            for box in inst.boxes:
-                box.close()
-    flag_non_discriminating(rows, evalset.examples, instances, dialect, args.workers)
-    scoring_s = time.perf_counter() - start
-
-    with open(out / "results.jsonl", "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-    settings = {
-        "model": None if args.predictions else args.model, "data": args.predictions or args.data,
-        "data_path": evalset.path, "data_sha256": evalset.sha256, "data_kind": evalset.kind, "dialect": dialect,
-        "mode": args.mode, "float_tolerance": args.float_tolerance, "timeout_s": args.timeout_s,
-        "engine": args.engine,
-        "instances": args.instances,
-        "workers": args.workers, "limit": args.limit, "scoring_seconds": round(scoring_s, 3),
-        "decoding": {**dataclasses.asdict(gen), "template": generation.get("template")} if gen else None,
-        "skipped_rows": len(evalset.problems),
-    }
-    summary = report.write_report(out, rows, settings, generation)
-    print(report.summary_line(summary, out))
-    return summary
+    return evalset
 
 
-def default_out(args: argparse.Namespace) -> str:
-    if args.predictions:
-        return f"runs/eval/{Path(args.predictions).stem}"
-    model = Path(args.model.rstrip("/")).name.replace(":", "-")
-    data = args.data.replace(":", "-") if args.data.startswith("demo:") else Path(args.data).stem
+def default_out(config: EvalConfig) -> str:
+    if config.predictions:
+        return f"runs/eval/{Path(config.predictions).stem}"
+    model = Path(config.model.rstrip("/")).name.replace(":", "-")
+    data = config.data.replace(":", "-") if config.data.startswith("demo:") else Path(config.data).stem
     return f"runs/eval/{model}-{data}"
 
 
@@ -231,28 +308,14 @@ class ResumeError(ValueError):
     """OUT already holds predictions made with another model, data or decoding."""
 
 
-def generation_config(args: argparse.Namespace) -> GenerationConfig:
-    gen = load_config(args.config).generation if args.config else GenerationConfig()
-    if args.max_new_tokens:
-        gen = dataclasses.replace(gen, max_new_tokens=args.max_new_tokens)
-    if args.no_prefix_cache:
-        gen = dataclasses.replace(gen, prefix_cache=False)
-    if args.constrain_identifiers:
-        gen = dataclasses.replace(gen, constrain_identifiers=True)
-    if args.candidates:
-        gen = dataclasses.replace(gen, candidates=args.candidates)
-    if args.batch_size:
-        gen = dataclasses.replace(gen, batch_size=args.batch_size)
-    return gen
-
-
-def fingerprint(args: argparse.Namespace, evalset: EvalSet, gen: GenerationConfig) -> dict:
+def fingerprint(config: EvalConfig, evalset: EvalSet) -> dict:
     """What decides the model's answers; batch_size and prefix_cache (speed only) are left out so that a resume
     may use others."""
-    model = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
-    decoding = {k: v for k, v in dataclasses.asdict(gen).items() if k not in ("batch_size", "prefix_cache")}
-    return {"model": model, "template": args.template, "data_sha256": evalset.sha256, "decoding": decoding,
-            **({"dtype": args.dtype} if getattr(args, "dtype", "auto") != "auto" else {})}
+    model = str(Path(config.model).resolve()) if Path(config.model).exists() else config.model
+    decoding = {k: v for k, v in dataclasses.asdict(config.generation).items()
+                if k not in ("batch_size", "prefix_cache")}
+    return {"model": model, "template": config.template, "data_sha256": evalset.sha256, "decoding": decoding,
+            **({"dtype": config.dtype} if config.dtype != "auto" else {})}
 
 
 def read_predictions(path: Path) -> dict[str, dict]:
@@ -270,22 +333,23 @@ def read_predictions(path: Path) -> dict[str, dict]:
     return done
 
 
-def remote_loader(args: argparse.Namespace) -> Callable[..., Any]:
+def remote_loader(config: EvalConfig) -> Callable[..., Any]:
     """Generation on a serving engine (vLLM, TGI, ...) through its OpenAI-compatible completions endpoint: the
     same backend as `sqlft serve --backend openai`; prompts are still rendered by sqlft.templates."""
     from sqlft.remote import OpenAIBackend
 
     def load(ref: str, template: str | None = None):
-        return OpenAIBackend(args.openai_url, ref, template=template, model_dir=args.model_dir)
+        return OpenAIBackend(config.openai_url, ref, template=template, model_dir=config.model_dir)
     return load
 
 
-def generate_predictions(args: argparse.Namespace, evalset: EvalSet, gen: GenerationConfig, out: Path,
+def generate_predictions(config: EvalConfig, evalset: EvalSet, out: Path,
                          load_model: Callable[..., Any] | None) -> tuple[dict[str, dict], str | None]:
     """Model output for every example, reading what OUT/predictions.jsonl already holds and generating the rest
-    in batches of gen.batch_size, each appended and flushed as soon as it is made. Also returns the template."""
+    in batches of generation.batch_size, each appended and flushed as soon as it is made. Also returns the
+    template."""
     pred_path, meta_path = out / "predictions.jsonl", out / "generation.json"
-    wanted = fingerprint(args, evalset, gen)
+    wanted = fingerprint(config, evalset)
     done = read_predictions(pred_path)
     if done:
         found = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
@@ -297,47 +361,53 @@ def generate_predictions(args: argparse.Namespace, evalset: EvalSet, gen: Genera
                               "that file to generate again")
     todo = [e for e in evalset.examples if e.id not in done]
     template = json.loads(meta_path.read_text()).get("template") if meta_path.is_file() else None
-    if todo:
-        if load_model is None and args.openai_url:
-            load_model = remote_loader(args)
-        if load_model is None:
-            from sqlft.generate import InferenceModel
-            load_model = functools.partial(InferenceModel.load, dtype=args.dtype)
-        print(f"loading {args.model}", file=sys.stderr)
-        model = load_model(args.model, template=args.template)
-        template = getattr(model, "template", args.template)
-        meta_path.write_text(json.dumps({"fingerprint": wanted, "template": template}, indent=2))
-        prompts = {e.id: model.sql_prompt(e.db_schema, e.question) for e in todo}
-        guide = ExecutionGuide(args.dialect or evalset.dialect, gen.candidates, gen.candidate_temperature) \
-            if gen.candidates > 1 else None
-        todo.sort(key=lambda e: prompts[e.id])  # text order: a batch shares its schema prefix (prefix_cache)
-        print(f"generating {len(todo)} answers ({len(done)} already in {pred_path})", file=sys.stderr)
-        drop_partial_line(pred_path)
-        with open(pred_path, "a", encoding="utf-8") as f:
-            for start in range(0, len(todo), gen.batch_size):
-                batch = todo[start:start + gen.batch_size]
-                began = time.perf_counter()
-                batch_prompts, schemas = [prompts[e.id] for e in batch], [e.db_schema for e in batch]
-                outputs = greedy = generate(model, batch_prompts, gen, schemas)
-                if guide:
-                    outputs = guide.improve(model, batch_prompts, schemas, greedy, gen)
-                seconds = time.perf_counter() - began
-                for i, (example, output) in enumerate(zip(batch, outputs)):
-                    line = {"id": example.id, "raw": output.text, "prompt_tokens": output.prompt_tokens,
-                            "new_tokens": output.new_tokens, "seconds": seconds / len(batch)}
-                    if output is not greedy[i]:
-                        line["guided_from"] = greedy[i].text  # the greedy answer, which did not run
-                    f.write(json.dumps(line, ensure_ascii=False) + "\n")
-                    done[example.id] = line
-                f.flush()  # a kill loses at most the batch being generated
-                made = start + len(batch)
-                tokens = sum(o.new_tokens for o in outputs)
-                print(f"  {made}/{len(todo)} ({tokens / seconds:.1f} new tokens/s)", file=sys.stderr)
-        if guide:
-            print(f"execution-guided: {guide.replaced} answers replaced by one of {guide.sampled} samples",
-                  file=sys.stderr)
-            guide.close()
+    if not todo:
+        return done, template
+    if load_model is None and config.openai_url:
+        load_model = remote_loader(config)
+    if load_model is None:
+        from sqlft.generate import InferenceModel
+        load_model = functools.partial(InferenceModel.load, dtype=config.dtype)
+    print(f"loading {config.model}", file=sys.stderr)
+    model = load_model(config.model, template=config.template)
+    template = getattr(model, "template", config.template)
+    meta_path.write_text(json.dumps({"fingerprint": wanted, "template": template}, indent=2))
+    print(f"generating {len(todo)} answers ({len(done)} already in {pred_path})", file=sys.stderr)
+    append_predictions(model, todo, config.generation, config.dialect or evalset.dialect, pred_path, done)
     return done, template
+
+
+def append_predictions(model, todo: list[Example], gen: GenerationConfig, dialect: str, pred_path: Path,
+                       done: dict[str, dict]) -> None:
+    """Generate the answers of `todo` batch by batch, appending each batch to pred_path and to `done`."""
+    prompts = {e.id: model.sql_prompt(e.db_schema, e.question) for e in todo}
+    guide = ExecutionGuide(dialect, gen.candidates, gen.candidate_temperature) if gen.candidates > 1 else None
+    todo = sorted(todo, key=lambda e: prompts[e.id])  # text order: a batch shares its schema prefix (prefix_cache)
+    drop_partial_line(pred_path)
+    with open(pred_path, "a", encoding="utf-8") as f:
+        for start in range(0, len(todo), gen.batch_size):
+            batch = todo[start:start + gen.batch_size]
+            began = time.perf_counter()
+            batch_prompts, schemas = [prompts[e.id] for e in batch], [e.db_schema for e in batch]
+            outputs = greedy = model.generate(batch_prompts, gen)
+            if guide:
+                outputs = guide.improve(model, batch_prompts, schemas, greedy, gen)
+            seconds = time.perf_counter() - began
+            for i, (example, output) in enumerate(zip(batch, outputs)):
+                line = {"id": example.id, "raw": output.text, "prompt_tokens": output.prompt_tokens,
+                        "new_tokens": output.new_tokens, "seconds": seconds / len(batch)}
+                if output is not greedy[i]:
+                    line["guided_from"] = greedy[i].text  # the greedy answer, which did not run
+                f.write(json.dumps(line, ensure_ascii=False) + "\n")
+                done[example.id] = line
+            f.flush()  # a kill loses at most the batch being generated
+            made = start + len(batch)
+            tokens = sum(o.new_tokens for o in outputs)
+            print(f"  {made}/{len(todo)} ({tokens / seconds:.1f} new tokens/s)", file=sys.stderr)
+    if guide:
+        print(f"execution-guided: {guide.replaced} answers replaced by one of {guide.sampled} samples",
+              file=sys.stderr)
+        guide.close()
 
 
 def drop_partial_line(path: Path) -> None:

@@ -196,6 +196,7 @@ class Sandbox:
         timeout_s: float = 5.0,
         memory_limit: str = "1GB",
         max_rows: int = 10_000,
+        max_result_bytes: int = 100_000_000,
         threads: int = 1,
         temp_dir_limit: str = "0B",
         setup_sql: Iterable[str] = (),
@@ -204,6 +205,7 @@ class Sandbox:
         before the configuration is locked (use Sandbox.from_sql). A file database is opened read-only."""
         self.timeout_s = timeout_s
         self.max_rows = max_rows
+        self.max_result_bytes = max_result_bytes
         if db_path is None:
             # An in-memory database cannot be opened read_only; the SELECT-only check keeps it unchanged.
             self._con = duckdb.connect(":memory:", config=dict(_CONNECT_CONFIG))

@@ -26,7 +26,8 @@ class Database:
     sandbox: Sandbox
 
 
-def open_databases(sources: dict[str, str], *, timeout_s: float, max_rows: int) -> dict[str, Database]:
+def open_databases(sources: dict[str, str], *, timeout_s: float, max_rows: int, memory_limit: str = "1GB",
+                   max_result_bytes: int = 16_000_000) -> dict[str, Database]:
     """Prepare and open every database; raises DatabaseError/FileNotFoundError naming the bad one."""
     databases = {}
     try:
@@ -35,7 +36,9 @@ def open_databases(sources: dict[str, str], *, timeout_s: float, max_rows: int) 
             # Schema first: DuckDB refuses a second connection to a file that the sandbox holds open with
             # another configuration.
             tables, ddl = table_names(path), schema_ddl(path)
-            databases[name] = Database(name, path, tables, ddl, Sandbox(path, timeout_s=timeout_s, max_rows=max_rows))
+            databases[name] = Database(name, path, tables, ddl, Sandbox(
+                path, timeout_s=timeout_s, max_rows=max_rows, memory_limit=memory_limit,
+                max_result_bytes=max_result_bytes))
     except Exception:
         close_databases(databases)
         raise

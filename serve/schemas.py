@@ -1,7 +1,8 @@
 """Request and response bodies of the HTTP API (pydantic: validated at the edge, dataclasses inside).
 
-Requests forbid unknown fields (a misspelt `max_row` is an error, not silently ignored) and bound every size,
-so one request cannot ask for unbounded memory or time.
+Requests forbid unknown fields (a misspelt `max_row` is an error, not silently ignored), take JSON types
+strictly (`"max_rows": true` or `"execute": "yes"` is a 422, not 1 or True) and bound every size, so one
+request cannot ask for unbounded memory or time.
 """
 
 from typing import Any
@@ -16,7 +17,7 @@ MAX_NEW_TOKENS_LIMIT = 4_096
 
 
 class Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
 
 class SQLRequest(Request):

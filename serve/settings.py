@@ -1,32 +1,116 @@
-"""Server settings: one dataclass filled by `sqlft serve` flags (serve/main.py) or by tests.
+"""Server settings: ONE definition that `sqlft serve` flags, SQLFT_* environment variables and tests all fill.
 
-Defaults are safe for a laptop: loopback only, bounded concurrency, bounded rows, bounded time.
+    Settings(backend="fake", demo_databases=False, database=["restaurants"])   # in Python (tests)
+    Settings.from_cli(["runs/demo/merged", "--port", "8080", "--api-key", "KEY"])  # what `sqlft serve` does
+    SQLFT_API_KEY=KEY sqlft serve                                                  # any field from the environment
+
+pydantic-settings builds the flags from the fields: `max_rows` is `--max-rows`, a bool that defaults to True
+is `--no-NAME`, a list is a repeatable flag. Defaults are safe for a laptop: loopback only, bounded
+concurrency, rows, bytes, memory and time.
 """
 
-from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, CliPositionalArg, CliSuppress, SettingsConfigDict
 
 from sqlft.config import EMBEDDED_MODEL
 
 DEMO_DATABASES = ("academic", "advising", "atis", "geography", "restaurants", "scholar", "yelp")  # defog-data
 
 
-@dataclass
-class Settings:
-    model: str = EMBEDDED_MODEL  # base model, training run or merged folder (local backend); tokenizer folder (openai)
-    template: str | None = None  # prompt template; None: the run's / merged folder's own
-    backend: str = "local"  # local (transformers in this process), openai (vLLM or any /v1/completions), fake
-    openai_url: str = "http://127.0.0.1:8000/v1"  # openai backend: base URL including /v1
-    model_name: str = "sqlft"  # openai backend: the served model name (vLLM --served-model-name)
-    openai_api_key: str | None = None  # openai backend: key sent to the remote server
-    api_key: str | None = None  # clients must send it (X-API-Key or Authorization: Bearer); None: open
-    databases: dict[str, str] = field(default_factory=lambda: {n: n for n in DEMO_DATABASES})  # name -> source
-    max_concurrency: int = 16  # /sql + /execute requests in flight; more are answered 429 at once
-    request_timeout_s: float = 60.0  # whole request (queue + generation + execution); over it: 504
-    execute_timeout_s: float = 5.0  # one SQL execution in the sandbox
-    max_rows: int = 1000  # rows a client may ask for (and the default it gets)
-    max_new_tokens: int = 128  # answer budget; clients may ask for less, never more
-    max_batch: int = 8  # prompts per generate call (micro-batching)
-    max_wait_ms: float = 20.0  # how long the first prompt of a batch waits for company
-    batching: bool = True  # off: one prompt per generate call, in arrival order
-    torch_threads: int = 0  # local backend: CPU threads for torch (0: all cores); 1 is faster on a busy shared CPU
-    max_body_bytes: int = 1_000_000  # request bodies above this are refused (413) before parsing
+def _seconds(name: str, default: float, help: str):  # noqa: A002 - the flag's help text
+    """A float field whose flag drops the _s: request_timeout_s is --request-timeout (as documented)."""
+    return Field(default, gt=0, validation_alias=AliasChoices(name, f"{name}_s"), description=help)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SQLFT_", extra="forbid", populate_by_name=True, validate_default=True,
+        cli_prog_name="sqlft serve", cli_kebab_case=True, cli_implicit_flags="toggle", cli_hide_none_type=True,
+        cli_exit_on_error=True,
+    )
+
+    # ---------------------------------------------------------------------------------- model
+    model: CliPositionalArg[str | None] = Field(
+        None, description=f"merged folder, training run or base model (local backend; default {EMBEDDED_MODEL}); "
+        "for --backend openai: an optional local folder giving the tokenizer and template")
+    template: str | None = Field(None, description="prompt template (default: the one the model was trained with)")
+    backend: Literal["local", "openai", "fake"] = Field(
+        "local", description="local: the model in this process; openai: a vLLM/OpenAI-compatible server; "
+        "fake: canned SQL, no model (tests, load tests, UI work)")
+    openai_url: str = Field("http://127.0.0.1:8000/v1", description="openai backend: base URL with /v1")
+    model_name: str = Field("sqlft", description="openai backend: the served model name")
+    openai_api_key: CliSuppress[str | None] = Field(None, description="key sent to the remote server (env only)")
+    torch_threads: int = Field(0, ge=0, validation_alias=AliasChoices("threads", "torch_threads"),
+                               description="local backend: torch CPU threads (0: one per core); on a CPU shared "
+                               "with other work, 1 avoids threads spinning against each other")
+
+    # ---------------------------------------------------------------------------------- listening
+    host: str = Field("127.0.0.1", description="0.0.0.0 to listen on every interface")
+    port: int = Field(8000, ge=0, le=65535)
+    api_key: str | None = Field(None, description="key clients must send (X-API-Key or Bearer) on every route "
+                                "but /healthz; also env SQLFT_API_KEY")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # ---------------------------------------------------------------------------------- databases
+    database: list[str] = Field([], description="register a database NAME=SOURCE (DuckDB/SQLite file, "
+                                "PostgreSQL dump, defog name); repeatable")
+    databases: str | dict[str, str] | None = Field(
+        None, description="YAML file with a `databases: {name: source}` mapping (in Python: the mapping)")
+    demo_databases: bool = Field(True, description="register the defog-data demo databases "
+                                 f"({', '.join(DEMO_DATABASES)})")
+
+    # ---------------------------------------------------------------------------------- bounds
+    max_concurrency: int = Field(16, ge=1, description="/sql + /execute requests in flight; more get 429 at once")
+    request_timeout_s: float = _seconds("request_timeout", 60.0, "seconds per request (queue + generation + "
+                                        "execution), else 504")
+    execute_timeout_s: float = _seconds("execute_timeout", 5.0, "seconds per SQL execution")
+    header_timeout_s: float = _seconds("header_timeout", 10.0, "seconds a client may take to send the request "
+                                       "line and headers; slower connections are closed")
+    body_timeout_s: float = _seconds("body_timeout", 30.0, "seconds a client may take to send the body, else 408")
+    max_rows: int = Field(1000, ge=1, description="most rows a request may get (and the default)")
+    max_result_bytes: int = Field(16_000_000, ge=1000, description="most bytes of values in one result; a larger "
+                                  "result is refused while it is fetched")
+    memory_limit: str = Field("1GB", description="memory of one SQL execution (DuckDB memory_limit, and the cap "
+                              "of the process that runs it)")
+    max_new_tokens: int = Field(128, ge=1, description="answer budget in tokens, upper bound for requests")
+    max_body_bytes: int = Field(1_000_000, ge=1, description="request bodies above this are refused (413) while "
+                                "they are read")
+    execute_workers: int = Field(4, ge=1, description="SQL executions at once (their own pool: pruning and "
+                                 "generation cannot starve them)")
+    prune_workers: int = Field(2, ge=1, description="schema prunings at once (their own pool)")
+
+    # ---------------------------------------------------------------------------------- batching
+    max_batch: int = Field(8, ge=1, description="prompts per generate call (micro-batching)")
+    max_wait_ms: float = Field(20.0, ge=0, description="how long the first prompt of a batch waits for others")
+    batching: bool = Field(True, description="micro-batching (--no-batching: one prompt per generate call)")
+
+    @model_validator(mode="after")
+    def _default_model(self) -> "Settings":
+        if self.model is None:
+            self.model = "" if self.backend == "openai" else EMBEDDED_MODEL
+        return self
+
+    @classmethod
+    def from_cli(cls, argv: list[str] | None = None) -> "Settings":
+        """Flags (argv; None: sys.argv) over SQLFT_* environment variables over defaults."""
+        import sys
+        return cls(_cli_parse_args=sys.argv[1:] if argv is None else argv)
+
+    def sources(self) -> dict[str, str]:
+        """name -> database source: the demo ones, then --databases FILE (or mapping), then each --database."""
+        from serve.registry import parse_database_flag, read_databases_file
+
+        found = {name: name for name in DEMO_DATABASES} if self.demo_databases else {}
+        if isinstance(self.databases, dict):
+            found.update(self.databases)
+        elif self.databases:
+            found.update(read_databases_file(Path(self.databases)))
+        for flag in self.database:
+            name, source = parse_database_flag(flag)
+            if not name or not source:
+                raise ValueError(f"--database {flag!r}: expected NAME=SOURCE")
+            found[name] = source
+        return found

@@ -1,7 +1,7 @@
 """Stand-ins for tests, the load test and UI work: a fake model that writes canned SQL, and an in-thread server.
 
     backend = FakeBackend(sql="SELECT COUNT(*) FROM restaurant", delay_s=0.05)
-    with running_server(create_app(Settings(), load_backend=lambda s: backend)) as url: ...
+    with running_server(create_app(Settings(backend="fake"), load_backend=lambda s: backend)) as url: ...
 
 `sqlft serve --backend fake` serves the fake: the API and the page can be tried without any model.
 """
@@ -70,7 +70,11 @@ def running_server(app: FastAPI, *, port: int | None = None, ready_timeout_s: fl
     import httpx
 
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    from serve.protocol import guarded_protocol
+
+    settings = app.state.sqlft.settings
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           http=guarded_protocol(settings.header_timeout_s)))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from eval.sql import extract_sql
 from sqlft.config import GenerationConfig
 
 
@@ -33,19 +34,23 @@ def read_schema(schema: str) -> str:
     return schema
 
 
-def main(argv=None) -> str:
+def ask(model_ref: str, question: str, db_schema: str, template: str | None = None, max_new_tokens: int = 128,
+        show_prompt: bool = False) -> str:
+    """The SQL a model writes for one question over one schema (DDL text)."""
     from sqlft.generate import InferenceModel
 
-    args = parse_args(argv)
-    db_schema = read_schema(args.schema)
-    model = InferenceModel.load(args.model, template=args.template)
-    prompt = model.sql_prompt(db_schema, args.question)
-    if args.show_prompt:
+    model = InferenceModel.load(model_ref, template=template)
+    prompt = model.sql_prompt(db_schema, question)
+    if show_prompt:
         print(f"--- prompt ({model.template}) ---\n{prompt}\n--- answer ---")
-    text = model.generate([prompt], GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=1))[0].text
-    # The CLI layer may use eval's SQL handling (sqlft itself never imports eval): pull the SQL out of the text.
-    from eval.sql import extract_sql
-    sql = extract_sql(text) or text
+    text = model.generate([prompt], GenerationConfig(max_new_tokens=max_new_tokens, batch_size=1))[0].text
+    return extract_sql(text) or text
+
+
+def main(argv=None) -> str:
+    args = parse_args(argv)
+    sql = ask(args.model, args.question, read_schema(args.schema), args.template, args.max_new_tokens,
+              args.show_prompt)
     print(sql)
     return sql
 

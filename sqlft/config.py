@@ -29,7 +29,10 @@ class ModelConfig:
     compute_dtype: str = "auto"  # dtype of 4-bit matmuls: auto (train.precision's), bfloat16, float16, float32
     dtype: str = "auto"  # dtype of non-quantized weights: auto (bf16 on GPU, fp32 on CPU), float32, bfloat16, float16
     attn_implementation: str = "auto"  # auto (flash_attention_2 on a GPU where flash-attn is installed, else sdpa), sdpa, eager, flash_attention_2
-    trust_remote_code: bool = False  # allow model code from the hub (off: only transformers' own architectures)
+    trust_remote_code: bool = False  # run the model's own code (auto_map: Yuan 2.0, ...) in training, merge and inference
+    special_tokens: dict = field(default_factory=dict)  # bos_token/eos_token/unk_token/pad_token to set (axolotl's special_tokens)
+    added_tokens: list[str] = field(default_factory=list)  # special tokens added to the tokenizer (Yuan: <sep>, ...)
+    tokenizer_kwargs: dict = field(default_factory=dict)  # passed to AutoTokenizer.from_pretrained (add_bos_token: false)
 
 
 @dataclass
@@ -43,21 +46,26 @@ class LoraConfig:
 @dataclass
 class DatasetSpec:
     path: str = ""  # local .jsonl/.json/.csv/.parquet file, or a hub dataset id (needs the hub)
-    format: str = "auto"  # auto, know_sql, spider, alpaca, dolly, sharegpt, messages, guanaco, llama2_text
+    format: str = "auto"  # auto, know_sql, spider, alpaca, dolly, sharegpt, messages, guanaco, llama2_text, text
     weight: float = 1.0  # share of the mixture relative to the other datasets (1.0 each: proportional to size)
     split: str = "train"  # split of a hub dataset
     max_records: int = 0  # 0: all records
+    columns: dict = field(default_factory=dict)  # our field -> the file's column, e.g. {text: content, conversations: chats}
+    tags: dict = field(default_factory=dict)  # turn keys and role names of conversations (LLaMA-Factory's tags)
+    registry: str = ""  # a LLaMA-Factory dataset_info.json (or its folder): path is then a dataset name in it
 
 
 @dataclass
 class DataConfig:
     train: list[DatasetSpec] = field(default_factory=list)  # datasets mixed for training
     validation: list[DatasetSpec] = field(default_factory=list)  # empty: split val_fraction off train
-    template: str = "chatml"  # prompt template (sqlft.templates): sql, alpaca, llama2, llama3, chatml, yuan, tokenizer
+    template: str = "chatml"  # prompt template (sqlft.templates): sql, alpaca, llama2, llama3, chatml, yuan, context_qa, tokenizer
+    loss: str = "completion"  # tokens with loss: completion (the last answer), assistant_turns (every answer), full_text (all)
     system: str = SQL_SYSTEM  # system text for SQL records (records that carry their own keep it)
     schema_format: str = "ddl"  # schema in SQL prompts (sqlft.schema): ddl (as given) or compact (a line per table)
-    max_length: int = 512  # tokens per example (prompt + answer)
-    overlong: str = "drop"  # examples over max_length: drop (reported) or fail; the SQL answer is never cut
+    max_length: int = 0  # tokens per example (prompt + answer); 0: the model's context length (its config.json)
+    overlong: str = "drop"  # examples over max_length: drop (reported), fail, or truncate (instructions only: SQL is dropped)
+    preprocessing_workers: int = 0  # processes for the dataset passes of the trainer (0: in this process)
     dedupe: bool = True  # drop exact duplicate (prompt, answer) pairs
     val_fraction: float = 0.1  # validation share when no validation set is given
     split_by_db: bool = True  # split so that no database is in both train and validation
@@ -77,21 +85,31 @@ class TrainConfig:
     grad_accum: int = 1  # steps accumulated per optimizer update
     lr: float = 2e-4  # peak learning rate
     scheduler: str = "cosine"  # transformers scheduler name: cosine, linear, constant_with_warmup, ...
-    warmup_ratio: float = 0.03  # share of steps spent warming up
+    warmup_ratio: float = 0.03  # share of the steps spent warming up (< 1; ignored when warmup_steps is set)
+    warmup_steps: int = 0  # warm up for exactly this many steps instead (0: use warmup_ratio)
     weight_decay: float = 0.0
     max_grad_norm: float = 0.3  # gradient clipping (QLoRA paper value)
     optim: str = "adamw_torch"  # transformers optimizer name; paged_adamw_8bit on GPU for QLoRA
     precision: str = "auto"  # autocast: auto (what the hardware computes natively, sqlft.precision), bf16, fp16, fp32
     gradient_checkpointing: bool = True  # recompute activations in backward: less memory, ~30% slower
     token_metrics: bool = False  # log TRL's entropy and token accuracy: its LM head then scores every position
+    use_reentrant: bool = False  # torch's reentrant checkpointing (some custom model code needs it)
+    group_by_length: bool = False  # batch examples of similar length together (less padding)
+    eval_strategy: str = "steps"  # validation loss every eval_steps (steps), after each epoch (epoch), or never (no)
     eval_steps: int = 50  # validation loss every N steps (0: never)
+    eval_batch_size: int = 0  # examples per device per validation step (0: batch_size)
+    save_strategy: str = "steps"  # checkpoint every save_steps (steps) or after each epoch (epoch)
     save_steps: int = 50  # checkpoint every N steps
     save_total_limit: int = 2  # checkpoints kept (oldest deleted)
     early_stopping_patience: int = 0  # stop after N evaluations without improvement (0: off)
     logging_steps: int = 5
     seed: int = 42
     num_threads: int = 0  # torch CPU threads (0: all cores)
-    report_to: str = "tensorboard"  # tensorboard or none
+    report_to: str = "tensorboard"  # tensorboard, wandb (pip install wandb) or none
+    wandb_project: str = ""  # W&B project (report_to: wandb)
+    push_to_hub: bool = False  # upload checkpoints and the result to the Hugging Face hub (needs hub access and a login)
+    hub_model_id: str = ""  # hub repository for push_to_hub (default: the run name)
+    deepspeed: str = ""  # DeepSpeed JSON config (GPU + the deepspeed package); or launch with configs/accelerate/
 
 
 @dataclass
@@ -104,7 +122,6 @@ class GenerationConfig:
     repetition_penalty: float = 1.0
     batch_size: int = 8  # prompts per generate call (left padded)
     prefix_cache: bool = True  # read a batch's shared prompt prefix (system text + schema) once, not once per row
-    constrain_identifiers: bool = False  # after FROM/JOIN and "alias.", only write names the schema has
     candidates: int = 1  # execution-guided (eval): >1 samples up to N-1 more answers when the greedy one does not run
     candidate_temperature: float = 0.7  # sampling temperature of those extra answers
 
@@ -130,13 +147,16 @@ CHOICES = {
     "model.compute_dtype": ("auto", "bfloat16", "float16", "float32"),
     "model.dtype": ("auto", "float32", "bfloat16", "float16"),
     "model.attn_implementation": ("auto", "sdpa", "eager", "flash_attention_2"),
-    "data.overlong": ("drop", "fail"),
+    "data.overlong": ("drop", "fail", "truncate"),
+    "data.loss": ("completion", "assistant_turns", "full_text"),
     "data.schema_format": ("ddl", "compact"),
-    "data.template": ("sql", "alpaca", "llama2", "llama3", "chatml", "yuan", "tokenizer"),
+    "data.template": ("sql", "alpaca", "llama2", "llama3", "chatml", "yuan", "context_qa", "tokenizer"),
     "data.train[].format": ("auto", "know_sql", "spider", "alpaca", "dolly", "sharegpt", "messages", "guanaco",
-                            "llama2_text"),
+                            "llama2_text", "text"),
     "train.precision": ("auto", "bf16", "fp16", "fp32"),
-    "train.report_to": ("tensorboard", "none"),
+    "train.report_to": ("tensorboard", "wandb", "none"),
+    "train.eval_strategy": ("steps", "epoch", "no"),
+    "train.save_strategy": ("steps", "epoch"),
 }
 # Keys that were renamed: the error names the new key rather than guessing a look-alike.
 RENAMED = {"train.bf16": "train.precision (auto, bf16, fp16 or fp32; auto picks bf16 where it is native)",
@@ -160,14 +180,33 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
             raise ConfigError(f"{path} is not valid YAML: {err}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping of sections (model:, data:, train:, ...)")
+    config = build_config(Config, raw, overrides, CHOICES, _check_values, where=f" in {path}" if path else "")
+    train_raw = raw.get("train") if isinstance(raw.get("train"), dict) else {}  # overrides applied
+    if config.train.warmup_steps > 0:
+        if train_raw.get("warmup_ratio"):
+            raise ConfigError(f"1 problem(s): 'train.warmup_steps' ({config.train.warmup_steps}) and "
+                              f"'train.warmup_ratio' ({config.train.warmup_ratio:g}) are both set; keep one")
+        config.train.warmup_ratio = 0.0  # the resolved config says which one was used
+    return config
+
+
+T = typing.TypeVar("T")
+
+
+def build_config(cls: type[T], raw: dict, overrides: typing.Sequence[str] = (), choices: dict | None = None,
+                 check: typing.Callable[[T], list[str]] | None = None, where: str = "") -> T:
+    """A `cls` dataclass from a raw mapping (YAML, or flags) and `a.b=value` overrides. Every problem (unknown key
+    with the closest valid one, wrong type, value not among `choices`, what `check` finds) is collected and raised
+    once. Training (Config) and the eval command (eval.run.EvalConfig) are both read this way."""
     problems: list[str] = []
     for override in overrides:
         apply_override(raw, override, problems)
-    config = _build(Config, raw, "", problems)
+    config = _build(cls, raw, "", problems)
     if not problems:
-        problems += _check_values(config)
+        problems += _check_choices(config, choices or {})
+    if not problems and check:
+        problems += check(config)
     if problems:
-        where = f" in {path}" if path else ""
         raise ConfigError(f"{len(problems)} problem(s){where}:\n  " + "\n  ".join(problems))
     return config
 
@@ -222,6 +261,10 @@ def _convert(hint, value, key: str, problems: list[str]):
         return [_convert(item, v, f"{key}[{i}]", problems) for i, v in enumerate(value)]
     if hint is typing.Any:
         return value
+    if isinstance(hint, types.UnionType):  # `str | None`: None stays None, anything else is the other type
+        if value is None:
+            return None
+        (hint,) = [h for h in typing.get_args(hint) if h is not type(None)]
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint is float and isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
@@ -237,20 +280,29 @@ def _convert(hint, value, key: str, problems: list[str]):
     return value
 
 
-def _check_values(config: Config) -> list[str]:
+def _check_choices(config, choices: dict) -> list[str]:
+    """Values outside their allowed set, with the closest allowed one. Keys are dotted paths; `data.train[]` is
+    every dataset of data.train and data.validation."""
     problems = []
-    for key, allowed in CHOICES.items():
+    for key, allowed in choices.items():
         if key.startswith("data.train[]"):
             values = [(f"data.train[{i}].format", s.format) for i, s in enumerate(config.data.train)]
             values += [(f"data.validation[{i}].format", s.format) for i, s in enumerate(config.data.validation)]
         else:
-            section, name = key.split(".")
-            values = [(key, getattr(getattr(config, section), name))]
+            node = config
+            for part in key.split("."):
+                node = getattr(node, part)
+            values = [(key, node)]
         for where, value in values:
             if value not in allowed:
                 close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
                 hint = f" Did you mean '{close[0]}'?" if close else ""
                 problems.append(f"'{where}' is {value!r}.{hint} Choose one of: {', '.join(map(str, allowed))}")
+    return problems
+
+
+def _check_values(config: Config) -> list[str]:
+    problems = []
     for i, spec in enumerate(config.data.train + config.data.validation):
         if not spec.path:
             problems.append(f"data dataset #{i} has no path")
@@ -258,8 +310,17 @@ def _check_values(config: Config) -> list[str]:
             problems.append(f"data dataset '{spec.path}' has weight {spec.weight}; weights must be > 0")
     if not 0 <= config.data.val_fraction < 1:
         problems.append(f"'data.val_fraction' is {config.data.val_fraction}; it must be in [0, 1)")
-    if config.data.max_length < 16:
-        problems.append(f"'data.max_length' is {config.data.max_length}; it must be at least 16 tokens")
+    if config.data.max_length != 0 and config.data.max_length < 16:
+        problems.append(f"'data.max_length' is {config.data.max_length}; it must be at least 16 tokens (or 0: the "
+                        "model's context length)")
+    t = config.train
+    if not 0 <= t.warmup_ratio < 1:
+        hint = f"; for {t.warmup_ratio:g} steps set train.warmup_steps={int(t.warmup_ratio)}" if t.warmup_ratio >= 1 else ""
+        problems.append(f"'train.warmup_ratio' is {t.warmup_ratio:g}; a ratio is a share of the steps in [0, 1){hint}")
+    if t.warmup_steps < 0:
+        problems.append(f"'train.warmup_steps' is {t.warmup_steps}; it must be >= 0")
+    if t.eval_batch_size < 0 or config.data.preprocessing_workers < 0:
+        problems.append("'train.eval_batch_size' and 'data.preprocessing_workers' must be >= 0")
     if config.train.batch_size < 1 or config.train.grad_accum < 1:
         problems.append("'train.batch_size' and 'train.grad_accum' must be >= 1")
     return problems

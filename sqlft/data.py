@@ -12,7 +12,7 @@ from sqlft.formats import DataError, load_records
 from sqlft.mixing import mix, split
 from sqlft.paths import resolve_data_path
 from sqlft.record import SQL_SYSTEM, Record
-from sqlft.templates import OWN_BOS, render, render_prompt
+from sqlft.templates import OWN_BOS, render, render_prompt, render_turns
 from sqlft.validate import ValidationReport, validate
 
 
@@ -40,13 +40,47 @@ def with_system(record: Record, config: Config) -> Record:
     return record
 
 
-def encode(record: Record, template: str, tokenizer, schema_format: str = "ddl") -> Example:
-    """Tokenize prompt and answer separately and concatenate, so the prompt/answer boundary is exact."""
-    rendered = render(record, template, tokenizer, schema_format)
+LOSSES = ("completion", "assistant_turns", "full_text")
+
+
+def encode(record: Record, template: str, tokenizer, schema_format: str = "ddl", loss: str = "completion") -> Example:
+    """Token ids and loss mask of one record.
+
+    completion: prompt and answer tokenized separately and concatenated, so the boundary is exact; loss on the answer.
+    assistant_turns: every piece of text tokenized separately the same way; loss on every assistant turn.
+    full_text: the whole text tokenized at once, as the tutorials' causal-LM trainers do; loss on every token.
+    A pre-rendered record (record.text) is tokenized as it is: full_text only.
+    """
+    if loss not in LOSSES:
+        raise DataError(f"data.loss is '{loss}'; use one of {', '.join(LOSSES)}")
+    if record.text:
+        if loss != "full_text":
+            raise DataError(pre_rendered_needs_full_text(record))
+        bos = getattr(tokenizer, "bos_token", None)
+        # The text holds its template, BOS text included where the template has one: do not add a second BOS.
+        ids = tokenizer(record.text, add_special_tokens=not (bos and record.text.startswith(bos)))["input_ids"]
+        return Example(ids, [1] * len(ids))
     add_special = template not in OWN_BOS  # those templates write their own BOS text
+    if loss == "assistant_turns":
+        ids, mask = [], []
+        for i, piece in enumerate(render_turns(record, template, tokenizer, schema_format)):
+            before = tokenizer(piece.prompt, add_special_tokens=add_special and i == 0)["input_ids"]
+            answer = tokenizer(piece.completion, add_special_tokens=False)["input_ids"]
+            ids += before + answer
+            mask += [0] * len(before) + [1] * len(answer)
+        return Example(ids, mask)
+    rendered = render(record, template, tokenizer, schema_format)
+    if loss == "full_text":
+        ids = tokenizer(rendered.prompt + rendered.completion, add_special_tokens=add_special)["input_ids"]
+        return Example(ids, [1] * len(ids))
     prompt_ids = tokenizer(rendered.prompt, add_special_tokens=add_special)["input_ids"]
     answer_ids = tokenizer(rendered.completion, add_special_tokens=False)["input_ids"]
     return Example(prompt_ids + answer_ids, [0] * len(prompt_ids) + [1] * len(answer_ids))
+
+
+def pre_rendered_needs_full_text(record: Record) -> str:
+    return (f"{record.source or 'a record'} is pre-rendered text (format: text): it has no turns to tell the answer "
+            "from the prompt, so the loss can only be on the whole text; set data.loss=full_text")
 
 
 def load_split(specs, config: Config, tokenizer) -> tuple[list[Record], list[Example], ValidationReport, dict]:
@@ -58,23 +92,61 @@ def load_split(specs, config: Config, tokenizer) -> tuple[list[Record], list[Exa
         datasets.append(([with_system(r, config) for r in records], spec.weight))
     records, shares = mix(datasets, config.data.num_records, config.data.seed)
     mix_info = {spec.path: share.describe() for spec, share in zip(specs, shares)}
+    data = config.data
+    pre_rendered = next((r for r in records if r.text), None)
+    if pre_rendered is not None and data.loss != "full_text":
+        raise DataError(pre_rendered_needs_full_text(pre_rendered))
     cache: dict[int, Example] = {}
 
-    def length_of(record: Record) -> int:
-        cache[id(record)] = encode(record, config.data.template, tokenizer, config.data.schema_format)
-        return len(cache[id(record)].input_ids)
+    def example_of(record: Record) -> Example:
+        if id(record) not in cache:
+            cache[id(record)] = encode(record, data.template, tokenizer, data.schema_format, data.loss)
+        return cache[id(record)]
 
-    kept, report = validate(records, problems=problems, length_of=length_of, max_length=config.data.max_length,
-                            overlong=config.data.overlong, dedupe=config.data.dedupe)
-    examples = [cache[id(r)] if id(r) in cache else encode(r, config.data.template, tokenizer, config.data.schema_format)
-                for r in kept]
+    def truncatable(record: Record) -> bool:
+        # Instructions may lose their end (LLaMA-Factory's cutoff_len, TRL's truncation); SQL never: a cut query
+        # teaches the model to write broken SQL. What is left must still hold tokens with loss.
+        return record.task != "sql" and sum(truncated(example_of(record), data.max_length).completion_mask) > 0
+
+    kept, report = validate(records, problems=problems, length_of=lambda r: len(example_of(r).input_ids),
+                            max_length=data.max_length, overlong=data.overlong, dedupe=data.dedupe,
+                            truncatable=truncatable)
+    examples = [truncated(example_of(r), data.max_length) for r in kept]
     return kept, examples, report, mix_info
+
+
+def truncated(example: Example, max_length: int) -> Example:
+    """An over-long instruction example cut to max_length (validate() lets no SQL record be cut).
+
+    Prompt + answer (data.loss=completion): both keep their start, shared as LLaMA-Factory's cutoff_len shares them
+    (a short answer is kept whole, a short prompt too, else each keeps its share). Otherwise the first max_length
+    tokens (TRL's truncation, keep_start).
+    """
+    ids, mask = example.input_ids, example.completion_mask
+    if len(ids) <= max_length:
+        return example
+    prompt = mask.index(1) if 1 in mask else len(mask)
+    if all(mask[prompt:]):  # one prompt, then one answer
+        answer = len(ids) - prompt
+        if answer * 2 < max_length:
+            answer_max = max_length
+        elif prompt * 2 < max_length:
+            answer_max = max_length - prompt
+        else:
+            answer_max = int(max_length * answer / (prompt + answer))
+        keep_answer = min(answer_max, answer)
+        keep_prompt = min(max_length - keep_answer, prompt)
+        return Example(ids[:keep_prompt] + ids[prompt:prompt + keep_answer], [0] * keep_prompt + [1] * keep_answer)
+    return Example(ids[:max_length], mask[:max_length])
 
 
 def build_training_data(config: Config, tokenizer) -> TrainingData:
     if not config.data.train:
         raise DataError("no training data: set data.train to a list of datasets "
                         "(e.g. data.train=[{path: my.jsonl}]; see configs/)")
+    if config.data.max_length == 0:  # the model's context length (train() resolves it before saving the config)
+        from sqlft.modeling import resolve_max_length
+        resolve_max_length(config)
     records, examples, report, mix_info = load_split(config.data.train, config, tokenizer)
     val_report = None
     if config.data.validation:
@@ -87,9 +159,16 @@ def build_training_data(config: Config, tokenizer) -> TrainingData:
         train_examples = [example_of[id(r)] for r in train_records]
         val_examples = [example_of[id(r)] for r in val_records]
     check_loss_mask(train_examples)
-    samples = [render_prompt(r, config.data.template, tokenizer, config.data.schema_format)
-               for r in (val_records or records)[:4]]
+    samples = [sample_prompt(r, config, tokenizer) for r in (val_records or records)[:4]]
     return TrainingData(train_examples, val_examples, report, val_report, mix_info, samples, val_records)
+
+
+def sample_prompt(record: Record, config: Config, tokenizer) -> str:
+    """A prompt for merge's merged == adapter check: the record's inference prompt, or the first half of a
+    pre-rendered text (no prompt can be told apart there; any text shows whether two models answer alike)."""
+    if record.text:
+        return record.text[:max(1, len(record.text) // 2)]
+    return render_prompt(record, config.data.template, tokenizer, config.data.schema_format)
 
 
 def held_out_sql_rows(records: list[Record]) -> list[dict]:

@@ -39,11 +39,6 @@ def pad_after_prefix(rows: list[list[int]], prefix: int, pad_id: int) -> tuple[t
     return torch.tensor(input_ids), torch.tensor(mask)
 
 
-# processor(rows, generated, logits) -> logits: rows are the batch rows still decoding (indices into the input),
-# generated their new tokens so far (all the same length), logits the next-token scores of those rows.
-Processor = Callable[[list[int], torch.Tensor, torch.Tensor], torch.Tensor]
-
-
 def prefix_groups(rows: list[list[int]], min_share: float = 0.5) -> list[tuple[int, int, int]]:
     """(first row, end row, shared prefix length) of runs of consecutive rows that share at least min_share of the
     first row's tokens; a row's own prefix keeps at least its last token out, to be read for the first logits."""
@@ -63,7 +58,7 @@ def prefix_groups(rows: list[list[int]], min_share: float = 0.5) -> list[tuple[i
 @torch.inference_mode()
 def decode(model, rows: list[list[int]], *, pad_id: int, max_new_tokens: int, stop_ids: Sequence[int],
            prefix_cache: bool = True, stop_text: Callable[[list[int]], bool] | None = None, do_sample: bool = False,
-           temperature: float = 1.0, top_p: float = 1.0, processor: Processor | None = None) -> list[list[int]]:
+           temperature: float = 1.0, top_p: float = 1.0) -> list[list[int]]:
     """New token ids of every row (a final stop token included). stop_text(ids) says whether a row's new tokens
     end in a stop string that is not a single token."""
     device = model.device
@@ -80,8 +75,6 @@ def decode(model, rows: list[list[int]], *, pad_id: int, max_new_tokens: int, st
     new: list[list[int]] = [[] for _ in rows]
     stops = set(stop_ids)
     for _ in range(max_new_tokens):
-        if processor is not None:
-            logits = processor(active, torch.tensor([new[r] for r in active], dtype=torch.long), logits)
         tokens = _pick(logits.float(), do_sample, temperature, top_p)
         keep = []
         for j, (row, token) in enumerate(zip(active, tokens.tolist())):

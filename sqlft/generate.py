@@ -106,38 +106,30 @@ class InferenceModel:
         return len(self.tokenizer(text, add_special_tokens=self.template not in OWN_BOS)["input_ids"])
 
     @torch.inference_mode()
-    def generate(self, prompts: list[str], gen: GenerationConfig | None = None,
-                 schemas: list[str] | None = None) -> list[Generation]:
+    def generate(self, prompts: list[str], gen: GenerationConfig | None = None) -> list[Generation]:
         """Answers in the order of `prompts`. Batches take prompts in text order, so that the prompts of a batch
-        share a long prefix (system text and the schema of one database) and lengths are alike. `schemas` (the
-        DDL of each prompt) is needed for gen.constrain_identifiers."""
+        share a long prefix (system text and the schema of one database) and lengths are alike."""
         gen = gen or GenerationConfig()
-        if gen.constrain_identifiers and (schemas is None or len(schemas) != len(prompts)):
-            raise ValueError("generation.constrain_identifiers needs the schema of every prompt")
         order = sorted(range(len(prompts)), key=lambda i: prompts[i])
         results: list[Generation | None] = [None] * len(prompts)
         for start in range(0, len(order), gen.batch_size):
             batch = order[start:start + gen.batch_size]
-            batch_schemas = [schemas[i] for i in batch] if gen.constrain_identifiers else None
-            for i, generation in zip(batch, self._generate_batch([prompts[i] for i in batch], gen, batch_schemas)):
+            for i, generation in zip(batch, self._generate_batch([prompts[i] for i in batch], gen)):
                 results[i] = generation
         return results
 
-    def _generate_batch(self, prompts: list[str], gen: GenerationConfig,
-                        schemas: list[str] | None = None) -> list[Generation]:
+    def _generate_batch(self, prompts: list[str], gen: GenerationConfig) -> list[Generation]:
         ids = [self.tokenizer(p, add_special_tokens=self.template not in OWN_BOS)["input_ids"] for p in prompts]
         start = time.perf_counter()
         if gen.num_beams == 1 and gen.repetition_penalty == 1.0:
-            new = self._decode(ids, gen, schemas)
+            new = self._decode(ids, gen)
         else:
-            if schemas is not None:
-                raise ValueError("generation.constrain_identifiers works with num_beams=1 and repetition_penalty=1")
             new = self._hf_generate(ids, gen)
         seconds = time.perf_counter() - start
         return [Generation(cut_at_stop(self.tokenizer.decode(row, skip_special_tokens=False), self.stops),
                            len(prompt_ids), max(len(row), 1), seconds) for row, prompt_ids in zip(new, ids)]
 
-    def _decode(self, ids: list[list[int]], gen: GenerationConfig, schemas: list[str] | None) -> list[list[int]]:
+    def _decode(self, ids: list[list[int]], gen: GenerationConfig) -> list[list[int]]:
         """sqlft.decoding: the shared prefix read once (gen.prefix_cache), finished rows dropped at once."""
         vocab = self.tokenizer.get_vocab()
         text_stops = [s for s in self.stops if s not in vocab]  # single-token stops are in stop_token_ids()
@@ -146,14 +138,10 @@ class InferenceModel:
             tail = self.tokenizer.decode(row[-16:], skip_special_tokens=False)
             return any(s in tail for s in text_stops)
 
-        processor = None
-        if schemas is not None:
-            from sqlft.constrained import IdentifierConstraint
-            processor = IdentifierConstraint(self.tokenizer, schemas, greedy=not gen.do_sample)
         return decode(self.model, ids, prefix_cache=gen.prefix_cache, pad_id=self.tokenizer.pad_token_id,
                       max_new_tokens=gen.max_new_tokens, stop_ids=self.stop_token_ids(),
                       stop_text=stop_text if text_stops else None, do_sample=gen.do_sample,
-                      temperature=gen.temperature, top_p=gen.top_p, processor=processor)
+                      temperature=gen.temperature, top_p=gen.top_p)
 
     def _hf_generate(self, ids: list[list[int]], gen: GenerationConfig) -> list[list[int]]:
         """Beam search and repetition penalty: transformers' generate() on left-padded rows."""

@@ -66,17 +66,83 @@ def check_device_options(config: Config) -> None:
                         "has it, else fp32)")
     if config.model.method == "qlora" and config.model.quant_bits == 8:
         problems.append("model.quant_bits=8 (LLM.int8) needs a GPU with bitsandbytes; use 4 on a CPU")
+    if config.train.deepspeed:
+        problems.append(f"train.deepspeed={config.train.deepspeed} needs GPUs (and the deepspeed package); "
+                        "set train.deepspeed='' on a CPU")
     if problems:
         raise ConfigError("GPU-only options on a machine without a GPU:\n  " + "\n  ".join(problems))
 
 
-def load_tokenizer(name: str):
+def load_tokenizer(name: str, model_cfg: ModelConfig | None = None, trust_remote_code: bool | None = None):
+    """The tokenizer of a model, set up as model_cfg says (special and added tokens, from_pretrained arguments).
+
+    Training saves the tokenizer so set up beside the adapter (or model), and merge and inference load it from
+    there: they then see the tokens training added without being told again.
+    """
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name))
+    model_cfg = model_cfg or ModelConfig(name=name)
+    remote = model_cfg.trust_remote_code if trust_remote_code is None else trust_remote_code
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name), trust_remote_code=remote,
+                                              **model_cfg.tokenizer_kwargs)
+    setup_tokenizer(tokenizer, model_cfg)
     if tokenizer.pad_token is None:  # Llama-2 has none; padding positions are masked out, so EOS is safe
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+SPECIAL_TOKEN_KEYS = ("bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token")
+
+
+def setup_tokenizer(tokenizer, model_cfg: ModelConfig) -> int:
+    """Set the special tokens (eos_token: <eod> for Yuan 2.0) and add model_cfg.added_tokens as special tokens
+    (Yuan's <sep>, <pad>, ...; axolotl's special_tokens/tokens). Returns how many tokens are new to the vocabulary."""
+    unknown = sorted(set(model_cfg.special_tokens) - set(SPECIAL_TOKEN_KEYS))
+    if unknown:
+        raise ConfigError(f"model.special_tokens has {', '.join(unknown)}; use {', '.join(SPECIAL_TOKEN_KEYS)} "
+                          "(other tokens go in model.added_tokens)")
+    before = len(tokenizer)
+    special = {k: v for k, v in model_cfg.special_tokens.items() if v and getattr(tokenizer, k, None) != v}
+    if special:
+        tokenizer.add_special_tokens(special)
+    if model_cfg.added_tokens:
+        tokenizer.add_tokens(list(model_cfg.added_tokens), special_tokens=True)
+    return len(tokenizer) - before
+
+
+def fit_embeddings(model, tokenizer) -> list[int]:
+    """Grow the embeddings when the tokenizer has more tokens than the model has rows (tokens added by
+    setup_tokenizer). Returns the ids of the new rows, which LoRA then trains (add_lora)."""
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) <= rows:
+        return []
+    model.resize_token_embeddings(len(tokenizer))
+    return list(range(rows, len(tokenizer)))
+
+
+def model_context_length(model_cfg: ModelConfig) -> int | None:
+    """The context length in the model's config.json (max_position_embeddings or its other names), if any."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(resolve_model_path(model_cfg.name), trust_remote_code=model_cfg.trust_remote_code)
+    config = getattr(config, "text_config", None) or config
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "model_max_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def resolve_max_length(config: Config) -> int:
+    """data.max_length, or (0) the model's context length from its config, which is then written into the config."""
+    if config.data.max_length == 0:
+        length = model_context_length(config.model)
+        if not length:
+            raise ConfigError(f"data.max_length is 0 (the model's context length), but the config of "
+                              f"{config.model.name} gives none; set data.max_length")
+        config.data.max_length = length
+        print(f"[sqlft] data.max_length: {length} tokens (the model's context length)")
+    return config.data.max_length
 
 
 def quantization_config(model_cfg: ModelConfig):
@@ -98,8 +164,11 @@ def quantization_config(model_cfg: ModelConfig):
     )
 
 
-def load_base_model(model_cfg: ModelConfig, *, for_training: bool):
-    """The base model, quantized when the method is qlora. Returns a model in train or eval mode."""
+def load_base_model(model_cfg: ModelConfig, *, for_training: bool, tokenizer=None):
+    """The base model, quantized when the method is qlora. Returns a model in train or eval mode.
+
+    With a tokenizer that has more tokens than the model (model.special_tokens/added_tokens), the embeddings grow
+    to fit; the new ids are kept in model.sqlft_new_token_ids for add_lora."""
     from transformers import AutoModelForCausalLM
 
     path = resolve_model_path(model_cfg.name)
@@ -120,6 +189,7 @@ def load_base_model(model_cfg: ModelConfig, *, for_training: bool):
         raise FileNotFoundError(f"cannot load model '{model_cfg.name}': {hint}") from err
     if quant is not None:
         fix_bnb_cpu_gradients(model)
+    model.sqlft_new_token_ids = fit_embeddings(model, tokenizer) if tokenizer is not None else []
     model.train(for_training)
     return model
 
@@ -155,9 +225,13 @@ def add_lora(model, config: Config):
         # enables input grads itself when gradient checkpointing is on.
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=config.train.gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False})
+            gradient_checkpointing_kwargs={"use_reentrant": config.train.use_reentrant})
+    # Tokens added to the vocabulary start untrained: their embedding rows train with the adapter (PEFT's
+    # trainable tokens, saved in the adapter), the rest of the embeddings stays frozen.
+    new_ids = getattr(model, "sqlft_new_token_ids", [])
     lora = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
-                      target_modules=config.lora.target_modules, bias="none", task_type="CAUSAL_LM")
+                      target_modules=config.lora.target_modules, bias="none", task_type="CAUSAL_LM",
+                      trainable_token_indices=new_ids or None)
     return get_peft_model(model, lora)
 
 

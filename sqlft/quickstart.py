@@ -8,10 +8,11 @@ defog-data databases); about 15 minutes on a 2-core CPU. A rerun reuses a finish
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-from sqlft.config import load_config
+from sqlft.config import Config, ConfigError, load_config
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "smollm2-135m-qlora-cpu.yaml"
 DEMO_QUESTION = ("How many authors are there?", "CREATE TABLE author (aid BIGINT, homepage VARCHAR, name VARCHAR, "
@@ -27,16 +28,27 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> dict:
-    from eval.run import main as eval_main
-    from sqlft.ask import main as ask_main
+    from eval.database import DatabaseError
+    from eval.run import ResumeError
+    from sqlft.formats import DataError
+    from sqlft.merge import MergeMismatch
+
+    args = parse_args(argv)
+    try:
+        return quickstart(load_config(args.config, args.overrides), args.eval_data)
+    except (ConfigError, DataError, DatabaseError, ResumeError, MergeMismatch, FileNotFoundError) as err:
+        sys.exit(f"sqlft quickstart: {err}")
+
+
+def quickstart(config: Config, eval_data: str = "demo:eval") -> dict:
+    """Train (or reuse) the run, merge it, evaluate base and merged model, ask one question; returns the figures."""
+    from eval.run import eval_config, run as run_eval
+    from sqlft.ask import ask
     from sqlft.merge import merge
     from sqlft.train import train
 
-    args = parse_args(argv)
-    config = load_config(args.config, args.overrides)
     run_dir = config.run_dir
     timings = {}
-
     start = time.perf_counter()
     if (run_dir / "metrics.json").is_file():
         print(f"[quickstart] 1/4 train: {run_dir} is already trained, reusing it (delete it to train again)")
@@ -54,19 +66,20 @@ def main(argv=None) -> dict:
     for label, model in (("base", config.model.name), ("fine-tuned", str(merged))):
         start = time.perf_counter()
         out = run_dir / f"eval-{'base' if label == 'base' else 'merged'}"
-        print(f"[quickstart] 3/4 eval the {label} model on {args.eval_data} -> {out}")
+        print(f"[quickstart] 3/4 eval the {label} model on {eval_data} -> {out}")
         # The base model gets the run's template too, so that both see the very same prompts.
-        eval_main([model, "--data", args.eval_data, "--out", str(out), "--template", config.data.template,
-                   "--max-new-tokens", str(config.generation.max_new_tokens)])
-        results[label] = json.loads((out / "report.json").read_text())
+        results[label] = run_eval(eval_config({
+            "model": model, "data": eval_data, "out": str(out), "template": config.data.template,
+            "generation": {"max_new_tokens": config.generation.max_new_tokens}}))
         timings[f"eval_{label}_s"] = time.perf_counter() - start
 
     print("[quickstart] 4/4 ask the merged model a question")
     question, schema = DEMO_QUESTION
-    sql = ask_main([str(merged), question, "--schema", schema])
+    sql = ask(str(merged), question, schema)
+    print(sql)
 
     base_ex, tuned_ex = (results[k]["execution_accuracy"] for k in ("base", "fine-tuned"))
-    print(f"\n[quickstart] execution accuracy on {args.eval_data} "
+    print(f"\n[quickstart] execution accuracy on {eval_data} "
           f"({results['fine-tuned']['counts']['total']} questions, real defog-data databases):")
     print(f"  base       {config.model.name}: {100 * base_ex:.1f}%")
     print(f"  fine-tuned {merged}: {100 * tuned_ex:.1f}%")

@@ -25,6 +25,7 @@ class Record:
     db_id: str = ""  # database a SQL record runs against; also the unit of the train/validation split
     source: str = ""  # "file:line" or "dataset[index]", for messages that point at the bad record
     meta: dict = field(default_factory=dict)  # anything else the format carried (category, difficulty, ...)
+    text: str = ""  # a pre-rendered record: the whole training text, template already applied (turns are empty)
 
     @property
     def question(self) -> str:
@@ -34,6 +35,8 @@ class Record:
     @property
     def answer(self) -> str:
         """The training target: the last assistant turn, or '' for an inference record."""
+        if self.text:
+            return self.text
         return self.turns[-1].content if self.turns and self.turns[-1].role == "assistant" else ""
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlft.record import Record, Turn, sql_record
 from sqlft.schema import format_schema
 
-TEMPLATES = ("sql", "alpaca", "llama2", "llama3", "chatml", "yuan", "tokenizer")
+TEMPLATES = ("sql", "alpaca", "llama2", "llama3", "chatml", "yuan", "context_qa", "tokenizer")
 
 ALPACA_HEADER = ("Below is an instruction that describes a task. "
                  "Write a response that appropriately completes the request.")
@@ -65,8 +65,8 @@ def _alpaca(record, pairs, eos):
         if i == 0 and record.context:
             text += f"Input:\n{record.context}\n\n"
         text += "### Response:\n"
-        if i < len(pairs) - 1:
-            text += f"{answer}\n\n### End\n\n"
+        if i < len(pairs) - 1:  # written as the last answer is, so that each turn's text grows the conversation
+            text += f"{answer}\n\n### End{eos}\n\n"
     answer = pairs[-1][1]
     return text, (f"{answer}\n\n### End{eos}" if answer is not None else None)
 
@@ -110,13 +110,30 @@ def _chatml(record, pairs, eos):
 
 
 def _yuan(record, pairs, eos):
-    # Yuan 2.0: turns joined by <n>, the prompt ends with <sep>, the answer ends with <eod>.
-    parts = [record.system] if record.system else []
+    # LLaMA-Factory's `yuan` template (hiyouga/LLaMA-Factory src/llamafactory/data/template.py, the Yuan 2.0 guide's
+    # --template yuan): the system text is written as is before the first user turn, each user turn ends with the
+    # <sep> token, each answer with "<eod>\n". An answer that already ends with <eod> does not get a second one.
+    def answer_text(answer):
+        return f"{answer.rstrip().removesuffix('<eod>')}<eod>\n"
+    text = record.system or ""
     for user, answer in pairs[:-1]:
-        parts += [user, answer]
-    parts.append(pairs[-1][0])
+        text += f"{user}<sep>{answer_text(answer)}"
+    user, answer = pairs[-1]
+    return text + f"{user}<sep>", (answer_text(answer) if answer is not None else None)
+
+
+def _context_qa(record, pairs, eos):
+    # axolotl's `context_qa.load_v2` (the know_sql tutorial): no system text, "Context: ...\nQuestion: ...\n" as the
+    # prompt, and "Answer: " is part of what the model learns to write. Later turns repeat Question:/Answer:.
+    text = ""
+    for i, (_, answer) in enumerate(pairs):
+        if i == 0 and record.context:
+            text += f"Context: {record.context}\n"
+        text += f"Question: {record.turns[2 * i].content}\n"
+        if i < len(pairs) - 1:
+            text += f"Answer: {answer}{eos}\n"
     answer = pairs[-1][1]
-    return "<n>".join(parts) + "<sep>", (f"{answer}<eod>" if answer is not None else None)
+    return text, (f"Answer: {answer}{eos}" if answer is not None else None)
 
 
 def _tokenizer(record, pairs, tokenizer):
@@ -141,7 +158,7 @@ def _tokenizer(record, pairs, tokenizer):
 
 
 _RENDERERS = {"sql": _sql, "alpaca": _alpaca, "llama2": _llama2, "llama3": _llama3,
-              "chatml": _chatml, "yuan": _yuan}
+              "chatml": _chatml, "yuan": _yuan, "context_qa": _context_qa}
 
 # Text at which generation stops for each template (besides the tokenizer's EOS token).
 STOP_STRINGS = {
@@ -151,6 +168,7 @@ STOP_STRINGS = {
     "llama3": ["<|eot_id|>", "<|start_header_id|>"],
     "chatml": ["<|im_end|>", "<|im_start|>"],
     "yuan": ["<eod>", "<sep>"],
+    "context_qa": ["\nContext:", "\nQuestion:"],
     "tokenizer": [],
 }
 
@@ -173,6 +191,28 @@ def render(record: Record, template: str, tokenizer=None, schema_format: str = "
         raise ValueError(f"{record.source or 'record'}: a training record must end with an assistant turn")
     prompt, completion = _render(record, template, tokenizer, schema_format)
     return Rendered(prompt, completion)
+
+
+def render_turns(record: Record, template: str, tokenizer=None, schema_format: str = "ddl") -> list[Rendered]:
+    """The whole training text, one (text before, answer) pair per assistant turn: the loss on every answer.
+
+    Each turn is rendered as the conversation up to that answer, so its text is exactly what render() gives for a
+    record that ends there; a template whose earlier text changes when later turns follow cannot be split so.
+    """
+    check_template(template)
+    if not record.answer:
+        raise ValueError(f"{record.source or 'record'}: a training record must end with an assistant turn")
+    pieces, done = [], ""
+    for end in range(2, len(record.turns) + 1, 2):
+        part = Record(**{**record.__dict__, "turns": record.turns[:end]})
+        prompt, completion = _render(part, template, tokenizer, schema_format)
+        if not prompt.startswith(done):
+            raise ValueError(f"{record.source or 'record'}: template '{template}' writes turn {end // 2 - 1} "
+                             "differently once later turns follow, so the answers cannot be told apart; use "
+                             "data.loss=completion or full_text, or another template")
+        pieces.append(Rendered(prompt[len(done):], completion))
+        done = prompt + completion
+    return pieces
 
 
 def render_prompt(record: Record, template: str, tokenizer=None, schema_format: str = "ddl") -> str:
@@ -199,7 +239,7 @@ def _render(record: Record, template: str, tokenizer, schema_format: str):
     pairs = _pairs(record)
     if template == "tokenizer":
         return _tokenizer(record, pairs, tokenizer)
-    eos = (getattr(tokenizer, "eos_token", None) or "") if template in ("sql", "alpaca") else ""
+    eos = (getattr(tokenizer, "eos_token", None) or "") if template in ("sql", "alpaca", "context_qa") else ""
     return _RENDERERS[template](record, pairs, eos)
 
 

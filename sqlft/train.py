@@ -29,7 +29,7 @@ from sqlft.formats import DataError
 from sqlft.lm_head import use_label_only_head
 from sqlft.merge import SAMPLE_PROMPTS
 from sqlft.modeling import (add_lora, check_device_options, has_gpu, load_base_model, load_tokenizer, memory_mb,
-                            parameter_counts)
+                            parameter_counts, resolve_max_length)
 
 
 def parse_args(argv=None):
@@ -45,6 +45,7 @@ def main(argv=None) -> Path:
     try:
         config = load_config(args.config, args.overrides)
         check_device_options(config)
+        check_services(config)
     except ConfigError as err:
         sys.exit(f"sqlft train: {err}")
     try:
@@ -61,10 +62,11 @@ def train(config: Config, resume: bool = False) -> Path:
     # Under a launcher every process runs this function; the main one alone writes the run folder.
     main_process = is_main_process()
     config = resolve_precision(config, verbose=main_process)  # `auto` made concrete: config.yaml records the choice
+    resolve_max_length(config)  # before the config is saved: the run records the length it used
     run_dir = prepare_run_dir(config, resume) if main_process else config.run_dir
 
     # Data first: bad data fails in seconds, before the model is loaded.
-    tokenizer = load_tokenizer(config.model.name)
+    tokenizer = load_tokenizer(config.model.name, config.model)
     data = build_training_data(config, tokenizer)
     if main_process:
         print(data.report.summary())
@@ -79,7 +81,7 @@ def train(config: Config, resume: bool = False) -> Path:
     # Before the model: under a launcher this joins the process group and picks this process's GPU (4-bit
     # weights load onto it), and under ZeRO-3 it tells from_pretrained to load the weights partitioned.
     args = training_args(config, run_dir, data)
-    model = load_base_model(config.model, for_training=True)
+    model = load_base_model(config.model, for_training=True, tokenizer=tokenizer)
     model = add_lora(model, config)
     trainable, total = parameter_counts(model)
     if main_process:
@@ -129,6 +131,36 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def check_services(config: Config) -> None:
+    """Options that need something outside sqlft (a W&B install, the hub) fail here, before any work is done."""
+    import importlib.util
+
+    t = config.train
+    if t.report_to == "wandb" and importlib.util.find_spec("wandb") is None:
+        raise ConfigError("train.report_to=wandb needs the wandb package: pip install wandb (and `wandb login`), "
+                          "or set train.report_to=tensorboard")
+    if t.push_to_hub:
+        reason = hub_unreachable()
+        if reason:
+            raise ConfigError(f"train.push_to_hub needs the Hugging Face hub, and {reason}. Set "
+                              "train.push_to_hub=false here and upload the run folder where the hub is reachable "
+                              "(`hf upload REPO RUN/merged`)")
+
+
+def hub_unreachable() -> str | None:
+    """Why the hub cannot take an upload from here (offline mode, no login, no network), or None."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set on this machine"
+    try:
+        from huggingface_hub import HfApi
+        HfApi().whoami()
+    except Exception as err:  # no token (LocalTokenNotFoundError), no network, an expired token, ...
+        return f"it cannot be reached or no one is logged in ({type(err).__name__}: {err}); run `hf auth login`"
+    return None
+
+
 def prepare_run_dir(config: Config, resume: bool) -> Path:
     run_dir = config.run_dir
     if run_dir.exists() and any(run_dir.iterdir()) and not resume:
@@ -146,29 +178,33 @@ def training_args(config: Config, run_dir: Path, data):
     t = config.train
     autocast = precision.resolve(t.precision)  # already concrete when train() resolved it; `auto` for other callers
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "logs")  # transformers 5 has no logging_dir argument
-    evaluate = t.eval_steps > 0 and len(data.validation) > 0
+    if t.report_to == "wandb" and t.wandb_project:
+        os.environ["WANDB_PROJECT"] = t.wandb_project
+    evaluate = t.eval_strategy != "no" and len(data.validation) > 0 and (t.eval_strategy == "epoch" or t.eval_steps > 0)
     early_stop = evaluate and t.early_stopping_patience > 0
     return SFTConfig(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps if t.max_steps > 0 else -1,
         per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size or t.batch_size,
         gradient_accumulation_steps=t.grad_accum,
         learning_rate=t.lr,
         lr_scheduler_type=t.scheduler,
-        warmup_steps=t.warmup_ratio,  # transformers 5 takes a ratio (< 1) here
+        # transformers 5 has one argument: an int is a number of steps, a float < 1 a share of the steps.
+        warmup_steps=t.warmup_steps if t.warmup_steps > 0 else t.warmup_ratio,
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
         optim=t.optim,
         bf16=autocast == "bf16",
         fp16=autocast == "fp16",
         use_cpu=not has_gpu(),
-        gradient_checkpointing=t.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
-        eval_strategy="steps" if evaluate else "no",
-        eval_steps=t.eval_steps if evaluate else None,
-        save_strategy="steps",
+        activation_checkpointing=t.gradient_checkpointing,  # transformers 5's name for gradient checkpointing
+        activation_checkpointing_kwargs={"use_reentrant": t.use_reentrant},
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        eval_strategy=t.eval_strategy if evaluate else "no",
+        eval_steps=t.eval_steps if evaluate and t.eval_strategy == "steps" else None,
+        save_strategy=t.save_strategy,
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
         load_best_model_at_end=early_stop,
@@ -177,6 +213,9 @@ def training_args(config: Config, run_dir: Path, data):
         logging_first_step=True,
         logging_nan_inf_filter=False,  # the default hides NaN/inf losses from the logs: we want to stop on them
         report_to=[] if t.report_to == "none" else [t.report_to],
+        push_to_hub=t.push_to_hub,
+        hub_model_id=(t.hub_model_id or config.name) if t.push_to_hub else None,
+        deepspeed=t.deepspeed or None,
         seed=t.seed,
         data_seed=t.seed,
         max_length=config.data.max_length,
@@ -184,8 +223,8 @@ def training_args(config: Config, run_dir: Path, data):
         # Unpacked batches pad to the longest example, or to max_length as the seed tutorials do (benchmarks).
         pad_to_multiple_of=config.data.max_length if config.data.pad_to_max_length and not config.data.packing
         else None,
-        completion_only_loss=True,
-        dataset_num_proc=None,
+        completion_only_loss=True,  # the completion_mask that sqlft.data built for data.loss
+        dataset_num_proc=config.data.preprocessing_workers or None,
         include_num_input_tokens_seen="non_padding",
         save_only_model=False,
         dataloader_num_workers=0,

@@ -2,7 +2,8 @@
 
 `validate(records, problems=..., length_of=..., max_length=..., overlong=..., dedupe=...)` returns the records to
 train on and a `ValidationReport` (per-reason counts, the first examples of each, kept/total) that also carries the
-loader's problems. Nothing is ever truncated: an over-long record is dropped or fails the run, never cut.
+loader's problems. An over-long record is dropped or fails the run; with overlong="truncate" an instruction record
+may be kept and cut by the caller, while a SQL record is still dropped: an SQL answer is never cut.
 """
 
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ class ValidationReport:
     counts: dict[str, int] = field(default_factory=dict)  # reason -> records dropped for it
     examples: dict[str, list[Problem]] = field(default_factory=dict)  # reason -> first few
     longest: int = 0  # tokens of the longest kept record: a guide for data.max_length
+    truncated: int = 0  # kept, but cut to data.max_length (overlong: truncate)
 
     def add(self, problem: Problem) -> None:
         self.counts[problem.reason] = self.counts.get(problem.reason, 0) + 1
@@ -31,6 +33,8 @@ class ValidationReport:
     def summary(self) -> str:
         """A table for the terminal: counts per reason, then each reason's first examples."""
         lines = [f"data: kept {self.kept} of {self.total} records (longest kept: {self.longest} tokens)"]
+        if self.truncated:
+            lines.append(f"  {self.truncated} kept records were cut to data.max_length (overlong: truncate)")
         if self.counts:
             lines.append(f"  {'dropped for':<16}{'records':>8}")
             lines += [f"  {reason:<16}{count:>8}" for reason, count in sorted(self.counts.items())]
@@ -41,22 +45,26 @@ class ValidationReport:
 
     def to_dict(self) -> dict:
         """JSON-ready, for data_report.json beside the run."""
-        return {"total": self.total, "kept": self.kept, "longest": self.longest, "dropped": dict(self.counts),
+        return {"total": self.total, "kept": self.kept, "longest": self.longest, "truncated": self.truncated,
+                "dropped": dict(self.counts),
                 "examples": {reason: [{"source": p.source, "message": p.message} for p in problems]
                              for reason, problems in self.examples.items()}}
 
 
 def validate(records: list[Record], *, length_of: Callable[[Record], int], max_length: int, overlong: str,
-             dedupe: bool, problems: Iterable[Problem] = ()) -> tuple[list[Record], ValidationReport]:
+             dedupe: bool, problems: Iterable[Problem] = (),
+             truncatable: Callable[[Record], bool] | None = None) -> tuple[list[Record], ValidationReport]:
     """Records to train on, and the report of what was dropped and why (loader `problems` included).
 
     length_of: tokens of a record as rendered by the run's template (prompt + answer).
-    overlong: "drop" (count them, keep going) or "fail" (raise DataError after looking at every record).
+    overlong: "drop" (count them, keep going), "fail" (raise DataError after looking at every record), or
+      "truncate": keep those for which truncatable(record) is true (counted in report.truncated; the caller cuts
+      them), drop the others (SQL records) as "drop" does.
     dedupe: drop records whose (system, context, turns) equal an earlier record's.
     Raises DataError when nothing is left to train on.
     """
-    if overlong not in ("drop", "fail"):
-        raise DataError(f"data.overlong is '{overlong}'; use drop or fail")
+    if overlong not in ("drop", "fail", "truncate"):
+        raise DataError(f"data.overlong is '{overlong}'; use drop, fail or truncate")
     report = ValidationReport()
     for problem in problems:
         report.add(problem)
@@ -64,7 +72,7 @@ def validate(records: list[Record], *, length_of: Callable[[Record], int], max_l
     kept, seen, too_long = [], {}, []
     for record in records:
         if dedupe:  # before length_of: no need to tokenise a duplicate
-            key = (record.system, record.context, tuple((t.role, t.content) for t in record.turns))
+            key = (record.system, record.context, tuple((t.role, t.content) for t in record.turns), record.text)
             if key in seen:
                 report.add(Problem(record.source, "duplicate", f"same system, context and turns as {seen[key]}"))
                 continue
@@ -75,10 +83,16 @@ def validate(records: list[Record], *, length_of: Callable[[Record], int], max_l
             report.add(Problem(record.source, "render_error", str(err)))
             continue
         if length > max_length:
-            # Dropped whole: cutting tokens would cut the SQL answer (the end of the example) first.
-            too_long.append(Problem(record.source, "overlong", f"{length} tokens > data.max_length={max_length}"))
-            report.add(too_long[-1])
-            continue
+            if overlong == "truncate" and truncatable is not None and truncatable(record):
+                report.truncated += 1
+                length = max_length
+            else:
+                # Dropped whole: cutting tokens would cut the SQL answer (the end of the example) first.
+                why = " (an SQL answer is never cut)" if overlong == "truncate" else ""
+                too_long.append(Problem(record.source, "overlong",
+                                        f"{length} tokens > data.max_length={max_length}{why}"))
+                report.add(too_long[-1])
+                continue
         report.longest = max(report.longest, length)
         kept.append(record)
     report.kept = len(kept)

@@ -312,3 +312,27 @@ def test_execution_guided_eval_replaces_answers_that_do_not_run(tmp_path):
     plain = eval_run.run(eval_run.parse_args(argv[:-2] + ["--out", str(tmp_path / "plain")]),
                          load_model=lambda ref, template=None: GuessingFake(dict(RECORDS)))
     assert plain["execution_accuracy"] == 0.0 and plain["counts"]["pred_exec_error"] == 6
+
+
+def test_eval_flags_and_key_value_settings_make_one_typed_config(tmp_path):
+    """Every flag is a field of EvalConfig; key=value sets the same fields anywhere on the line, and a mistyped
+    key names the closest one, as a training config does."""
+    config = eval_run.parse_args(["m", "--data", "demo:eval", "mode=strict", "--max-new-tokens", "7",
+                                  "generation.batch_size=3", "--no-prefix-cache", "--workers", "2"])
+    assert (config.model, config.data, config.mode, config.workers) == ("m", "demo:eval", "strict", 2)
+    assert (config.generation.max_new_tokens, config.generation.batch_size) == (7, 3)
+    assert config.generation.prefix_cache is False and config.dialect is None and config.template is None
+
+    # --config takes a config's generation section; flags then override it
+    (tmp_path / "c.yaml").write_text("generation:\n  max_new_tokens: 42\n  top_p: 0.5\n")
+    config = eval_run.parse_args(["m", "--data", "d", "--config", str(tmp_path / "c.yaml"), "--batch-size", "2"])
+    assert (config.generation.max_new_tokens, config.generation.top_p, config.generation.batch_size) == (42, 0.5, 2)
+
+    with pytest.raises(eval_run.ConfigError, match="Did you mean 'generation.max_new_tokens'"):
+        eval_run.eval_config({"model": "m", "data": "d"}, ["generation.max_new_token=5"])
+    with pytest.raises(eval_run.ConfigError, match="'mode' is 'strickt'. Did you mean 'strict'"):
+        eval_run.eval_config({"model": "m", "data": "d", "mode": "strickt"})
+    with pytest.raises(SystemExit):
+        eval_run.parse_args(["m", "--data", "d", "timeout_s=soon"])  # not a float: a usage error, not a crash
+    with pytest.raises(eval_run.ConfigError, match="not both"):
+        eval_run.eval_config({"model": "m", "data": "d", "predictions": "p.jsonl"})

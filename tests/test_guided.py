@@ -50,9 +50,3 @@ def test_only_failing_answers_are_resampled_until_one_runs():
     assert all(do_sample and temperature == 0.5 for _, do_sample, temperature in model.calls)
     assert guide.replaced == 1 and guide.sampled == 4
 
-
-def test_constrained_decoding_is_refused_for_a_backend_that_cannot_do_it():
-    import pytest
-    from eval.guided import generate
-    with pytest.raises(ValueError, match="constrain"):
-        generate(SamplingFake({}), ["a"], GenerationConfig(constrain_identifiers=True), [DDL])

@@ -132,7 +132,7 @@ def test_model_dir_gives_tokenizer_template_and_context(fake_openai):
 
 def test_serve_with_the_openai_backend(fake_openai):
     settings = Settings(backend="openai", openai_url=fake_openai, model_name="sqlft", model="",
-                        databases={"restaurants": "restaurants"})
+                        demo_databases=False, database=["restaurants"])
     with TestClient(create_app(settings)) as client:
         deadline = time.monotonic() + 30
         while client.get("/readyz").status_code != 200:

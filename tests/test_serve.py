@@ -1,7 +1,9 @@
-"""The HTTP API: every route and status, the one error shape, hostile SQL, micro-batching, shutdown.
+"""The HTTP API: every route and status, the one error shape, the request guard, micro-batching, shutdown.
 
-A FakeBackend (canned SQL) stands in for the model except in the one `slow` test with the embedded model.
-Databases are real: the defog-data `restaurants` database and a SQLite file made here.
+Tests use TestClient with dependency overrides (the model is a FakeBackend behind the micro-batcher, swapped in
+through serve.deps.get_batcher); live servers only where the process or the socket is the point (shutdown,
+SIGTERM, header timeouts). Databases are real: the defog-data `restaurants` database and a SQLite file made
+here. Hostile input has its own table: tests/test_hostile.py.
 """
 
 import asyncio
@@ -12,7 +14,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -20,12 +24,15 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from serve.app import create_app, json_value
+import serve.routes.sql as sql_routes
+from serve.app import create_app
 from serve.batching import BatcherClosed, MicroBatcher, PromptTooLong
-from serve.main import build_settings, parse_args
+from serve.deps import get_batcher
+from serve.execution import json_value
+from serve.main import parse_settings
 from serve.pruning import prune_schema, split_statements
 from serve.settings import Settings
-from serve.testing import FakeBackend, free_port, running_server
+from serve.testing import FakeBackend, free_port
 from sqlft.config import GenerationConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,29 +40,36 @@ COUNT_SQL = "SELECT COUNT(*) AS n FROM restaurant"
 
 
 def settings(**kw) -> Settings:
-    return Settings(**{"databases": {"restaurants": "restaurants"}, **kw})
+    return Settings(**{"backend": "fake", "demo_databases": False, "database": ["restaurants"], **kw})
 
 
-def wait_ready(client: TestClient, timeout_s: float = 30) -> None:
+def wait_ready(client: TestClient, timeout_s: float = 30, headers: dict | None = None) -> None:
     deadline = time.monotonic() + timeout_s
-    while client.get("/readyz").status_code != 200:
-        assert time.monotonic() < deadline, client.get("/readyz").json()
+    while client.get("/readyz", headers=headers).status_code != 200:
+        assert time.monotonic() < deadline, client.get("/readyz", headers=headers).json()
         time.sleep(0.02)
 
 
-def serve(backend: FakeBackend | None = None, **kw) -> TestClient:
-    backend = backend or FakeBackend(COUNT_SQL)
-    client = TestClient(create_app(settings(**kw), load_backend=lambda s: backend))
-    client.__enter__()
-    wait_ready(client)
-    return client
+@contextmanager
+def serving(backend: FakeBackend | None = None, **kw) -> Iterator[TestClient]:
+    """A TestClient on an app whose model is `backend` (dependency override), over real databases."""
+    s = settings(**kw)
+    app = create_app(s)
+    batcher = MicroBatcher(backend or FakeBackend(COUNT_SQL), max_batch=s.max_batch if s.batching else 1,
+                           max_wait_s=s.max_wait_ms / 1000 if s.batching else 0.0)
+    app.dependency_overrides[get_batcher] = lambda: batcher
+    try:
+        with TestClient(app) as client:
+            wait_ready(client, headers={"X-API-Key": s.api_key} if s.api_key else None)
+            yield client
+    finally:
+        batcher.close()
 
 
 @pytest.fixture
 def client():
-    c = serve()
-    yield c
-    c.__exit__(None, None, None)
+    with serving() as c:
+        yield c
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict:
@@ -67,18 +81,28 @@ def assert_error(response: httpx.Response, status: int, code: str) -> dict:
     return body["error"]
 
 
+def post_many(client: TestClient, bodies: list[dict], path: str = "/sql") -> list[httpx.Response]:
+    """Concurrent requests: TestClient runs the app on one event loop; each thread waits for its answer."""
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(lambda b: client.post(path, json=b), bodies))
+
+
 # ------------------------------------------------------------------------------------------ routes
 
 
 def test_health_ready_and_databases(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
-    assert ready["status"] == "ready" and ready["databases"] == ["restaurants"]
+    assert ready["status"] == "ready" and ready["template"] == "chatml"
+    assert "databases" not in ready and "model" not in ready  # readiness says nothing about what is served
     [db] = client.get("/databases").json()
     assert db["name"] == "restaurants" and "restaurant" in db["tables"]
     assert "CREATE TABLE restaurant" in db["db_schema"]
     assert client.get("/docs").status_code == 200
     assert "/sql" in client.get("/openapi.json").json()["paths"]
+    for path in ("/healthz", "/readyz", "/databases", "/docs"):  # HEAD works wherever GET does
+        head = client.head(path)
+        assert head.status_code == 200 and head.content == b"" and int(head.headers["content-length"]) > 0
 
 
 def test_sql_with_pasted_schema(client):
@@ -100,9 +124,8 @@ def test_sql_on_database_executes(client):
 
 def test_sql_model_writes_bad_or_no_sql():
     for text, valid in (("SELEC name FRM restaurant", False), ("I cannot help with that.", False)):
-        c = serve(FakeBackend(text))
-        body = c.post("/sql", json={"question": "q?", "database": "restaurants", "execute": True}).json()
-        c.__exit__(None, None, None)
+        with serving(FakeBackend(text)) as c:
+            body = c.post("/sql", json={"question": "q?", "database": "restaurants", "execute": True}).json()
         assert body["valid"] is valid and body["parse_error"] and body["raw"] == text
         assert body["result"]["status"] == "error" and body["result"]["error"]
 
@@ -117,26 +140,35 @@ def test_sql_rows_bounded_and_values_are_json(client):
     assert json_value(float("inf")) == "inf"
 
 
-def test_sqlite_database_from_flags(tmp_path):
+def test_sqlite_database_from_flags(tmp_path, monkeypatch):
     path = tmp_path / "shop.sqlite"
     with sqlite3.connect(path) as con:
         con.execute("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT, price REAL)")
         con.executemany("INSERT INTO item VALUES (?, ?, ?)", [(1, "pen", 1.5), (2, "ink", 3.0)])
     (tmp_path / "dbs.yaml").write_text("databases:\n  shop: shop.sqlite\n")
-    s = build_settings(parse_args(["--backend", "fake", "--no-demo-databases", "--databases",
-                                   str(tmp_path / "dbs.yaml"), "--database", "r=restaurants"]))
-    assert s.databases == {"shop": str(path), "r": "restaurants"} and s.backend == "fake"
-    c = TestClient(create_app(s, load_backend=lambda _: FakeBackend("SELECT name FROM item ORDER BY price")))
-    with c:
+    monkeypatch.setenv("SQLFT_MAX_ROWS", "7")  # the environment fills any field the flags do not
+    s = parse_settings(["--backend", "fake", "--no-demo-databases", "--databases", str(tmp_path / "dbs.yaml"),
+                        "--database", "r=restaurants", "--request-timeout", "9", "--threads", "1", "--no-batching"])
+    assert s.sources() == {"shop": str(path), "r": "restaurants"} and s.backend == "fake"
+    assert (s.request_timeout_s, s.torch_threads, s.batching, s.max_rows) == (9.0, 1, False, 7)
+    app = create_app(s)
+    batcher = MicroBatcher(FakeBackend("SELECT name FROM item ORDER BY price"))
+    app.dependency_overrides[get_batcher] = lambda: batcher
+    with TestClient(app) as c:
         wait_ready(c)
         body = c.post("/sql", json={"question": "Items by price?", "database": "shop", "execute": True}).json()
         assert body["result"]["rows"] == [["pen"], ["ink"]]
         assert {d["name"] for d in c.get("/databases").json()} == {"shop", "r"}
+    batcher.close()
 
 
-def test_cli_option_problems_exit():
-    with pytest.raises(SystemExit, match="--max-rows must be >= 1"):
-        build_settings(parse_args(["--max-rows", "0"]))
+def test_cli_option_problems_exit(tmp_path):
+    with pytest.raises(SystemExit, match="--max-rows: Input should be greater than or equal to 1"):
+        parse_settings(["--max-rows", "0"])
+    with pytest.raises(SystemExit, match="expected NAME=SOURCE"):
+        parse_settings(["--database", "=x"])
+    with pytest.raises(SystemExit, match="No such file"):
+        parse_settings(["--databases", str(tmp_path / "missing.yaml")])
 
 
 # ------------------------------------------------------------------------------------------ failures
@@ -154,6 +186,14 @@ def test_cli_option_problems_exit():
     ({"question": "q", "database": "restaurants", "max_rows": 5000}, "over this server's limit"),
     ({"question": "q", "database": "restaurants", "max_new_tokens": 500}, "over this server's limit"),
     ({"question": ["q"], "database": "restaurants"}, "question"),
+    # Strict types: a wrong JSON type is the client's error, not something to guess at.
+    ({"question": "q", "database": "restaurants", "max_rows": True}, "max_rows"),
+    ({"question": "q", "database": "restaurants", "max_rows": "5"}, "max_rows"),
+    ({"question": "q", "database": "restaurants", "max_rows": 5.0}, "max_rows"),
+    ({"question": "q", "database": "restaurants", "execute": "yes"}, "execute"),
+    ({"question": "q", "database": "restaurants", "execute": 1}, "execute"),
+    ({"question": "q", "database": "restaurants", "prune_schema": "true"}, "prune_schema"),
+    ({"question": 5, "database": "restaurants"}, "question"),
 ])
 def test_validation_errors_have_the_error_shape(client, body, fragment):
     error = assert_error(client.post("/sql", json=body), 422, "invalid_request")
@@ -161,8 +201,9 @@ def test_validation_errors_have_the_error_shape(client, body, fragment):
 
 
 def test_not_json_unknown_routes_and_databases(client):
-    assert_error(client.post("/sql", content=b"{oops", headers={"content-type": "application/json"}),
-                 422, "invalid_json")
+    for content in (b"{oops", b'{"question": "\xff\xfe", "database": "restaurants"}', b"\xc3\x28"):
+        assert_error(client.post("/sql", content=content, headers={"content-type": "application/json"}),
+                     422, "invalid_json")
     assert_error(client.get("/nope"), 404, "not_found")
     assert_error(client.delete("/sql"), 405, "method_not_allowed")
     assert_error(client.get("/sql"), 405, "method_not_allowed")
@@ -171,27 +212,29 @@ def test_not_json_unknown_routes_and_databases(client):
     assert_error(client.post("/execute", json={"database": "nope", "sql": "SELECT 1"}), 404, "unknown_database")
 
 
-def test_api_key():
-    c = serve(api_key="s3cret")
-    try:
-        assert c.get("/healthz").status_code == 200 and c.get("/readyz").status_code == 200
+def test_api_key_comes_before_any_other_answer():
+    with serving(api_key="s3cret") as c:
+        assert c.get("/healthz").status_code == 200 and c.head("/healthz").status_code == 200
         body = {"question": "q", "database": "restaurants"}
         for headers in ({}, {"X-API-Key": "wrong"}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
             assert_error(c.post("/sql", json=body, headers=headers), 401, "unauthorized")
-        assert_error(c.get("/databases"), 401, "unauthorized")
+        for path in ("/readyz", "/databases", "/docs", "/openapi.json", "/nope"):
+            assert_error(c.get(path), 401, "unauthorized")
         assert_error(c.post("/execute", json={"database": "restaurants", "sql": "SELECT 1"}), 401, "unauthorized")
+        # Neither the body's validity nor its size is looked at before the key.
+        assert_error(c.post("/sql", content=b"{oops", headers={"content-type": "application/json"}), 401,
+                     "unauthorized")
+        assert_error(c.post("/sql", content=b"x" * 2_000_000), 401, "unauthorized")
         assert c.post("/sql", json=body, headers={"X-API-Key": "s3cret"}).status_code == 200
         assert c.get("/databases", headers={"Authorization": "Bearer s3cret"}).status_code == 200
-    finally:
-        c.__exit__(None, None, None)
+        assert c.get("/readyz", headers={"X-API-Key": "s3cret"}).status_code == 200
 
 
 def test_context_too_long_then_pruned():
     big = "\n".join(f"CREATE TABLE audit_{i} (entry_{i} INTEGER, note_{i} VARCHAR, stamp_{i} VARCHAR);"
                     for i in range(60))
     ddl = big + "\nCREATE TABLE singer (singer_id INTEGER, name VARCHAR, age INTEGER);"
-    c = serve(FakeBackend("SELECT COUNT(*) FROM singer", max_context=512), max_new_tokens=64)
-    try:
+    with serving(FakeBackend("SELECT COUNT(*) FROM singer", max_context=512), max_new_tokens=64) as c:
         error = assert_error(c.post("/sql", json={"question": "How many singers?", "db_schema": ddl}),
                              413, "context_too_long")
         assert "prune_schema" in error["message"] and error["detail"]["over_by"] > 0
@@ -203,16 +246,17 @@ def test_context_too_long_then_pruned():
         error = assert_error(c.post("/sql", json={"question": "Which entry notes?", "db_schema": ddl,
                                                   "prune_schema": True}), 413, "context_too_long")
         assert "even with the schema pruned" in error["message"]
-    finally:
-        c.__exit__(None, None, None)
 
 
-def test_body_too_large():
-    c = serve(max_body_bytes=1000)
-    try:
+def test_body_too_large_with_or_without_content_length():
+    def chunked(total: int) -> Iterator[bytes]:  # no Content-Length: Transfer-Encoding: chunked
+        for _ in range(total // 1000):
+            yield b"x" * 1000
+
+    with serving(max_body_bytes=1000) as c:
         assert_error(c.post("/sql", json={"question": "q", "db_schema": "x" * 2000}), 413, "body_too_large")
-    finally:
-        c.__exit__(None, None, None)
+        assert_error(c.post("/sql", content=chunked(50_000)), 413, "body_too_large")
+        assert c.post("/sql", json={"question": "q", "database": "restaurants"}).status_code == 200
 
 
 def test_not_ready_then_ready_and_load_failure():
@@ -241,8 +285,7 @@ def test_not_ready_then_ready_and_load_failure():
             time.sleep(0.02)
         assert "no model at runs/x/merged" in assert_error(c.get("/readyz"), 503, "load_failed")["message"]
 
-    with TestClient(create_app(Settings(databases={"x": "no/such/file.duckdb"}),
-                               load_backend=lambda s: FakeBackend())) as c:
+    with TestClient(create_app(settings(database=["x=no/such/file.duckdb"]))) as c:
         deadline = time.monotonic() + 10
         while c.get("/readyz").json()["error"]["code"] == "not_ready" and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -254,43 +297,102 @@ def test_backend_failure_is_502():
         def generate(self, prompts, gen=None):
             raise RuntimeError("CUDA out of memory")
 
-    c = serve(Broken())
-    try:
+    with serving(Broken()) as c:
         error = assert_error(c.post("/sql", json={"question": "q", "database": "restaurants"}), 502, "backend_error")
         assert "out of memory" in error["message"]
         assert c.get("/readyz").status_code == 200  # the worker survives a failed batch
-    finally:
-        c.__exit__(None, None, None)
 
 
-# ------------------------------------------------------------------------------------------ concurrency (real server)
+# ------------------------------------------------------------------------------------------ concurrency
 
 
-def post_many(url: str, bodies: list[dict], path: str = "/sql") -> list[httpx.Response]:
-    with ThreadPoolExecutor(len(bodies)) as pool:
-        return list(pool.map(lambda b: httpx.post(url + path, json=b, timeout=30), bodies))
+class Gate(FakeBackend):
+    """A model that answers only once the test opens the gate: requests in flight stay in flight."""
+
+    def __init__(self, sql: str = COUNT_SQL):
+        super().__init__(sql)
+        self.open, self.entered = threading.Event(), threading.Event()
+
+    def generate(self, prompts, gen=None):
+        self.entered.set()
+        assert self.open.wait(30)
+        return super().generate(prompts, gen)
 
 
 def test_busy_server_answers_429_at_once():
-    backend = FakeBackend(COUNT_SQL, delay_s=1.0)
-    with running_server(create_app(settings(max_concurrency=2), load_backend=lambda s: backend)) as url:
-        start = time.monotonic()
-        responses = post_many(url, [{"question": f"q{i}", "database": "restaurants"} for i in range(6)])
-        codes = sorted(r.status_code for r in responses)
-        assert codes.count(200) == 2 and codes.count(429) == 4, codes
-        busy = next(r for r in responses if r.status_code == 429)
-        assert_error(busy, 429, "busy")
-        assert busy.headers["retry-after"] == "1"
-        assert busy.elapsed.total_seconds() < 0.9  # answered without waiting for the model
-        assert time.monotonic() - start < 5
+    gate = Gate()
+    with serving(gate, max_concurrency=2, batching=False) as c, ThreadPoolExecutor(2) as pool:
+        body = {"question": "q", "database": "restaurants"}
+        held = [pool.submit(c.post, "/sql", json=body) for _ in range(2)]
+        deadline = time.monotonic() + 10
+        while c.app.state.sqlft.slots.in_flight < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        for _ in range(4):  # answered while both requests wait for the model: nothing queued behind them
+            busy = c.post("/sql", json=body)
+            assert_error(busy, 429, "busy")
+            assert busy.headers["retry-after"] == "1"
+        gate.open.set()
+        assert [f.result().status_code for f in held] == [200, 200]
+        assert c.post("/sql", json=body).status_code == 200
 
 
 def test_timeout_is_504_and_server_goes_on():
-    backend = FakeBackend(COUNT_SQL, delay_s=1.5)
-    with running_server(create_app(settings(request_timeout_s=0.3), load_backend=lambda s: backend)) as url:
-        r = httpx.post(url + "/sql", json={"question": "q", "database": "restaurants"}, timeout=10)
+    gate = Gate()
+    with serving(gate, request_timeout_s=0.3) as c:
+        r = c.post("/sql", json={"question": "q", "database": "restaurants"})
         assert "request timeout" in assert_error(r, 504, "timeout")["message"]
-        assert httpx.get(url + "/healthz").status_code == 200
+        gate.open.set()
+        assert c.get("/healthz").status_code == 200
+
+
+def test_a_timed_out_query_keeps_its_slot_until_it_has_stopped(monkeypatch):
+    """A 504 does not free the slot while the SQL still runs: the next request gets 429, not a second query."""
+    stop, started = threading.Event(), threading.Event()
+    real_run_sql = sql_routes.run_sql
+
+    def stuck(database, sql, **kw):
+        if sql == "SELECT 'stuck'":
+            started.set()
+            assert stop.wait(30)
+        return real_run_sql(database, sql, **kw)
+
+    monkeypatch.setattr(sql_routes, "run_sql", stuck)
+    with serving(max_concurrency=1, request_timeout_s=0.5) as c:
+        assert_error(c.post("/execute", json={"database": "restaurants", "sql": "SELECT 'stuck'"}), 504, "timeout")
+        assert started.is_set()
+        assert_error(c.post("/execute", json={"database": "restaurants", "sql": "SELECT 1"}), 429, "busy")
+        stop.set()
+        deadline = time.monotonic() + 10
+        while c.app.state.sqlft.slots.in_flight:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert c.post("/execute", json={"database": "restaurants", "sql": "SELECT 1"}).json()["rows"] == [[1]]
+
+
+def test_slow_pruning_does_not_starve_execution(monkeypatch):
+    """Prunings have a pool of their own: with every pruning worker stuck, SQL still runs at once."""
+    stop = threading.Event()
+    real_prune = sql_routes.prune_schema
+
+    def stuck_prune(ddl, question):
+        assert stop.wait(30)
+        return real_prune(ddl, question)
+
+    monkeypatch.setattr(sql_routes, "prune_schema", stuck_prune)
+    with serving(prune_workers=2, execute_workers=1) as c, ThreadPoolExecutor(6) as pool:
+        ddl = "CREATE TABLE a (x INT); CREATE TABLE b (y INT);"
+        pruning = [pool.submit(c.post, "/sql", json={"question": "q", "db_schema": ddl, "prune_schema": True})
+                   for _ in range(6)]
+        deadline = time.monotonic() + 10
+        while c.app.state.sqlft.slots.in_flight < 6:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        for _ in range(3):
+            assert c.post("/execute", json={"database": "restaurants", "sql": "SELECT 1"}).json()["rows"] == [[1]]
+        assert not any(f.done() for f in pruning)
+        stop.set()
+        assert all(f.result().status_code == 200 for f in pruning)
 
 
 def test_micro_batching_groups_and_routes_answers():
@@ -300,10 +402,9 @@ def test_micro_batching_groups_and_routes_answers():
 
     for batching, expect_batches in ((True, True), (False, False)):
         backend = FakeBackend(echo, delay_s=0.3)
-        app = create_app(settings(batching=batching, max_batch=8, max_wait_ms=50), load_backend=lambda s: backend)
-        with running_server(app) as url:
+        with serving(backend, batching=batching, max_batch=8, max_wait_ms=50) as c:
             bodies = [{"question": f"question {i}?", "database": "restaurants", "execute": True} for i in range(8)]
-            responses = post_many(url, bodies)
+            responses = post_many(c, bodies)
         assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
         for i, r in enumerate(responses):
             assert r.json()["result"]["rows"] == [[i]]
@@ -315,10 +416,13 @@ def test_micro_batching_groups_and_routes_answers():
             assert backend.calls == [1] * 8
 
 
+# ------------------------------------------------------------------------------------------ live server (the process is the point)
+
+
 def test_graceful_shutdown_finishes_requests_in_flight():
-    backend = FakeBackend(COUNT_SQL, delay_s=1.0)
+    gate = Gate()
     port = free_port()
-    app = create_app(settings(), load_backend=lambda s: backend)
+    app = create_app(settings(), load_backend=lambda s: gate)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -334,10 +438,13 @@ def test_graceful_shutdown_finishes_requests_in_flight():
         time.sleep(0.05)
     with ThreadPoolExecutor(3) as pool:
         futures = [pool.submit(httpx.post, url + "/sql", json={"question": "q", "database": "restaurants"},
-                               timeout=10) for _ in range(3)]
-        time.sleep(0.3)
+                               timeout=30) for _ in range(3)]
+        while app.state.sqlft.slots.in_flight < 3:  # all three are in flight, waiting for the model
+            assert time.monotonic() < deadline + 30
+            time.sleep(0.01)
         server.should_exit = True  # what uvicorn's SIGTERM handler does
-        assert all(f.result().status_code == 200 for f in futures)
+        gate.open.set()
+        assert [f.result().status_code for f in futures] == [200, 200, 200]
     thread.join(10)
     assert not thread.is_alive()
     assert app.state.sqlft.batcher.prompts == 3
@@ -435,8 +542,7 @@ def test_hostile_sql_is_rejected_or_stopped(tmp_path, monkeypatch):
     def hostile(prompt: str) -> str:
         return HOSTILE[int(re.search(r"case (\d+)", prompt).group(1))]
 
-    c = serve(FakeBackend(hostile), execute_timeout_s=1.0)
-    try:
+    with serving(FakeBackend(hostile), execute_timeout_s=1.0) as c:
         for i, sql in enumerate(HOSTILE):
             direct = c.post("/execute", json={"database": "restaurants", "sql": sql})
             assert direct.status_code == 200, direct.text
@@ -449,8 +555,6 @@ def test_hostile_sql_is_rejected_or_stopped(tmp_path, monkeypatch):
             assert body["result"]["status"] in ("rejected", "timeout", "error") or body["sql"] == "SELECT 1", body
             assert "root:" not in via_model.text
         assert c.post("/execute", json={"database": "restaurants", "sql": COUNT_SQL}).json()["rows"][0][0] > 0
-    finally:
-        c.__exit__(None, None, None)
     assert set(tmp_path.rglob("*")) == before  # no file written, attached or exported
 
 
@@ -479,7 +583,7 @@ def test_prune_schema_rules():
 
 @pytest.mark.slow
 def test_real_embedded_model_answers_on_a_defog_database():
-    with TestClient(create_app(settings(max_new_tokens=24))) as c:
+    with TestClient(create_app(settings(backend="local", max_new_tokens=24))) as c:
         wait_ready(c, timeout_s=120)
         assert c.get("/readyz").json()["template"]
         # The base (not fine-tuned) model answers "How many ...?" in prose; asked for a query, it writes SQL.
@@ -490,3 +594,43 @@ def test_real_embedded_model_answers_on_a_defog_database():
     assert body["raw"] and body["new_tokens"] > 0 and body["prompt_tokens"] > 50
     assert body["sql"], body  # the 135M base model writes SQL here; whether it is right is eval's business
     assert body["result"]["status"] in ("ok", "error", "rejected")
+
+
+# ------------------------------------------------------------------------------------------ raw sockets
+
+
+def _raw(url: str, data: bytes, *, read_timeout_s: float = 10) -> bytes:
+    """Send bytes on a fresh connection; everything the server answers until it closes the connection."""
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=read_timeout_s) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_slow_headers_are_cut_off_and_bad_framing_gets_the_error_body():
+    from serve.testing import running_server
+
+    app = create_app(settings(header_timeout_s=0.5, body_timeout_s=0.5))
+    with running_server(app) as url:
+        # Slowloris: incomplete headers. The server closes the connection (recv gets b"") long before the
+        # client's own 10 s read timeout would raise.
+        assert _raw(url, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ") == b""
+        # A body announced but never sent: 408 in the one error shape.
+        answer = _raw(url, b"POST /execute HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        assert answer.startswith(b"HTTP/1.1 408") and b'"code":"body_timeout"' in answer, answer
+        # Framing h11 cannot parse: JSON, not uvicorn's plain text.
+        for garbage in (b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n"):
+            answer = _raw(url, garbage)
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head, answer
+            assert json_loads(body)["error"]["code"] == "bad_request"
+
+
+def json_loads(data: bytes) -> dict:
+    import json
+    return json.loads(data)

@@ -30,7 +30,8 @@ CHROMIUM = "/usr/bin/chromium"
 @pytest.fixture(scope="module")
 def api_url():
     backend = FakeBackend(CITY_SQL)
-    app = create_app(Settings(databases={"restaurants": "restaurants"}), load_backend=lambda s: backend)
+    app = create_app(Settings(backend="fake", demo_databases=False, database=["restaurants"]),
+                     load_backend=lambda s: backend)
     with running_server(app) as url:
         yield url
 

@@ -52,7 +52,7 @@ with st.sidebar:
         (st.info if ready.code == "not_ready" else st.error)(ready.error)
         st.button("Check again")
     else:
-        st.caption(f"API {api.base_url} · model {ready.data['model'] or ready.data['backend']}")
+        st.caption(f"API {api.base_url} · template {ready.data.get('template', '?')}")
     if ready.ok and not state.get("databases"):
         load_databases()
 

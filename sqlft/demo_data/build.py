@@ -13,6 +13,8 @@ from pathlib import Path
 import sqlglot
 from sqlglot import exp
 
+from eval.database import prepare_database, schema_ddl
+
 HERE = Path(__file__).parent
 EVAL_SIZE = 40
 
@@ -789,10 +791,6 @@ def eval_picks(records: list[dict], size: int = EVAL_SIZE) -> set[int]:
 
 
 def build(out_dir: Path = HERE) -> tuple[list[dict], list[dict]]:
-    # eval depends on sqlft, not the other way round: this authoring script is the one place that reaches back,
-    # and only when run; the package reads the committed jsonl files.
-    from eval.database import prepare_database, schema_ddl
-
     records = []
     seen: set[str] = set()
     for db_id, entries in EXAMPLES.items():

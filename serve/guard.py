@@ -1,0 +1,127 @@
+"""The request guard: what every request passes before FastAPI reads, parses or routes it (pure ASGI).
+
+In this order, so that a request costs the server nothing until it has earned it:
+1. HEAD is answered as GET without the body (every GET route, /docs included).
+2. With an API key set, every path but /healthz needs it: 401 before any other answer.
+3. POST /sql and /execute take a concurrency slot or get 429 at once.
+4. The body is read here, at most --max-body-bytes (413 while reading: a chunked body has no Content-Length
+   to check first) and within --body-timeout seconds (408), then handed to the app.
+The slot is released when the request is done and the work it started has stopped (serve/state.py).
+"""
+
+import asyncio
+import secrets
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serve.errors import error_response
+from serve.state import ServerState
+
+OPEN_PATHS = ("/healthz",)
+SLOT_PATHS = ("/sql", "/execute")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class RequestGuard:
+    def __init__(self, app: ASGIApp, state: ServerState):
+        self.app, self.state = app, state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        settings = self.state.settings
+        if scope["method"] == "HEAD":
+            scope, send = {**scope, "method": "GET"}, _without_body(send)
+
+        def answer(status: int, code: str, message: str, **kw):
+            return error_response(status, code, message, **kw)(scope, receive, send)
+
+        if settings.api_key and scope["path"] not in OPEN_PATHS and not _key_ok(scope, settings.api_key):
+            return await answer(401, "unauthorized", "Missing or wrong API key: send it as the X-API-Key header "
+                                "or as Authorization: Bearer <key>.", headers={"WWW-Authenticate": "Bearer"})
+        slot = None
+        if scope["method"] == "POST" and scope["path"] in SLOT_PATHS:
+            # Answer at once rather than queue without bound: a client can back off and retry; a queue only grows.
+            slot = self.state.slots.acquire()
+            if slot is None:
+                return await answer(429, "busy", f"The server is answering {self.state.slots.in_flight} requests, "
+                                    "its limit; retry shortly.", headers={"Retry-After": "1"})
+        try:
+            limit = settings.max_body_bytes
+            length = _header(scope, b"content-length")
+            if length.isdigit() and int(length) > limit:
+                return await answer(413, "body_too_large", _too_large(f"{int(length):,} bytes", limit))
+            try:
+                body = await asyncio.wait_for(_read_body(receive, limit), settings.body_timeout_s)
+            except BodyTooLarge:
+                return await answer(413, "body_too_large", _too_large(f"over {limit:,} bytes", limit))
+            except TimeoutError:
+                return await answer(408, "body_timeout", f"The request body did not arrive within "
+                                    f"{settings.body_timeout_s:g} s.", headers={"Connection": "close"})
+            if body is None:  # the client went away
+                return
+            scope.setdefault("state", {})["slot"] = slot
+            await self.app(scope, _replay(body, receive), send)
+        finally:
+            if slot is not None:
+                slot.release()
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # after the body: a disconnect, when it comes
+
+    return replay
+
+
+def _without_body(send: Send) -> Send:
+    async def send_head(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return send_head
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1").strip()
+    return ""
+
+
+def _key_ok(scope: Scope, api_key: str) -> bool:
+    given = _header(scope, b"x-api-key")
+    auth = _header(scope, b"authorization")
+    if not given and auth.lower().startswith("bearer "):
+        given = auth[7:].strip()
+    return secrets.compare_digest(given.encode(), api_key.encode())
+
+
+def _too_large(size: str, limit: int) -> str:
+    return (f"The request body is {size}; this server takes at most {limit:,}. Send a smaller schema or "
+            "fewer rows.")

@@ -1,0 +1,1 @@
+"""The API's routes, one module per concern; serve/app.py includes their routers."""

@@ -1,0 +1,114 @@
+"""What one server holds: the model (behind the micro-batcher), the databases, its own thread pools and the
+concurrency slots. The app's lifespan loads it in a background thread (serve/app.py); routes reach it
+through serve/deps.py.
+"""
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from serve.batching import Backend, MicroBatcher
+from serve.registry import Database, close_databases, open_databases
+from serve.settings import Settings
+
+log = logging.getLogger("sqlft.serve")
+
+
+class Slot:
+    """One of --max-concurrency places. Released when the request is done AND the work it started has stopped:
+    a 504 does not free the place while its SQL still runs on a worker."""
+
+    def __init__(self, slots: "Slots"):
+        self._slots, self._pending, self._done = slots, 0, False
+
+    def track(self, work: concurrent.futures.Future) -> None:
+        """Keep the slot until `work` (running on a pool thread) has finished, whatever the request does."""
+        loop = asyncio.get_running_loop()
+        self._pending += 1
+
+        def finished(_: concurrent.futures.Future) -> None:
+            try:
+                loop.call_soon_threadsafe(self._finish_one)
+            except RuntimeError:  # the event loop is closed: the server has stopped, nobody counts slots
+                pass
+
+        work.add_done_callback(finished)
+
+    def release(self) -> None:
+        self._done = True
+        self._maybe_free()
+
+    def _finish_one(self) -> None:
+        self._pending -= 1
+        self._maybe_free()
+
+    def _maybe_free(self) -> None:
+        if self._done and self._pending == 0 and self._slots is not None:
+            self._slots.in_flight -= 1
+            self._slots = None
+
+
+class Slots:
+    """Requests in flight; used on the event loop only, so plain ints are safe."""
+
+    def __init__(self, limit: int):
+        self.limit, self.in_flight = limit, 0
+
+    def acquire(self) -> Slot | None:
+        if self.in_flight >= self.limit:
+            return None
+        self.in_flight += 1
+        return Slot(self)
+
+
+class ServerState:
+    def __init__(self, settings: Settings, load_backend: Callable[[Settings], Backend]):
+        self.settings, self._load_backend = settings, load_backend
+        self.backend: Backend | None = None
+        self.batcher: MicroBatcher | None = None
+        self.databases: dict[str, Database] = {}
+        self.ready = False
+        self.load_error = ""
+        self.slots = Slots(settings.max_concurrency)
+        # Pools of their own: six slow prunings cannot make a SELECT 1 wait (the default pool is shared).
+        self.execute_pool = ThreadPoolExecutor(settings.execute_workers, thread_name_prefix="sqlft-execute")
+        self.prune_pool = ThreadPoolExecutor(settings.prune_workers, thread_name_prefix="sqlft-prune")
+        self._lock = threading.Lock()  # load() runs in its own thread; close() may come while it runs
+        self._closed = False
+
+    def load(self) -> None:
+        settings = self.settings
+        try:
+            started = time.perf_counter()
+            databases = open_databases(settings.sources(), timeout_s=settings.execute_timeout_s,
+                                       max_rows=settings.max_rows, memory_limit=settings.memory_limit,
+                                       max_result_bytes=settings.max_result_bytes)
+            with self._lock:
+                self.databases = databases
+            backend = self._load_backend(settings)
+            batch, wait = (settings.max_batch, settings.max_wait_ms / 1000) if settings.batching else (1, 0.0)
+            with self._lock:
+                if self._closed:
+                    close_databases(databases)
+                    return
+                self.backend = backend
+                self.batcher = MicroBatcher(backend, max_batch=batch, max_wait_s=wait)
+                self.ready = True
+            log.info("ready in %.1f s: backend %s (%s, template %s), databases %s", time.perf_counter() - started,
+                     settings.backend, settings.model, backend.template, ", ".join(databases) or "none")
+        except Exception as e:  # noqa: BLE001 - reported by /readyz; the log has the traceback
+            self.load_error = f"{type(e).__name__}: {e}"
+            log.exception("loading failed; /readyz answers 503 until the server is restarted with a fix")
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed, self.ready = True, False
+            if self.batcher is not None:
+                self.batcher.close(timeout_s=self.settings.request_timeout_s)  # finishes queued prompts
+            self.prune_pool.shutdown(wait=False, cancel_futures=True)
+            self.execute_pool.shutdown(wait=True, cancel_futures=True)  # running SQL stops at its deadline
+            close_databases(self.databases)

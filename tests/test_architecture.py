@@ -1,0 +1,130 @@
+"""The layers drawn in the README hold: import-linter's contracts (pyproject.toml, [tool.importlinter]) pass,
+every module is in a layer, and no module-level import cycle exists.
+
+    lint-imports        # the same contracts from the command line, with the offending import chains
+"""
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # import-linter depends on tomli below 3.11
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("sqlft", "eval", "serve", "ui")
+
+
+def importlinter_config() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+
+
+def modules() -> dict[str, Path]:
+    """Every module of the four packages: dotted name -> file."""
+    found = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def test_the_import_contracts_hold(monkeypatch, capsys):
+    from importlinter.cli import lint_imports
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.syspath_prepend(str(ROOT))
+    code = lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True, no_logo=True)
+    assert code == 0, capsys.readouterr().out
+
+
+def test_every_module_is_in_a_layer():
+    (layers,) = [c["layers"] for c in importlinter_config()["contracts"] if c["type"] == "layers"]
+    placed = [name.strip() for layer in layers for name in layer.replace("|", ":").split(":")]
+    loose = sorted(m for m in modules() if m not in PACKAGES
+                   and not any(m == p or m.startswith(p + ".") for p in placed))
+    assert not loose, (f"{loose} in no layer: add each to the layers contract in pyproject.toml "
+                       "(bottom: model-free SQL; middle: model stack; top: commands)")
+
+
+def module_level_imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The project modules that `name` imports when it is imported: statements at module level, those under a
+    module-level if/try included, those inside functions and classes (imported when called) not."""
+    found = set()
+    body = list(ast.parse(path.read_text()).body)
+    while body:
+        node = body.pop()
+        if isinstance(node, (ast.If, ast.Try, ast.With)):
+            body += node.body + getattr(node, "orelse", []) + getattr(node, "finalbody", [])
+            body += [s for h in getattr(node, "handlers", []) for s in h.body]
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            base = node.module
+            if node.level:  # relative: from the package this module is in
+                package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + [base])
+            found |= {base} | {f"{base}.{a.name}" for a in node.names}
+    return {m for m in found if m in known and m != name}
+
+
+def test_no_module_level_import_cycle():
+    known = modules()
+    graph = {name: module_level_imports(name, path, set(known)) for name, path in known.items()}
+    # Tarjan's strongly connected components: any with more than one module is a cycle
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    assert not cycles, f"module-level import cycles: {cycles}"
+
+
+@pytest.mark.parametrize("edge", [("sqlft.schema", "sqlft.generate"), ("eval.sql", "eval.run")])
+def test_the_layer_check_sees_an_upward_import(tmp_path, monkeypatch, capsys, edge):
+    """The contract is not vacuous: a copy of the tree with one upward import added breaks it."""
+    import shutil
+
+    from importlinter.cli import lint_imports
+
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__", "*.jsonl"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    importer, imported = edge
+    path = tmp_path / (importer.replace(".", "/") + ".py")
+    path.write_text(path.read_text() + f"\nimport {imported}  # upward\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cached = {m: sys.modules.pop(m) for m in list(sys.modules) if m.split(".")[0] in PACKAGES}
+    try:
+        code = lint_imports(config_filename=str(tmp_path / "pyproject.toml"), no_cache=True, no_logo=True)
+    finally:  # the copies that finding the packages imported go; the real modules come back
+        for m in [m for m in sys.modules if m.split(".")[0] in PACKAGES]:
+            del sys.modules[m]
+        sys.modules.update(cached)
+    assert code == 1 and "model-free SQL stack BROKEN" in capsys.readouterr().out
