@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 
-import torch
-
 from eval.sandbox import Sandbox
 from eval.sql import extract_sql, parse_sql, to_duckdb
 from eval.synth import create_table_sql, parse_tables
@@ -75,6 +73,8 @@ class ExecutionGuide:
         outputs = list(outputs)
         failing = [i for i, (out, ddl) in enumerate(zip(outputs, schemas)) if self.check.error(out.text, ddl)]
         sampling = dataclasses.replace(gen, do_sample=True, temperature=self.temperature, num_beams=1)
+        import torch  # here, not at the top: scoring (which imports this module) needs no torch
+
         torch.manual_seed(self.seed)  # the same samples on a rerun
         for _ in range(self.candidates - 1):
             if not failing:

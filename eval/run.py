@@ -15,6 +15,7 @@ OUT holds predictions.jsonl (appended per batch: a killed eval resumes), results
 import argparse
 import dataclasses
 import functools
+import inspect
 import json
 import os
 import re
@@ -27,12 +28,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import duckdb
+from sqlglot import exp
 
 from eval import report
 from eval.compare import MODES, compare_results
 from eval.database import DatabaseError, prepare_database
 from eval.guided import ExecutionGuide
-from eval.hardness import hardness
+from eval.hardness import hardness_of
 from eval.inputs import EvalSet, Example, load_eval_set, load_predictions
 from eval.sandbox import ExecutionResult, Sandbox
 from eval.sqlite_sandbox import SqliteSandbox, is_sqlite_file
@@ -40,6 +42,7 @@ from eval.sql import extract_sql, has_order_by, normalise, parse_sql, strip_dist
 from eval.synth import check_gold, synthesize
 from sqlft.config import ConfigError, GenerationConfig, build_config, load_config
 from sqlft.formats import DataError
+from sqlft.progress import progress
 
 DIALECTS = ("sqlite", "postgres", "duckdb")
 ENGINES = ("auto", "sqlite", "duckdb")
@@ -384,12 +387,15 @@ def append_predictions(model, todo: list[Example], gen: GenerationConfig, dialec
     guide = ExecutionGuide(dialect, gen.candidates, gen.candidate_temperature) if gen.candidates > 1 else None
     todo = sorted(todo, key=lambda e: prompts[e.id])  # text order: a batch shares its schema prefix (prefix_cache)
     drop_partial_line(pred_path)
-    with open(pred_path, "a", encoding="utf-8") as f:
+    # A local model reports answers as they finish inside a batch (a batch of 64 takes minutes on a CPU).
+    reports = "on_answer" in inspect.signature(model.generate).parameters
+    with open(pred_path, "a", encoding="utf-8") as f, progress(len(todo), "generating", "answer") as bar:
         for start in range(0, len(todo), gen.batch_size):
             batch = todo[start:start + gen.batch_size]
             began = time.perf_counter()
             batch_prompts, schemas = [prompts[e.id] for e in batch], [e.db_schema for e in batch]
-            outputs = greedy = model.generate(batch_prompts, gen)
+            outputs = greedy = model.generate(batch_prompts, gen, on_answer=bar.update) if reports else \
+                model.generate(batch_prompts, gen)
             if guide:
                 outputs = guide.improve(model, batch_prompts, schemas, greedy, gen)
             seconds = time.perf_counter() - began
@@ -401,13 +407,21 @@ def append_predictions(model, todo: list[Example], gen: GenerationConfig, dialec
                 f.write(json.dumps(line, ensure_ascii=False) + "\n")
                 done[example.id] = line
             f.flush()  # a kill loses at most the batch being generated
-            made = start + len(batch)
+            if not reports:
+                bar.update(len(batch))
             tokens = sum(o.new_tokens for o in outputs)
-            print(f"  {made}/{len(todo)} ({tokens / seconds:.1f} new tokens/s)", file=sys.stderr)
+            bar.set_postfix_str(f"{tokens / seconds:.1f} new tokens/s", refresh=False)
     if guide:
         print(f"execution-guided: {guide.replaced} answers replaced by one of {guide.sampled} samples",
               file=sys.stderr)
         guide.close()
+
+
+def bar_over(results, bar):
+    """Yield results, counting each on the bar."""
+    for result in results:
+        bar.update(1)
+        yield result
 
 
 def drop_partial_line(path: Path) -> None:
@@ -470,8 +484,8 @@ def prepare_instances(examples: list[Example], dialect: str, n_instances: int, w
         except Exception as err:  # a bad dump or a schema the synthesizer cannot read: a harness problem
             return Instances([], key.startswith("synth:"), error=plain(f"{type(err).__name__}: {err}"))
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        prepared = dict(zip(groups, pool.map(prepare, groups)))
+    with ThreadPoolExecutor(max_workers=workers) as pool, progress(len(groups), "databases", "db") as bar:
+        prepared = dict(zip(groups, bar_over(pool.map(prepare, groups), bar)))
     for inst in prepared.values():
         if inst.paths and inst.engine == "duckdb":
             inst.columns = column_names(inst.paths[0])
@@ -493,35 +507,89 @@ def open_sandboxes(instances: dict[str, Instances], timeout_s: float) -> None:
 # ------------------------------------------------------------------ scoring
 
 
+PROCESS_MIN = 400  # examples from which scoring spreads over processes (each start costs ~1 s of imports)
+CHUNK = 50  # examples per task sent to a scoring process
+
+
 def score_all(examples: list[Example], raw: dict[str, dict], instances: dict[str, Instances],
               scoring: Scoring, workers: int) -> list[dict]:
-    """One result row per example, in input order; examples run in a thread pool over shared sandboxes
-    (DuckDB releases the GIL while a query runs; each execute() has its own cursor)."""
+    """One result row per example, in input order.
+
+    Profiled on Spider-style pairs (benchmarks/scoring_speed.py): most of a worker thread's time is Python
+    holding the GIL (sqlglot parses and generations, SQLite's Python callbacks and row fetching), so threads
+    add little. From PROCESS_MIN examples, `workers` processes score chunks of them, each over sandboxes of its
+    own; below that, threads share one set of sandboxes (DuckDB and SQLite release the GIL while a query runs).
+    """
+    if workers > 1 and len(examples) >= PROCESS_MIN:
+        return _score_in_processes(examples, raw, instances, scoring, workers)
     open_sandboxes(instances, scoring.timeout_s)
+    with ThreadPoolExecutor(max_workers=workers) as pool, progress(len(examples), "scoring", "pred") as bar:
+        return list(bar_over(pool.map(lambda e: score_one(e, raw, instances, scoring), examples), bar))
 
-    def one(example: Example) -> dict:
-        text = raw.get(example.id, {}).get("raw", "")
-        pred_sql = example.pred_sql if example.pred_sql is not None else extract_sql(text, scoring.dialect)
+
+def score_one(example: Example, raw: dict[str, dict], instances: dict[str, Instances], scoring: Scoring) -> dict:
+    text = raw.get(example.id, {}).get("raw", "")
+    pred_sql = example.pred_sql if example.pred_sql is not None else extract_sql(text, scoring.dialect)
+    inst = instances.get(instance_key(example))
+    # One parse of the first gold serves its hardness and (for a match) its normal form for exact match.
+    gold = parse_sql(example.gold_sqls[0], scoring.dialect) if example.gold_sqls else None
+    level = hardness_of(gold.tree) if gold and gold.ok else ""
+    if example.database_error:
+        score = Score("gold_error", example.database_error)
+    elif inst is None or inst.error:
+        score = Score("gold_error", f"no database: {inst.error if inst else 'not prepared'}")
+    else:
+        score = score_example(example, pred_sql, inst, scoring, gold.tree if gold else None)
+    return result_row(example, pred_sql, text, score, inst, level)
+
+
+def _score_in_processes(examples: list[Example], raw: dict[str, dict], instances: dict[str, Instances],
+                        scoring: Scoring, workers: int) -> list[dict]:
+    # spawn, not fork: the parent may hold a loaded model with OpenMP threads, which a forked child inherits
+    # broken. Each process gets the prepared databases once (paths only) and opens its own sandboxes.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    closed = {key: dataclasses.replace(inst, boxes=[]) for key, inst in instances.items()}
+    chunks = [examples[i:i + CHUNK] for i in range(0, len(examples), CHUNK)]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_start_scorer, initargs=(closed, scoring)) as pool, \
+            progress(len(examples), "scoring", "pred") as bar:
+        futures = [pool.submit(_score_chunk, chunk, {e.id: raw[e.id] for e in chunk if e.id in raw})
+                   for chunk in chunks]
+        rows = []
+        for chunk, future in zip(chunks, futures):
+            rows += future.result()
+            bar.update(len(chunk))
+    return rows
+
+
+_scorer: dict = {}  # in a scoring process: the instances (sandboxes opened on first use) and the scoring rules
+
+
+def _start_scorer(instances: dict[str, Instances], scoring: Scoring) -> None:
+    import atexit
+
+    _scorer.update(instances=instances, scoring=scoring)
+    atexit.register(lambda: [box.close() for inst in instances.values() for box in inst.boxes])
+
+
+def _score_chunk(chunk: list[Example], raw: dict[str, dict]) -> list[dict]:
+    instances, scoring = _scorer["instances"], _scorer["scoring"]
+    for example in chunk:
         inst = instances.get(instance_key(example))
-        if example.database_error:
-            score = Score("gold_error", example.database_error)
-        elif inst is None or inst.error:
-            score = Score("gold_error", f"no database: {inst.error if inst else 'not prepared'}")
-        else:
-            score = score_example(example, pred_sql, inst, scoring)
-        return result_row(example, pred_sql, text, score, inst, scoring.dialect)
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(one, examples))
+        if inst is not None and inst.paths and not inst.boxes:
+            open_sandboxes({"": inst}, scoring.timeout_s)
+    return [score_one(example, raw, instances, scoring) for example in chunk]
 
 
 def result_row(example: Example, pred_sql: str, text: str, score: Score, inst: Instances | None,
-               dialect: str) -> dict:
+               level: str) -> dict:
     gold = example.gold_sqls[0] if example.gold_sqls else ""
     row = {
         "id": example.id, "db_id": example.db_id, "question": example.question, "gold_sql": gold,
         "pred_sql": pred_sql, "raw": text, "status": score.status, "reason": score.reason,
-        "hardness": hardness(gold, dialect) if gold else "", "difficulty": example.difficulty,
+        "hardness": level, "difficulty": example.difficulty,
         "category": example.category, "exact_match": score.exact_match, "valid_sql": score.valid_sql,
         "instances": len(inst.paths) if inst else 0, "synthetic": bool(inst and inst.synthetic),
         "engine": inst.engine if inst and inst.paths else "",
@@ -534,12 +602,13 @@ def result_row(example: Example, pred_sql: str, text: str, score: Score, inst: I
     return row
 
 
-def score_example(example: Example, pred_sql: str, inst: Instances, scoring: Scoring) -> Score:
+def score_example(example: Example, pred_sql: str, inst: Instances, scoring: Scoring,
+                  gold_tree: exp.Expression | None = None) -> Score:
     """Status and reason for one prediction; every failure is a status, never an exception."""
     golds, gold_failures = run_golds(example, inst, scoring)
     if not golds:
         return Score("gold_error", "the gold SQL does not run: " + " | ".join(dict.fromkeys(gold_failures)))
-    score = score_pred(example, pred_sql, golds, inst, scoring)
+    score = score_pred(example, pred_sql, golds, inst, scoring, gold_tree)
     first = golds[0]
     score.gold_varies = inst.synthetic and any(not _same(first.results[0], r, first, scoring)
                                                for r in first.results[1:])
@@ -572,12 +641,15 @@ def order_matters(gold_sql: str, scoring: Scoring) -> bool:
     return has_order_by(gold_sql, scoring.dialect)
 
 
-def score_pred(example: Example, pred_sql: str, golds: list[Gold], inst: Instances, scoring: Scoring) -> Score:
+def score_pred(example: Example, pred_sql: str, golds: list[Gold], inst: Instances, scoring: Scoring,
+               gold_tree: exp.Expression | None = None) -> Score:
+    """gold_tree: the parse of example.gold_sqls[0] when the caller has it (used up here)."""
     if not pred_sql.strip():
         return Score("pred_parse_error", "no SQL found in the model output")
     parsed = parse_sql(pred_sql, scoring.dialect)
-    pred_normal = normalise(pred_sql, scoring.dialect)  # eval.sql.exact_match, with the pred normalised once
-    exact = any(normalise(g, scoring.dialect) == pred_normal for g in example.gold_sqls)
+    # Exact match (eval.sql.normalise on both sides) implies an execution match, so the normal forms, a parse and
+    # a generation each, are only worth making for matches; elsewhere only the same text counts as exact.
+    exact = any(_collapsed(g) == _collapsed(pred_sql) for g in example.gold_sqls)
     if not parsed.ok:
         return Score("pred_parse_error", f"not valid {scoring.dialect} SQL: {plain(parsed.error)}", False, exact)
     try:
@@ -595,6 +667,10 @@ def score_pred(example: Example, pred_sql: str, golds: list[Gold], inst: Instanc
     # Correct when some gold alternative matches on every instance.
     for gold in golds:
         if all(_same(g, p, gold, scoring) for g, p in zip(gold.results, pred_results)):
+            if not exact:
+                pred_normal = normalise(pred_sql, scoring.dialect, tree=parsed.tree)
+                exact = any(normalise(g, scoring.dialect, tree=gold_tree if i == 0 else None) == pred_normal
+                            for i, g in enumerate(example.gold_sqls))
             return Score("match", "", True, exact)
     first = golds[0]
     i = next(i for i, (g, p) in enumerate(zip(first.results, pred_results)) if not _same(g, p, first, scoring))
@@ -602,6 +678,10 @@ def score_pred(example: Example, pred_sql: str, golds: list[Gold], inst: Instanc
     if len(golds) > 1:
         reason += f" (compared with the first of {len(golds)} accepted gold queries; none matched)"
     return Score("mismatch", reason, True, exact)
+
+
+def _collapsed(sql: str) -> str:
+    return " ".join(sql.strip().rstrip(";").split())
 
 
 def _same(gold_result: ExecutionResult, other: ExecutionResult, gold: Gold, scoring: Scoring) -> bool:
