@@ -17,7 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from eval.synth import check_gold, synthesize
+from eval.gold_check import check_gold
+from eval.synth import synthesize
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
 from machine import print_machine  # noqa: E402
 

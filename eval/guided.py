@@ -15,8 +15,8 @@ import threading
 
 from eval.sandbox import Sandbox
 from eval.sql import extract_sql, parse_sql, to_duckdb
-from eval.synth import create_table_sql, parse_tables
 from sqlft.config import GenerationConfig
+from sqlft.schema import create_table_sql, parse_tables
 
 
 class EmptySchemaCheck:
