@@ -66,7 +66,7 @@ class DataConfig:
     loss: str = "completion"  # tokens with loss: completion (the last answer), assistant_turns (every answer), full_text (all)
     system: str = SQL_SYSTEM  # system text for SQL records (records that carry their own keep it)
     schema_format: str = "ddl"  # schema in SQL prompts (sqlft.schema): ddl (as given) or compact (a line per table)
-    sql_dialect: str = "auto"  # dialect of the training SQL (serve transpiles from it); auto: duckdb for demo:*, else sqlite
+    sql_dialect: str = "auto"  # of the training SQL (serve transpiles from it); auto: duckdb for demo:*, else sqlite
     max_length: int = 0  # tokens per example (prompt + answer); 0: the model's context length (its config.json)
     overlong: str = "drop"  # examples over max_length: drop (reported), fail, or truncate (instructions only: SQL is dropped)
     preprocessing_workers: int = 0  # processes for the dataset passes of the trainer (0: in this process)
@@ -158,9 +158,8 @@ class GenerationConfig:
     repetition_penalty: float = 1.0
     batch_size: int = 8  # prompts per generate call (left padded)
     prefix_cache: bool = True  # read a batch's shared prompt prefix (system text + schema) once, not once per row
-    candidates: int = 1  # answers per question (eval, serve): the greedy one and N-1 samples; see vote
-    vote: bool = False  # with candidates > 1: answer with the SQL whose executed result most answers give (greedy on
-    # a tie); without: execution-guided, the first sample that runs replaces a greedy answer that does not (eval)
+    candidates: int = 1  # with vote (eval, serve): answers per question, the greedy one and N-1 samples
+    vote: bool = False  # answer with the SQL whose executed result most candidates give (the greedy one on a tie)
     candidate_temperature: float = 0.7  # sampling temperature of the extra answers
 
 
