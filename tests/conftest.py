@@ -111,3 +111,10 @@ def tiny_yuan_dir(tmp_path_factory, embedded_model_dir) -> Path:
                             auto_map={"AutoTokenizer": [None, "tokenization_tinyyuan.TinyYuanTokenizer"]})
     (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=1))
     return folder
+
+
+@pytest.fixture(scope="session")
+def model_for_progress(tiny_model_dir):
+    """The tiny Llama as an InferenceModel (answers are noise; only the bookkeeping is checked)."""
+    from sqlft.generate import InferenceModel
+    return InferenceModel.load(str(tiny_model_dir), template="chatml")
