@@ -21,6 +21,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
+from eval.sqlite_sandbox import SQLITE_MAGIC
 from sqlft.paths import cache_dir
 from sqlft.schema import quote_identifier
 
@@ -29,7 +30,6 @@ DEFOG_DATABASES = ("academic", "advising", "atis", "geography", "restaurants", "
 # Part of every cache key: bump it when a conversion changes, so files built by older code are not reused.
 CONVERTER_VERSION = "1"
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
 DUCKDB_MAGIC = b"DUCK"  # at byte offset 8 of every DuckDB database file
 BUILD_CONFIG = {"enable_external_access": False, "autoinstall_known_extensions": False,
                 "autoload_known_extensions": False}
