@@ -103,6 +103,13 @@ def schema_ddl(db_path: Path, tables: Sequence[str] | None = None) -> str:
     return "\n".join(catalog[name] for name in selected)
 
 
+def column_names(db_path: Path) -> set[str]:
+    """Every column name of a DuckDB file (eval.sql.to_duckdb tells a "double-quoted" string from a column)."""
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        return {name for (name,) in con.execute("SELECT DISTINCT column_name FROM duckdb_columns() "
+                                                "WHERE NOT internal").fetchall()}
+
+
 def _catalog(db_path: Path) -> dict[str, str]:
     """{table name: its CREATE TABLE line}, in name order; read once per version of the file."""
     path = Path(db_path)

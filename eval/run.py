@@ -26,11 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import duckdb
-
 from eval import report
 from eval.compare import MODES, compare_results
-from eval.database import DatabaseError, prepare_database
+from eval.database import DatabaseError, column_names, prepare_database
 from eval.engine import AnySandbox, engine_for, open_sandbox, to_engine
 from eval.guided import ExecutionGuide
 from eval.hardness import hardness
@@ -482,12 +480,6 @@ def prepare_instances(examples: list[Example], dialect: str, n_instances: int, w
         if inst.paths and inst.engine == "duckdb":
             inst.columns = column_names(inst.paths[0])
     return prepared
-
-
-def column_names(db_path: Path) -> set[str]:
-    with duckdb.connect(str(db_path), read_only=True) as con:
-        return {name for (name,) in con.execute("SELECT DISTINCT column_name FROM duckdb_columns() "
-                                                "WHERE NOT internal").fetchall()}
 
 
 def open_sandboxes(instances: dict[str, Instances], timeout_s: float, workers: int = 1) -> None:

@@ -9,6 +9,7 @@ Skipped, with the reason, only where no PostgreSQL server binary can be had (.ci
 import hashlib
 import json
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -365,3 +366,131 @@ def test_eval_scores_predictions_on_a_live_server(cluster, tmp_path):
         "g": "gold_error"}
     assert {r["engine"] for i, r in rows.items() if i != "g"} == {"postgres"}
     assert "nowhere" in rows["g"]["reason"] and PASSWORD not in (out / "results.jsonl").read_text()
+
+
+# ---------------------------------------------------------------------------------------------- sqlft serve
+
+
+def serve_client(backend=None, **settings):
+    """A TestClient over the real app with a fake model; returns it entered and ready."""
+    from fastapi.testclient import TestClient
+
+    from serve.app import create_app
+    from serve.settings import Settings
+    from serve.testing import FakeBackend
+    backend = backend or FakeBackend("SELECT 1")
+    client = TestClient(create_app(Settings(backend="fake", demo_databases=False, **settings),
+                                   load_backend=lambda s: backend))
+    client.__enter__()
+    deadline = time.monotonic() + 60
+    while (ready := client.get("/readyz")).status_code != 200:
+        assert time.monotonic() < deadline and "load_failed" not in ready.text, ready.json()
+        time.sleep(0.05)
+    return client
+
+
+def test_serve_lists_transpiles_and_reloads_a_live_database(cluster, reader_url, tmp_path):
+    from serve.testing import FakeBackend
+    concert = sqlite_file(tmp_path)
+    # A model trained on SQLite-dialect data writes IFNULL; PostgreSQL runs COALESCE.
+    model_sql = "SELECT name, IFNULL(total, 0) AS spent FROM customers JOIN orders ON customer_id = customers.id"
+    client = serve_client(FakeBackend(model_sql), database=[f"shop={reader_url}", f"concert={concert}"],
+                          dialect="sqlite")
+    try:
+        listed = {d["name"]: d for d in client.get("/databases").json()}
+        assert {n: d["engine"] for n, d in listed.items()} == {"shop": "postgres", "concert": "sqlite"}
+        assert listed["shop"]["tables"] == ["big", "customers", "orders", "sales.targets"]
+        assert "FOREIGN KEY (customer_id) REFERENCES customers(id)" in listed["shop"]["db_schema"]
+
+        answer = client.post("/sql", json={"question": "What did each customer spend?", "database": "shop",
+                                           "execute": True}).json()
+        assert answer["sql"] == model_sql and answer["valid"] and answer["dialect"] == "sqlite"
+        assert "COALESCE(total, 0)" in answer["executed_sql"] and answer["engine"] == "postgres"
+        assert answer["result"]["status"] == "ok", answer["result"]
+        assert sorted(answer["result"]["rows"]) == [["Ann", 9.5], ["Ann", 20.0], ["Bob", 3.25]]
+
+        hostile = client.post("/execute", json={"database": "shop", "sql": "COPY orders TO PROGRAM 'id'"}).json()
+        assert hostile["status"] == "rejected"
+        same = client.post("/execute", json={"database": "shop", "sql": "SELECT count(*) AS n FROM big",
+                                             "dialect": "postgres"}).json()
+        assert (same["rows"], same["executed_sql"]) == ([[1000]], None)
+
+        cluster.psql("CREATE TABLE late (x int); GRANT SELECT ON late TO reader", db="shop")
+        try:
+            reloaded = client.post("/databases/shop/reload").json()
+            assert "late" in reloaded["tables"] and "CREATE TABLE late (x INTEGER);" in reloaded["db_schema"]
+            assert "late" in {t for d in client.get("/databases").json() for t in d["tables"]}
+        finally:
+            cluster.psql("DROP TABLE late", db="shop")
+        refused = client.post("/databases/concert/reload")
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "not_reloadable"
+        assert PASSWORD not in client.get("/databases").text + client.get("/readyz").text
+    finally:
+        client.__exit__(None, None, None)
+
+
+def test_serve_answers_429_when_every_connection_is_busy(reader_url):
+    client = serve_client(database=[f"shop={reader_url}"], pool_size=1, pool_wait_s=0.2)
+    try:
+        box = client.app.state.sqlft.databases["shop"].sandbox
+        with box._pool.connection():  # the only connection is taken (as by a long query)
+            busy = client.post("/execute", json={"database": "shop", "sql": "SELECT 1"})
+            assert busy.status_code == 429 and busy.json()["error"]["code"] == "busy"
+            assert busy.headers["retry-after"] == "1" and "shop" in busy.json()["error"]["message"]
+        assert client.post("/execute", json={"database": "shop", "sql": "SELECT 1"}).json()["status"] == "ok"
+    finally:
+        client.__exit__(None, None, None)
+
+
+def sqlite_file(folder: Path) -> Path:
+    import sqlite3
+    path = folder / "concert.sqlite"
+    con = sqlite3.connect(path)
+    con.executescript("CREATE TABLE singer (singer_id INTEGER PRIMARY KEY, name TEXT, country TEXT, age INT);"
+                      "INSERT INTO singer VALUES (1, 'Ann', 'France', 41), (2, 'Bob', 'Spain', 29), "
+                      "(3, 'Cy', 'France', 35);")
+    con.commit()
+    con.close()
+    return path
+
+
+SAME_ON_BOTH = [  # (database, dialect, SQL): eval and serve must give the same status and rows
+    ("concert", "sqlite", 'SELECT name FROM singer WHERE country = "France" ORDER BY name'),  # SQLite's "string"
+    ("concert", "sqlite", "SELECT 7 / 2, count(*) FROM singer"),  # integer division on SQLite
+    ("concert", "sqlite", "SELECT name FROM singer WHERE name LIKE 'a%'"),  # case-insensitive LIKE
+    ("concert", "postgres", "SELECT name FROM singer ORDER BY age DESC NULLS LAST LIMIT 2"),
+    ("concert", "sqlite", "SELECT nope FROM singer"),
+    ("concert", "sqlite", "DELETE FROM singer"),
+    ("shop", "postgres", "SELECT status, sum(total) FROM orders GROUP BY status ORDER BY status"),
+    ("shop", "sqlite", "SELECT name, IFNULL(\"Signup Date\", '2000-01-01') FROM customers ORDER BY id"),
+    ("shop", "postgres", "SELECT 7 / 2"),
+    ("shop", "postgres", "SELECT pg_read_file('/etc/passwd')"),
+    ("shop", "postgres", "SELECT nope FROM orders"),
+]
+
+
+def test_eval_and_serve_run_the_same_sql_the_same_way(reader_url, tmp_path):
+    """The one execution rule: eval's scoring path and serve's /execute choose the same engine and transpile
+    the same way, so the same SQL on the same source gives the same status and rows."""
+    from eval import run as eval_run
+    from eval.inputs import Example
+    from serve.execution import json_value
+    sources = {"concert": str(sqlite_file(tmp_path)), "shop": reader_url}
+    client = serve_client(database=[f"{name}={source}" for name, source in sources.items()])
+    try:
+        for name, dialect, sql in SAME_ON_BOTH:
+            example = Example(id="1", question="q", gold_sqls=[sql], db_id=name, database=sources[name])
+            instances = eval_run.prepare_instances([example], dialect, 1, 1)
+            eval_run.open_sandboxes(instances, 5.0)
+            (inst,) = instances.values()
+            try:
+                scoring = eval_run.Scoring(dialect, "strict", 0.0)
+                on_eval = inst.boxes[0].execute(eval_run._runnable(sql, inst, scoring))
+            finally:
+                inst.boxes[0].close()
+            on_serve = client.post("/execute", json={"database": name, "sql": sql, "dialect": dialect}).json()
+            assert inst.engine == {"concert": "sqlite", "shop": "postgres"}[name]
+            assert on_serve["status"] == on_eval.status, (sql, on_serve, on_eval)
+            assert on_serve["rows"] == [[json_value(v) for v in row] for row in on_eval.rows], sql
+    finally:
+        client.__exit__(None, None, None)

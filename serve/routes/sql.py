@@ -18,7 +18,7 @@ from eval.sql import extract_sql, parse_sql
 from serve.batching import BatcherClosed, PromptTooLong
 from serve.deps import BatcherDep, DatabasesDep, ReadyDep, SettingsDep, SlotDep
 from serve.errors import ApiError
-from serve.execution import execute_response, run_sql
+from serve.execution import engine_sql, execute_response, run_sql
 from serve.pruning import prune_schema
 from serve.registry import Database
 from serve.schemas import ExecuteRequest, ExecuteResponse, SQLRequest, SQLResponse, Timings
@@ -60,13 +60,16 @@ async def sql(body: SQLRequest, state: ReadyDep, batcher: BatcherDep, databases:
             raise ApiError(502, "backend_error", f"The model backend failed: {type(e).__name__}: {e}") from None
         generated = time.perf_counter()
         raw = done.generation.text
-        sql = extract_sql(raw)
-        parsed = parse_sql(sql) if sql else None
+        # The model writes its training data's dialect; unknown (a base model), the database engine's own.
+        dialect = state.dialect or (database.engine if database else None)
+        sql = extract_sql(raw, dialect or "duckdb")
+        parsed = parse_sql(sql, dialect or "duckdb") if sql else None
+        executed = engine_sql(database, sql, dialect) if database and sql else ""
         result = None
         if body.execute:
             if sql:
-                result = execute_response(await execute(state.execute_pool, slot, database, sql, max_rows,
-                                                        settings, deadline))
+                result = execute_response(await execute(state.execute_pool, slot, database, executed, max_rows,
+                                                        settings, deadline), sql, executed)
             else:
                 result = ExecuteResponse(status="error", error="The model wrote no SQL to run.")
         end = time.perf_counter()
@@ -75,6 +78,8 @@ async def sql(body: SQLRequest, state: ReadyDep, batcher: BatcherDep, databases:
             parse_error=parsed.error if parsed else "the model wrote no SQL",
             raw=raw, prompt_tokens=done.generation.prompt_tokens, new_tokens=done.generation.new_tokens,
             batch_size=done.batch_size, kept_tables=kept,
+            executed_sql=executed if executed and executed != sql else None, dialect=dialect,
+            engine=database.engine if database else None,
             timings=Timings(generate_s=round(generated - start, 4),
                             execute_s=round(end - generated, 4) if body.execute else 0.0,
                             total_s=round(end - start, 4)),
@@ -92,8 +97,9 @@ async def execute_sql(body: ExecuteRequest, state: ReadyDep, databases: Database
     deadline = time.monotonic() + settings.request_timeout_s
     database = find_database(databases, body.database)
     max_rows = check_max_rows(body.max_rows, settings)
-    work = execute(state.execute_pool, slot, database, body.sql, max_rows, settings, deadline)
-    return execute_response(await within_timeout(work, settings.request_timeout_s))
+    executed = engine_sql(database, body.sql, body.dialect or state.dialect)
+    work = execute(state.execute_pool, slot, database, executed, max_rows, settings, deadline)
+    return execute_response(await within_timeout(work, settings.request_timeout_s), body.sql, executed)
 
 
 async def execute(pool: Executor, slot: Slot | None, database: Database, sql: str, max_rows: int,
