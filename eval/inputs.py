@@ -18,6 +18,7 @@ from eval.postgres import PostgresError, database_url, is_postgres_url, read_url
 from sqlft.config import DatasetSpec
 from sqlft.formats import DataError, detect_format, load_records
 from sqlft.paths import DEMO_PREFIX, resolve_data_path
+from sqlft.record import Record
 
 DEFOG_COLUMNS = {"question", "query", "db_name"}
 
@@ -72,7 +73,7 @@ def load_eval_set(data: str, *, fmt: str = "auto", db_root: str | None = None, l
     if limit > 0:
         examples = examples[:limit]
     _attach_schemas(examples)
-    return EvalSet(examples, problems, path, file_sha256(path), _data_dialect(data, kind), kind)
+    return EvalSet(examples, problems, path, file_sha256(path), data_dialect(data, kind), kind)
 
 
 def load_predictions(path: str, db_root: str | None = None) -> EvalSet:
@@ -207,18 +208,24 @@ def _record_examples(path: str, fmt: str, db_root: str | None) -> tuple[list[Exa
         if not record.answer.strip():
             messages.append(f"{record.source}: no gold SQL (the record has no answer); the record is skipped")
             continue
-        extra = record.meta
-        example = Example(id=str(extra.get("id", i)), question=record.question, gold_sqls=[record.answer],
-                          db_id=record.db_id, db_schema=record.context,
-                          difficulty=str(extra.get("difficulty") or extra.get("hardness") or ""),
-                          category=str(extra.get("category") or ""), source=record.source)
-        db_path = record.meta.get("db_path", "")
-        if db_path:
-            example.database = db_path
-        else:
-            _locate_database(example, db_root, required=False)
-        examples.append(example)
+        examples.append(record_example(record, str(record.meta.get("id", i)), db_root))
     return examples, messages
+
+
+def record_example(record: Record, example_id: str, db_root: str | None = None) -> Example:
+    """A SQL record as an Example: its database is the record's db_path, a database for its db_id under db_root or
+    among defog-data's, else synthesized from its schema. (Also how the GRPO reward finds a record's database.)"""
+    extra = record.meta
+    example = Example(id=example_id, question=record.question, gold_sqls=[record.answer],
+                      db_id=record.db_id, db_schema=record.context,
+                      difficulty=str(extra.get("difficulty") or extra.get("hardness") or ""),
+                      category=str(extra.get("category") or ""), source=record.source)
+    db_path = extra.get("db_path", "")
+    if db_path:
+        example.database = db_path
+    else:
+        _locate_database(example, db_root, required=False)
+    return example
 
 
 # ------------------------------------------------------------------ databases
@@ -273,7 +280,7 @@ def _attach_schemas(examples: list[Example]) -> None:
             example.db_schema = text
 
 
-def _data_dialect(data: str, kind: str) -> str:
+def data_dialect(data: str, kind: str) -> str:
     """Defog's CSV is PostgreSQL; sqlft's demo sets are written for DuckDB (sqlft/demo_data/README.md);
     Spider and know_sql data (sql-create-context) are SQLite."""
     if kind == "defog":

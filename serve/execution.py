@@ -16,6 +16,7 @@ from typing import Any
 from eval.engine import to_engine
 from eval.postgres import PoolBusy
 from eval.sandbox import ExecutionResult
+from eval.vote import Vote, vote
 from serve.errors import ApiError
 from serve.registry import Database
 from serve.schemas import ExecuteResponse
@@ -41,6 +42,15 @@ def run_sql(database: Database, sql: str, *, max_rows: int, timeout_s: float) ->
                        headers={"Retry-After": "1"}) from None
     except Exception as e:  # noqa: BLE001 - a sandbox bug must be an answer, not a 500
         return ExecutionResult("error", error=f"the query could not be run ({type(e).__name__})")
+
+
+def vote_on(database: Database, sqls: list[str], dialect: str | None, *, max_rows: int,
+            timeout_s: float) -> Vote:
+    """eval.vote over the candidates' SQL (the greedy answer first), each run on `database` as /execute runs it."""
+    def run(sql: str) -> list[ExecutionResult] | None:
+        result = run_sql(database, engine_sql(database, sql, dialect), max_rows=max_rows, timeout_s=timeout_s)
+        return [result] if result.status == "ok" else None
+    return vote(sqls, run)
 
 
 def execute_response(result: ExecutionResult, sql: str = "", executed_sql: str = "") -> ExecuteResponse:

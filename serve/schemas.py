@@ -14,6 +14,7 @@ MAX_SCHEMA_CHARS = 200_000  # ~50k tokens: far past any context; the token budge
 MAX_SQL_CHARS = 20_000
 MAX_ROWS_LIMIT = 10_000  # hard cap; the server's --max-rows may be lower
 MAX_NEW_TOKENS_LIMIT = 4_096
+MAX_CANDIDATES = 8  # answers voted on per question: each one is a generation and an execution
 Dialect = Literal["sqlite", "duckdb", "postgres", "mysql", "bigquery", "snowflake", "tsql", "spark"]
 
 
@@ -32,6 +33,10 @@ class SQLRequest(Request):
     max_new_tokens: int | None = Field(None, ge=1, le=MAX_NEW_TOKENS_LIMIT,
                                        description="answer budget in tokens (default and upper bound: server's)")
     prune_schema: bool = Field(False, description="send the model only the tables the question seems to need")
+    candidates: int = Field(1, ge=1, le=MAX_CANDIDATES, description="with vote: answers to sample (the greedy one "
+                            "and candidates - 1 more)")
+    vote: bool = Field(False, description="run every candidate on `database` and answer with the SQL whose result "
+                       "most of them give (the greedy answer on a tie)")
 
     @model_validator(mode="after")
     def one_schema_source(self) -> "SQLRequest":
@@ -39,6 +44,10 @@ class SQLRequest(Request):
             raise ValueError("give exactly one of `db_schema` (CREATE TABLE text) or `database` (a registered name)")
         if self.execute and self.database is None:
             raise ValueError("`execute` needs `database`: pasted DDL has no rows to run the SQL on")
+        if self.vote and (self.database is None or self.candidates < 2):
+            raise ValueError("`vote` needs `database` (the candidates are run on it) and `candidates` of 2 or more")
+        if self.candidates > 1 and not self.vote:
+            raise ValueError("`candidates` above 1 is for voting: also send `vote: true`")
         return self
 
 
@@ -67,6 +76,14 @@ class Timings(BaseModel):
     total_s: float
 
 
+class VoteInfo(BaseModel):
+    candidates: int = Field(description="answers voted on (the greedy one first)")
+    ran: int = Field(description="answers that ran on the database")
+    votes: int = Field(description="answers that gave the chosen result")
+    changed: bool = Field(description="the answer is not the greedy one's SQL")
+    greedy_sql: str = Field(description="the greedy answer's SQL")
+
+
 class SQLResponse(BaseModel):
     sql: str = Field(description="the SQL taken from the model's text ('' if it wrote none)")
     valid: bool = Field(description="sqlglot parses it as one statement of the model's dialect")
@@ -82,6 +99,7 @@ class SQLResponse(BaseModel):
                                      "transpiling from the model's dialect changed it")
     dialect: str | None = Field(None, description="the model's SQL dialect (its training data's), if known")
     engine: str | None = Field(None, description="with a database: sqlite | duckdb | postgres")
+    vote: VoteInfo | None = Field(None, description="with vote: how the answer was chosen")
 
 
 class DatabaseInfo(BaseModel):

@@ -5,7 +5,7 @@ model download. Loss is on the answer only: `completion_mask` marks answer token
 """
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlft.config import Config
 from sqlft.formats import DataError, load_records
@@ -31,6 +31,7 @@ class TrainingData:
     mix_info: dict
     sample_prompts: list[str]  # a few validation prompts: merge checks merged == adapter on them
     validation_records: list[Record]  # held out (whole databases with split_by_db): `sqlft eval` can score them
+    train_records: list[Record] = field(default_factory=list)  # behind `train` (GRPO samples answers to their prompts)
 
 
 def with_system(record: Record, config: Config) -> Record:
@@ -155,7 +156,7 @@ def build_training_data(config: Config, tokenizer) -> TrainingData:
     val_report = None
     if config.data.validation:
         val_records, val_examples, val_report, _ = load_split(config.data.validation, config, tokenizer)
-        train_examples = examples
+        train_records, train_examples = records, examples
     else:
         example_of = {id(r): e for r, e in zip(records, examples)}
         train_records, val_records = split(records, config.data.val_fraction, config.data.split_by_db,
@@ -164,7 +165,8 @@ def build_training_data(config: Config, tokenizer) -> TrainingData:
         val_examples = [example_of[id(r)] for r in val_records]
     check_loss_mask(train_examples)
     samples = [sample_prompt(r, config, tokenizer) for r in (val_records or records)[:4]]
-    return TrainingData(train_examples, val_examples, report, val_report, mix_info, samples, val_records)
+    return TrainingData(train_examples, val_examples, report, val_report, mix_info, samples, val_records,
+                        train_records)
 
 
 def sample_prompt(record: Record, config: Config, tokenizer) -> str:
