@@ -408,6 +408,8 @@ def _add_primary_key(alter: exp.Alter, creates: dict[str, tuple[int, exp.Create]
     return True
 
 
+# About 60 lines, kept whole: one character scanner whose state (quote, comment, COPY data) is shared by every
+# branch; sqlglot's tokenizer cannot take its place because COPY ... FROM stdin data lines are not SQL.
 def _split_statements(text: str) -> Iterator[tuple[int, str, list[list[str | None]] | None]]:
     """(first line, statement without its `;`, COPY rows or None) for each statement of a SQL script.
 

@@ -472,7 +472,7 @@ SAME_ON_BOTH = [  # (database, dialect, SQL): eval and serve must give the same 
 def test_eval_and_serve_run_the_same_sql_the_same_way(reader_url, tmp_path):
     """The one execution rule: eval's scoring path and serve's /execute choose the same engine and transpile
     the same way, so the same SQL on the same source gives the same status and rows."""
-    from eval import run as eval_run
+    from eval import scoring as eval_scoring
     from eval.inputs import Example
     from serve.execution import json_value
     sources = {"concert": str(sqlite_file(tmp_path)), "shop": reader_url}
@@ -480,12 +480,12 @@ def test_eval_and_serve_run_the_same_sql_the_same_way(reader_url, tmp_path):
     try:
         for name, dialect, sql in SAME_ON_BOTH:
             example = Example(id="1", question="q", gold_sqls=[sql], db_id=name, database=sources[name])
-            instances = eval_run.prepare_instances([example], dialect, 1, 1)
-            eval_run.open_sandboxes(instances, 5.0)
+            instances = eval_scoring.prepare_instances([example], dialect, 1, 1)
+            eval_scoring.open_sandboxes(instances, 5.0)
             (inst,) = instances.values()
             try:
-                scoring = eval_run.Scoring(dialect, "strict", 0.0)
-                on_eval = inst.boxes[0].execute(eval_run._runnable(sql, inst, scoring))
+                scoring = eval_scoring.Scoring(dialect, "strict", 0.0)
+                on_eval = inst.boxes[0].execute(eval_scoring._runnable(sql, inst, scoring))
             finally:
                 inst.boxes[0].close()
             on_serve = client.post("/execute", json={"database": name, "sql": sql, "dialect": dialect}).json()
