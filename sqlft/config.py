@@ -66,7 +66,7 @@ class DataConfig:
     loss: str = "completion"  # tokens with loss: completion (the last answer), assistant_turns (every answer), full_text (all)
     system: str = SQL_SYSTEM  # system text for SQL records (records that carry their own keep it)
     schema_format: str = "ddl"  # schema in SQL prompts (sqlft.schema): ddl (as given) or compact (a line per table)
-    sql_dialect: str = "auto"  # dialect of the training SQL (serve transpiles from it); auto: duckdb for demo:*, else sqlite
+    sql_dialect: str = "auto"  # of the training SQL (serve transpiles from it); auto: duckdb for demo:*, else sqlite
     max_length: int = 0  # tokens per example (prompt + answer); 0: the model's context length (its config.json)
     overlong: str = "drop"  # examples over max_length: drop (reported), fail, or truncate (instructions only: SQL is dropped)
     preprocessing_workers: int = 0  # processes for the dataset passes of the trainer (0: in this process)
