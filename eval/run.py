@@ -26,7 +26,6 @@ from typing import Any, Callable
 from eval import report
 from eval.compare import MODES
 from eval.database import DatabaseError
-from eval.guided import ExecutionGuide
 from eval.inputs import EvalSet, Example, load_eval_set, load_predictions
 from eval.postgres import PostgresError, redact
 from eval.scoring import Scoring, flag_non_discriminating, prepare_instances, score_all
@@ -80,6 +79,10 @@ def _check(config: EvalConfig) -> list[str]:
         problems.append("--workers must be at least 0 (0: one per core) and --instances at least 1")
     if config.generation.candidates < 1 or (config.generation.vote and config.generation.candidates < 2):
         problems.append("--candidates must be at least 1, and --vote needs --candidates 2 or more (e.g. 4)")
+    if config.generation.candidates > 1 and not config.generation.vote:
+        problems.append(f"--candidates {config.generation.candidates} is for voting over executed results: add "
+                        "--vote (execution-guided decoding, the first sample that runs, measured worse and was "
+                        "removed)")
     if config.generation.vote and config.predictions:
         problems.append("--vote samples answers from a model: it cannot be used with --predictions")
     return problems
@@ -123,10 +126,8 @@ def _parser() -> argparse.ArgumentParser:
                    "16-bit type, float32 on a CPU; sqlft.precision)")
     p.add_argument("--no-prefix-cache", action="store_false", dest="generation.prefix_cache", help="read every "
                    "prompt whole (prefix caching off: slower, same answers; for measuring it)")
-    p.add_argument("--candidates", type=int, dest="generation.candidates", help="answers per question: the greedy "
-                   "one and N-1 samples (generation.candidate_temperature). With --vote: the answer is the SQL whose "
-                   "result most of them give. Without: execution-guided decoding (a greedy answer that does not run "
-                   "on the empty schema is replaced by the first sample that does)")
+    p.add_argument("--candidates", type=int, dest="generation.candidates", help="with --vote: answers per question, "
+                   "the greedy one and N-1 samples (generation.candidate_temperature)")
     p.add_argument("--vote", action="store_true", dest="generation.vote", help="with --candidates N: run every "
                    "answer on the question's database and keep the one whose result is the most common among those "
                    "that run (the greedy answer on a tie); the report says how often that changed the answer")
@@ -343,8 +344,6 @@ def append_predictions(model, todo: list[Example], gen: GenerationConfig, dialec
     """Generate the answers of `todo` batch by batch, appending each batch to pred_path and to `done`."""
     prompts = {e.id: model.sql_prompt(e.db_schema, e.question) for e in todo}
     voting = gen.vote and gen.candidates > 1
-    guide = ExecutionGuide(dialect, gen.candidates, gen.candidate_temperature) \
-        if gen.candidates > 1 and not voting else None
     if voting:
         import torch
         torch.manual_seed(0)  # the same samples on a rerun
@@ -355,10 +354,8 @@ def append_predictions(model, todo: list[Example], gen: GenerationConfig, dialec
         for start in range(0, len(todo), gen.batch_size):
             batch = todo[start:start + gen.batch_size]
             began = time.perf_counter()
-            batch_prompts, schemas = [prompts[e.id] for e in batch], [e.db_schema for e in batch]
-            outputs = greedy = model.generate(batch_prompts, gen)
-            if guide:
-                outputs = guide.improve(model, batch_prompts, schemas, greedy, gen)
+            batch_prompts = [prompts[e.id] for e in batch]
+            outputs = model.generate(batch_prompts, gen)
             # Voting: the samples are kept beside the greedy answer; scoring runs them all and picks (eval.vote).
             samples = [model.generate(batch_prompts, sampling) for _ in range(gen.candidates - 1)] if voting else []
             seconds = time.perf_counter() - began
@@ -368,18 +365,12 @@ def append_predictions(model, todo: list[Example], gen: GenerationConfig, dialec
                         "seconds": seconds / len(batch)}
                 if samples:
                     line["candidates"] = [s[i].text for s in samples]
-                if output is not greedy[i]:
-                    line["guided_from"] = greedy[i].text  # the greedy answer, which did not run
                 f.write(json.dumps(line, ensure_ascii=False) + "\n")
                 done[example.id] = line
             f.flush()  # a kill loses at most the batch being generated
             made = start + len(batch)
             tokens = sum(o.new_tokens for o in outputs)
             print(f"  {made}/{len(todo)} ({tokens / seconds:.1f} new tokens/s)", file=sys.stderr)
-    if guide:
-        print(f"execution-guided: {guide.replaced} answers replaced by one of {guide.sampled} samples",
-              file=sys.stderr)
-        guide.close()
 
 
 def drop_partial_line(path: Path) -> None:
@@ -398,7 +389,6 @@ def generation_stats(raw: dict[str, dict], examples: list[Example]) -> dict:
     return {"examples": len(lines), "total_s": round(seconds, 3),
             "per_example_s": round(seconds / len(lines), 3) if lines else 0.0,
             "new_tokens": new, "prompt_tokens": sum(line.get("prompt_tokens", 0) for line in lines),
-            "guided_replaced": sum(1 for line in lines if "guided_from" in line),
             "tokens_per_s": round(new / seconds, 2) if seconds else 0.0}
 
 

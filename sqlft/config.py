@@ -157,9 +157,8 @@ class GenerationConfig:
     repetition_penalty: float = 1.0
     batch_size: int = 8  # prompts per generate call (left padded)
     prefix_cache: bool = True  # read a batch's shared prompt prefix (system text + schema) once, not once per row
-    candidates: int = 1  # answers per question (eval, serve): the greedy one and N-1 samples; see vote
-    vote: bool = False  # with candidates > 1: answer with the SQL whose executed result most answers give (greedy on
-    # a tie); without: execution-guided, the first sample that runs replaces a greedy answer that does not (eval)
+    candidates: int = 1  # with vote (eval, serve): answers per question, the greedy one and N-1 samples
+    vote: bool = False  # answer with the SQL whose executed result most candidates give (the greedy one on a tie)
     candidate_temperature: float = 0.7  # sampling temperature of the extra answers
 
 
