@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
+from machine import print_machine  # noqa: E402
 
 DEFOG = Path(__file__).resolve().parents[2] / "shared" / "data" / "defog" / "questions" / "questions_gen_sqlite.csv"
 BASE = "embedded:smollm2-135m-instruct"
@@ -74,6 +76,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/ablation")
     parser.add_argument("--only", nargs="*", help="variant names to run (default: all)")
     args = parser.parse_args()
+    print_machine("auto")  # figures name the machine they were measured on
     data = str(DEFOG) if args.suite == "defog" else args.data
     if not data:
         parser.error("--data is needed for the spider suite")

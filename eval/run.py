@@ -15,6 +15,7 @@ OUT holds predictions.jsonl (appended per batch: a killed eval resumes), results
 import argparse
 import dataclasses
 import functools
+import inspect
 import json
 import os
 import sys
@@ -31,6 +32,7 @@ from eval.postgres import PostgresError, redact
 from eval.scoring import Scoring, flag_non_discriminating, prepare_instances, score_all
 from sqlft.config import ConfigError, GenerationConfig, build_config, load_config
 from sqlft.formats import DataError
+from sqlft.progress import progress
 
 DIALECTS = ("sqlite", "postgres", "duckdb")
 ENGINES = ("auto", "sqlite", "duckdb")  # auto: eval.engine.engine_for, the rule serve follows too
@@ -350,12 +352,15 @@ def append_predictions(model, todo: list[Example], gen: GenerationConfig, dialec
     sampling = dataclasses.replace(gen, do_sample=True, temperature=gen.candidate_temperature, num_beams=1)
     todo = sorted(todo, key=lambda e: prompts[e.id])  # text order: a batch shares its schema prefix (prefix_cache)
     drop_partial_line(pred_path)
-    with open(pred_path, "a", encoding="utf-8") as f:
+    # A local model reports answers as they finish inside a batch (a batch of 64 takes minutes on a CPU).
+    reports = "on_answer" in inspect.signature(model.generate).parameters
+    with open(pred_path, "a", encoding="utf-8") as f, progress(len(todo), "generating", "answer") as bar:
         for start in range(0, len(todo), gen.batch_size):
             batch = todo[start:start + gen.batch_size]
             began = time.perf_counter()
             batch_prompts = [prompts[e.id] for e in batch]
-            outputs = model.generate(batch_prompts, gen)
+            outputs = model.generate(batch_prompts, gen, on_answer=bar.update) if reports else \
+                model.generate(batch_prompts, gen)
             # Voting: the samples are kept beside the greedy answer; scoring runs them all and picks (eval.vote).
             samples = [model.generate(batch_prompts, sampling) for _ in range(gen.candidates - 1)] if voting else []
             seconds = time.perf_counter() - began
@@ -368,9 +373,10 @@ def append_predictions(model, todo: list[Example], gen: GenerationConfig, dialec
                 f.write(json.dumps(line, ensure_ascii=False) + "\n")
                 done[example.id] = line
             f.flush()  # a kill loses at most the batch being generated
-            made = start + len(batch)
+            if not reports:
+                bar.update(len(batch))
             tokens = sum(o.new_tokens for o in outputs)
-            print(f"  {made}/{len(todo)} ({tokens / seconds:.1f} new tokens/s)", file=sys.stderr)
+            bar.set_postfix_str(f"{tokens / seconds:.1f} new tokens/s", refresh=False)
 
 
 def drop_partial_line(path: Path) -> None:

@@ -97,6 +97,7 @@ class TrainConfig:
     optim: str = "adamw_torch"  # transformers optimizer name; paged_adamw_8bit on GPU for QLoRA
     precision: str = "auto"  # autocast: auto (what the hardware computes natively, sqlft.precision), bf16, fp16, fp32
     gradient_checkpointing: bool = True  # recompute activations in backward: less memory, ~30% slower
+    token_metrics: bool = False  # log TRL's entropy and token accuracy: its LM head then scores every position
     use_reentrant: bool = False  # torch's reentrant checkpointing (some custom model code needs it)
     group_by_length: bool = False  # batch examples of similar length together (less padding)
     eval_strategy: str = "steps"  # validation loss every eval_steps (steps), after each epoch (epoch), or never (no)
@@ -122,7 +123,6 @@ class RewardConfig:
     runs: float = 0.1  # reward of an answer that runs but gives another result (anything else: 0)
     overlong_penalty: float = 0.0  # subtracted from an answer that fills max_completion_length without ending
     malformed_penalty: float = 0.0  # subtracted from an answer with no readable SQL in it
-    dialect: str = "auto"  # of the gold SQL: auto (duckdb for demo: data, else sqlite), sqlite, postgres, duckdb
     mode: str = "spider"  # result comparison, as `sqlft eval --mode`: spider, strict or set
     timeout_s: float = 5.0  # per query: a runaway answer is stopped and earns 0
     instances: int = 3  # synthesized databases per schema-only record (an answer must match on every one)
@@ -199,7 +199,6 @@ CHOICES = {
     "grpo.loss_type": ("dapo", "grpo", "dr_grpo", "bnpo"),
     "grpo.scale_rewards": ("group", "batch", "none"),
     "grpo.vllm_mode": ("colocate", "server"),
-    "grpo.reward.dialect": ("auto", "sqlite", "postgres", "duckdb"),
     "grpo.reward.mode": ("spider", "strict", "set"),
 }
 # Keys that were renamed: the error names the new key rather than guessing a look-alike.
