@@ -2,8 +2,9 @@
 
     result = run_sql(database, "SELECT 1", max_rows=10, timeout_s=5)   # ExecutionResult, never raises
 
-run_sql is where the engine is chosen (today: the database's DuckDB sandbox); it is called on the server's
-execution pool, never on the event loop.
+run_sql is where the engine is chosen (today: the database's DuckDB sandbox, in a worker process that is
+killed at the deadline or past its memory cap, eval/isolation.py); it is called on the server's execution
+pool, never on the event loop.
 """
 
 import datetime
@@ -12,15 +13,17 @@ import math
 import uuid
 from typing import Any
 
+from eval.isolation import IsolatedExecutor
 from eval.sandbox import ExecutionResult
 from serve.registry import Database
 from serve.schemas import ExecuteResponse
 
 
-def run_sql(database: Database, sql: str, *, max_rows: int, timeout_s: float) -> ExecutionResult:
-    """Run one query in the database's sandbox. Failures (the sandbox's own included) are a status."""
+def run_sql(database: Database, sql: str, *, max_rows: int, timeout_s: float,
+            isolated: IsolatedExecutor) -> ExecutionResult:
+    """Run one query in a sandbox on the database. Failures (the sandbox's own included) are a status."""
     try:
-        return database.sandbox.execute(sql, max_rows=max_rows, timeout_s=timeout_s)
+        return isolated.execute(database.path, sql, max_rows=max_rows, timeout_s=timeout_s)
     except Exception as e:  # noqa: BLE001 - a sandbox bug must be an answer, not a 500
         return ExecutionResult("error", error=f"the query could not be run ({type(e).__name__})")
 

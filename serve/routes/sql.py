@@ -23,7 +23,7 @@ from serve.pruning import prune_schema
 from serve.registry import Database
 from serve.schemas import ExecuteRequest, ExecuteResponse, SQLRequest, SQLResponse, Timings
 from serve.settings import Settings
-from serve.state import Slot
+from serve.state import ServerState, Slot
 from sqlft.config import GenerationConfig
 
 log = logging.getLogger("sqlft.serve")
@@ -65,8 +65,7 @@ async def sql(body: SQLRequest, state: ReadyDep, batcher: BatcherDep, databases:
         result = None
         if body.execute:
             if sql:
-                result = execute_response(await execute(state.execute_pool, slot, database, sql, max_rows,
-                                                        settings, deadline))
+                result = execute_response(await execute(state, slot, database, sql, max_rows, deadline))
             else:
                 result = ExecuteResponse(status="error", error="The model wrote no SQL to run.")
         end = time.perf_counter()
@@ -92,17 +91,18 @@ async def execute_sql(body: ExecuteRequest, state: ReadyDep, databases: Database
     deadline = time.monotonic() + settings.request_timeout_s
     database = find_database(databases, body.database)
     max_rows = check_max_rows(body.max_rows, settings)
-    work = execute(state.execute_pool, slot, database, body.sql, max_rows, settings, deadline)
+    work = execute(state, slot, database, body.sql, max_rows, deadline)
     return execute_response(await within_timeout(work, settings.request_timeout_s))
 
 
-async def execute(pool: Executor, slot: Slot | None, database: Database, sql: str, max_rows: int,
-                  settings: Settings, deadline: float):
+async def execute(state: ServerState, slot: Slot | None, database: Database, sql: str, max_rows: int,
+                  deadline: float):
+    settings = state.settings
     left = deadline - time.monotonic()
     if left <= 0:
         raise_timeout(settings.request_timeout_s)
-    return await run_on(pool, slot, run_sql, database, sql, max_rows=max_rows,
-                        timeout_s=min(settings.execute_timeout_s, left))
+    return await run_on(state.execute_pool, slot, run_sql, database, sql, max_rows=max_rows,
+                        timeout_s=min(settings.execute_timeout_s, left), isolated=state.isolated)
 
 
 async def run_on(pool: Executor, slot: Slot | None, fn: Callable, *args: Any, **kwargs: Any) -> Any:
