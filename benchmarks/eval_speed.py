@@ -21,7 +21,7 @@ from sqlglot import exp
 
 from eval.compare import compare_results
 from eval.inputs import Example, load_eval_set
-from eval.run import Scoring, instance_key, prepare_instances, score_all
+from eval.scoring import Scoring, instance_key, prepare_instances, score_all
 from eval.sandbox import ExecutionResult
 from eval.sql import has_order_by, parse_sql, strip_distinct, to_duckdb
 

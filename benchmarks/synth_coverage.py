@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from eval.synth import check_gold, synthesize
+from eval.gold_check import check_gold
+from eval.synth import synthesize
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "spider_train" / "spider_train.jsonl"
 

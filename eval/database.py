@@ -22,6 +22,7 @@ import sqlglot
 from sqlglot import exp
 
 from sqlft.paths import cache_dir
+from sqlft.schema import quote_identifier
 
 # The seven databases the `defog-data` package ships as <name>/<name>.sql (PostgreSQL dumps).
 DEFOG_DATABASES = ("academic", "advising", "atis", "geography", "restaurants", "scholar", "yelp")
@@ -102,6 +103,13 @@ def schema_ddl(db_path: Path, tables: Sequence[str] | None = None) -> str:
     return "\n".join(catalog[name] for name in selected)
 
 
+def column_names(db_path: Path) -> set[str]:
+    """Every column name of a DuckDB file (eval.sql.to_duckdb tells a "double-quoted" string from a column)."""
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        return {name for (name,) in con.execute("SELECT DISTINCT column_name FROM duckdb_columns() "
+                                                "WHERE NOT internal").fetchall()}
+
+
 def _catalog(db_path: Path) -> dict[str, str]:
     """{table name: its CREATE TABLE line}, in name order; read once per version of the file."""
     path = Path(db_path)
@@ -140,7 +148,7 @@ def _ident(name: str, reserved: set[str]) -> str:
     # DuckDB matches unquoted names case-insensitively: quotes only where the name needs them (fewer tokens).
     if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) and name.lower() not in reserved:
         return name
-    return '"' + name.replace('"', '""') + '"'
+    return quote_identifier(name)
 
 
 # ---------------------------------------------------------------------------------------------- building
@@ -207,17 +215,17 @@ def _load_sqlite(con: duckdb.DuckDBPyConnection, source: Path) -> None:
         if not tables:
             raise DatabaseError(f"SQLite file {source} has no tables")
         for table in tables:
-            info = src.execute(f"PRAGMA table_info({_quote(table)})").fetchall()  # cid, name, type, notnull, dflt, pk
-            rows = src.execute(f"SELECT * FROM {_quote(table)}").fetchall()
+            info = src.execute(f"PRAGMA table_info({quote_identifier(table)})").fetchall()  # cid, name, type, notnull, dflt, pk
+            rows = src.execute(f"SELECT * FROM {quote_identifier(table)}").fetchall()
             names = [col[1] for col in info]
             types, rows = _sqlite_column_types([col[2] for col in info], rows)
-            defs = [f"{_quote(n)} {t}" for n, t in zip(names, types)]
+            defs = [f"{quote_identifier(n)} {t}" for n, t in zip(names, types)]
             key = [col[1] for col in sorted(info, key=lambda c: c[5]) if col[5] > 0]
             if key and _is_key(rows, [names.index(k) for k in key]):
-                defs.append(f"PRIMARY KEY ({', '.join(_quote(k) for k in key)})")
+                defs.append(f"PRIMARY KEY ({', '.join(quote_identifier(k) for k in key)})")
             try:
-                con.execute(f"CREATE TABLE {_quote(table)} ({', '.join(defs)})")
-                _insert_rows(con, _quote(table), [_quote(n) for n in names], rows)
+                con.execute(f"CREATE TABLE {quote_identifier(table)} ({', '.join(defs)})")
+                _insert_rows(con, quote_identifier(table), [quote_identifier(n) for n in names], rows)
             except duckdb.Error as e:
                 raise DatabaseError(f"Copying table {table!r} from {source} failed: {e}") from e
     finally:
@@ -268,9 +276,6 @@ def _is_key(rows: list[tuple], idx: list[int]) -> bool:
     keys = [tuple(row[i] for i in idx) for row in rows]
     return all(v is not None for k in keys for v in k) and len(set(keys)) == len(keys)
 
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 # ---------------------------------------------------------------------------------------------- PostgreSQL

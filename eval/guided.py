@@ -17,8 +17,8 @@ import torch
 
 from eval.sandbox import Sandbox
 from eval.sql import extract_sql, parse_sql, to_duckdb
-from eval.synth import create_table_sql, parse_tables
 from sqlft.config import GenerationConfig
+from sqlft.schema import create_table_sql, parse_tables
 
 
 class EmptySchemaCheck:

@@ -2,7 +2,8 @@
 
 Everything becomes an `Example`: a question, one or more gold SQL alternatives (a prediction is correct if
 it matches any), and where its database comes from: a real database (a file or a defog-data name, built by
-eval.database.prepare_database) or, for schema-only records, databases synthesized from the schema.
+eval.database.prepare_database; or a database on a PostgreSQL server when --db-root is its URL) or, for
+schema-only records, databases synthesized from the schema.
 """
 
 import csv
@@ -13,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from eval.database import DatabaseError, defog_database_names, prepare_database, schema_ddl
+from eval.postgres import PostgresError, database_url, is_postgres_url, read_url_schema
 from sqlft.config import DatasetSpec
 from sqlft.formats import DataError, detect_format, load_records
 from sqlft.paths import DEMO_PREFIX, resolve_data_path
+from sqlft.record import Record
 
 DEFOG_COLUMNS = {"question", "query", "db_name"}
 
@@ -27,7 +30,7 @@ class Example:
     gold_sqls: list[str]  # alternatives: the prediction is correct if it matches any of them
     db_id: str = ""
     db_schema: str = ""  # CREATE TABLE text the model sees; "" when predictions are given
-    database: str = ""  # source for prepare_database (file or defog name); "" -> synthesize from db_schema
+    database: str = ""  # file, defog name or PostgreSQL URL (eval.engine); "" -> synthesize from db_schema
     database_error: str = ""  # why no database could be found (the example is then a gold_error)
     difficulty: str = ""  # the record's own label, when it has one
     category: str = ""
@@ -70,7 +73,7 @@ def load_eval_set(data: str, *, fmt: str = "auto", db_root: str | None = None, l
     if limit > 0:
         examples = examples[:limit]
     _attach_schemas(examples)
-    return EvalSet(examples, problems, path, file_sha256(path), _data_dialect(data, kind), kind)
+    return EvalSet(examples, problems, path, file_sha256(path), data_dialect(data, kind), kind)
 
 
 def load_predictions(path: str, db_root: str | None = None) -> EvalSet:
@@ -137,6 +140,7 @@ def _defog_examples(path: str, db_root: str | None) -> list[Example]:
     """questions_gen_*.csv: question, query, db_name, query_category, instructions. The databases are the
     dumps in ../databases/<db>.sql beside the questions folder, in --db-root, or defog-data's own."""
     dumps = [Path(path).resolve().parent.parent / "databases"] + ([Path(db_root)] if db_root else [])
+    dumps = [d for d in dumps if not is_postgres_url(str(d))]
     examples = []
     with open(path, encoding="utf-8-sig", newline="") as f:
         for i, row in enumerate(csv.DictReader(f)):
@@ -148,6 +152,8 @@ def _defog_examples(path: str, db_root: str | None) -> list[Example]:
                               source=f"{Path(path).name}:{i + 2}")
             dump = next((d / f"{example.db_id}.sql" for d in dumps if (d / f"{example.db_id}.sql").is_file()), None)
             example.database = str(dump) if dump else example.db_id
+            if is_postgres_url(db_root):  # the dumps loaded into a server, one database per db_name
+                example.database = database_url(db_root, example.db_id)
             examples.append(example)
     return examples
 
@@ -202,18 +208,24 @@ def _record_examples(path: str, fmt: str, db_root: str | None) -> tuple[list[Exa
         if not record.answer.strip():
             messages.append(f"{record.source}: no gold SQL (the record has no answer); the record is skipped")
             continue
-        extra = record.meta
-        example = Example(id=str(extra.get("id", i)), question=record.question, gold_sqls=[record.answer],
-                          db_id=record.db_id, db_schema=record.context,
-                          difficulty=str(extra.get("difficulty") or extra.get("hardness") or ""),
-                          category=str(extra.get("category") or ""), source=record.source)
-        db_path = record.meta.get("db_path", "")
-        if db_path:
-            example.database = db_path
-        else:
-            _locate_database(example, db_root, required=False)
-        examples.append(example)
+        examples.append(record_example(record, str(record.meta.get("id", i)), db_root))
     return examples, messages
+
+
+def record_example(record: Record, example_id: str, db_root: str | None = None) -> Example:
+    """A SQL record as an Example: its database is the record's db_path, a database for its db_id under db_root or
+    among defog-data's, else synthesized from its schema. (Also how the GRPO reward finds a record's database.)"""
+    extra = record.meta
+    example = Example(id=example_id, question=record.question, gold_sqls=[record.answer],
+                      db_id=record.db_id, db_schema=record.context,
+                      difficulty=str(extra.get("difficulty") or extra.get("hardness") or ""),
+                      category=str(extra.get("category") or ""), source=record.source)
+    db_path = extra.get("db_path", "")
+    if db_path:
+        example.database = db_path
+    else:
+        _locate_database(example, db_root, required=False)
+    return example
 
 
 # ------------------------------------------------------------------ databases
@@ -228,7 +240,11 @@ def database_candidates(db_id: str, db_root: str) -> list[Path]:
 
 def _locate_database(example: Example, db_root: str | None, required: bool = True) -> None:
     """Set example.database from --db-root or a defog-data name; when `required` and none is found, say why
-    in database_error (otherwise the example falls back to synthesized databases)."""
+    in database_error (otherwise the example falls back to synthesized databases). A PostgreSQL URL as
+    db_root names a server: db_id is the database on it."""
+    if is_postgres_url(db_root):
+        example.database = database_url(db_root, example.db_id)
+        return
     if db_root:
         found = next((p for p in database_candidates(example.db_id, db_root) if p.is_file()), None)
         if found:
@@ -253,8 +269,9 @@ def _attach_schemas(examples: list[Example]) -> None:
             continue
         if example.database not in schemas:
             try:
-                schemas[example.database] = schema_ddl(prepare_database(example.database))
-            except (DatabaseError, OSError) as err:
+                schemas[example.database] = (read_url_schema(example.database).ddl if is_postgres_url(example.database)
+                                             else schema_ddl(prepare_database(example.database)))
+            except (DatabaseError, PostgresError, OSError) as err:
                 schemas[example.database] = f"error: {err}"
         text = schemas[example.database]
         if text.startswith("error: "):
@@ -263,7 +280,7 @@ def _attach_schemas(examples: list[Example]) -> None:
             example.db_schema = text
 
 
-def _data_dialect(data: str, kind: str) -> str:
+def data_dialect(data: str, kind: str) -> str:
     """Defog's CSV is PostgreSQL; sqlft's demo sets are written for DuckDB (sqlft/demo_data/README.md);
     Spider and know_sql data (sql-create-context) are SQLite."""
     if kind == "defog":

@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from eval.sandbox import ExecutionResult, Sandbox
+from eval.sandbox import _PATH, ExecutionResult, Sandbox
+from eval.sqlite_sandbox import SqliteSandbox
 
 POLL_S = 0.01  # how often the worker's memory is looked at while it runs
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -68,16 +69,20 @@ def main() -> None:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write to the result pipe
     sandbox_kwargs = _recv(stdin)
-    boxes: dict[str, Sandbox] = {}
+    boxes: dict[tuple[str, str], Sandbox | SqliteSandbox] = {}
     while True:
         try:
-            path, sql, max_rows, timeout_s = _recv(stdin)
+            engine, path, sql, max_rows, timeout_s = _recv(stdin)
         except EOFError:
             return
         try:
-            box = boxes.get(path)
+            box = boxes.get((engine, path))
             if box is None:
-                box = boxes[path] = Sandbox(path, **sandbox_kwargs)
+                if engine == "sqlite":
+                    box = SqliteSandbox(path, max_result_bytes=sandbox_kwargs["max_result_bytes"])
+                else:
+                    box = Sandbox(path, **sandbox_kwargs)
+                boxes[(engine, path)] = box
             result = box.execute(sql, max_rows=max_rows, timeout_s=timeout_s)
         except Exception as e:  # noqa: BLE001 - opening the database failed: an answer, not a dead worker
             result = ExecutionResult("error", error=f"the database could not be opened ({type(e).__name__})")
@@ -132,7 +137,9 @@ class IsolatedExecutor:
         self._lock = threading.Lock()
         self.killed = 0  # workers killed at a deadline or a memory cap (for tests and logs)
 
-    def execute(self, db_path: str | Path, sql: str, *, max_rows: int, timeout_s: float) -> ExecutionResult:
+    def execute(self, db_path: str | Path, sql: str, *, max_rows: int, timeout_s: float,
+                engine: str = "duckdb") -> ExecutionResult:
+        """`sql` on the DuckDB (engine "duckdb") or SQLite ("sqlite") file at db_path, in a worker."""
         start = time.perf_counter()
         worker = self._idle.get()  # at most `workers` queries at once
         try:
@@ -140,19 +147,20 @@ class IsolatedExecutor:
                 return ExecutionResult("error", error="the server is shutting down")
             if worker is None or not worker.alive():
                 worker = _Worker(self._kwargs)
-            result, worker = self._run(worker, str(db_path), sql, max_rows, timeout_s, start)
+            result, worker = self._run(worker, (engine, str(db_path), sql, max_rows, timeout_s), timeout_s, start)
         finally:
             self._idle.put(worker)
+        result.error = _PATH.sub("<path>", result.error)  # "cannot open /home/...": not the client's business
         result.elapsed_s = time.perf_counter() - start
         return result
 
-    def _run(self, worker: _Worker, path: str, sql: str, max_rows: int, timeout_s: float,
+    def _run(self, worker: _Worker, request: tuple, timeout_s: float,
              start: float) -> tuple[ExecutionResult, _Worker | None]:
         baseline = _rss(worker.pid)
         deadline = start + timeout_s + self.grace_s
         peak = baseline
         try:
-            worker.send((path, sql, max_rows, timeout_s))
+            worker.send(request)
             while True:
                 if worker.ready(POLL_S):
                     return worker.recv(), worker
@@ -194,6 +202,35 @@ class IsolatedExecutor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class IsolatedSandbox:
+    """A file sandbox whose queries run in an IsolatedExecutor's workers; same execute() as the sandbox."""
+
+    def __init__(self, inner: Sandbox | SqliteSandbox, executor: IsolatedExecutor):
+        self.inner, self.executor = inner, executor
+        self.engine = "sqlite" if isinstance(inner, SqliteSandbox) else "duckdb"
+        self.tables = inner.tables
+        self.timeout_s, self.max_rows = inner.timeout_s, inner.max_rows
+
+    def execute(self, sql: str, *, max_rows: int | None = None, timeout_s: float | None = None) -> ExecutionResult:
+        return self.executor.execute(self.inner.path, sql, engine=self.engine,
+                                     max_rows=self.max_rows if max_rows is None else max_rows,
+                                     timeout_s=self.timeout_s if timeout_s is None else timeout_s)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def __getattr__(self, name: str) -> Any:  # anything else (schema, columns) from the sandbox itself
+        return getattr(self.inner, name)
+
+
+def isolate(sandbox: Any, executor: IsolatedExecutor) -> Any:
+    """`sandbox` with its queries in `executor`'s workers when it is over a DuckDB or SQLite file; any other
+    (an in-memory DuckDB, a PostgreSQL server with its own server-side bounds) as it is."""
+    if isinstance(sandbox, (Sandbox, SqliteSandbox)) and getattr(sandbox, "path", None) is not None:
+        return IsolatedSandbox(sandbox, executor)
+    return sandbox
 
 
 if __name__ == "__main__":

@@ -44,10 +44,26 @@ def summarize(rows: list[dict], settings: dict, generation: dict | None = None) 
         "gold_errors": [{"id": row["id"], "db_id": row["db_id"], "reason": row["reason"]}
                         for row in rows if row["status"] == "gold_error"],
         "generation": generation or None,
+        "voting": voting(rows),
         "settings": settings,
         "versions": versions(settings),
     }
     return summary
+
+
+def voting(rows: list[dict]) -> dict | None:
+    """How voting over executed results went (eval.vote): how often it changed the greedy answer, how many
+    candidates ran, and what the changes did to accuracy. None when the eval did not vote."""
+    voted = [row for row in rows if row.get("vote")]
+    if not voted:
+        return None
+    changed = [row for row in voted if row["vote"]["changed"]]
+    n = len(voted)
+    return {"questions": n, "candidates": voted[0]["vote"]["candidates"],
+            "changed": len(changed), "changed_rate": _rate(len(changed), n),
+            "changed_and_correct": sum(row["status"] == "match" for row in changed),
+            "candidates_ran_mean": round(sum(row["vote"]["ran"] for row in voted) / n, 2),
+            "none_ran": sum(row["vote"]["ran"] == 0 for row in voted)}
 
 
 def _rate(count: int, total: int) -> float:
@@ -102,6 +118,10 @@ def summary_line(summary: dict, out: Path) -> str:
     correct = summary["counts"]["match"]
     excluded = summary["counts"]["gold_error"]
     note = f", {excluded} gold errors excluded" if excluded else ""
+    vote = summary.get("voting")
+    if vote:
+        note += (f"; voting changed {vote['changed']}/{vote['questions']} answers, "
+                 f"{vote['candidates_ran_mean']}/{vote['candidates']} ran on average")
     return (f"execution accuracy {acc:.1%} ({correct}/{n}{note}) | exact match {summary['exact_match']:.1%} | "
             f"valid SQL {summary['valid_sql']:.1%} | mode {summary['mode']} | {out / 'report.md'}")
 
@@ -137,6 +157,12 @@ def markdown(summary: dict, rows: list[dict]) -> str:
                   f"- {gen['examples']} answers, {gen['total_s']} s in all, {gen['per_example_s']} s per example, "
                   f"{gen['tokens_per_s']} new tokens/s ({gen['new_tokens']} new, {gen['prompt_tokens']} prompt tokens)",
                   f"- decoding: `{json.dumps(s.get('decoding'))}`"]
+        vote = summary.get("voting")
+        if vote:
+            lines.append(f"- voting over executed results ({vote['candidates']} answers per question): the answer "
+                         f"changed on {vote['changed']} of {vote['questions']} questions ({vote['changed_rate']:.1%};"
+                         f" {vote['changed_and_correct']} of those are correct); {vote['candidates_ran_mean']} "
+                         f"answers ran per question on average, none on {vote['none_ran']}")
         if gen.get("guided_replaced"):
             lines.append(f"- execution-guided: {gen['guided_replaced']} greedy answers that did not run on the "
                          "empty schema were replaced by a sampled answer that did")

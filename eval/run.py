@@ -17,69 +17,24 @@ import dataclasses
 import functools
 import json
 import os
-import re
 import sys
 import time
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import duckdb
-
 from eval import report
-from eval.compare import MODES, compare_results
-from eval.database import DatabaseError, prepare_database
+from eval.compare import MODES
+from eval.database import DatabaseError
 from eval.guided import ExecutionGuide
-from eval.hardness import hardness
 from eval.inputs import EvalSet, Example, load_eval_set, load_predictions
-from eval.sandbox import ExecutionResult, Sandbox
-from eval.sqlite_sandbox import SqliteSandbox, is_sqlite_file
-from eval.sql import extract_sql, has_order_by, normalise, parse_sql, strip_distinct, to_duckdb
-from eval.synth import check_gold, synthesize
+from eval.postgres import PostgresError, redact
+from eval.scoring import Scoring, flag_non_discriminating, prepare_instances, score_all
 from sqlft.config import ConfigError, GenerationConfig, build_config, load_config
 from sqlft.formats import DataError
 
 DIALECTS = ("sqlite", "postgres", "duckdb")
-ENGINES = ("auto", "sqlite", "duckdb")
-PRED_STATUS = {"error": "pred_exec_error", "timeout": "pred_timeout", "rejected": "rejected"}
-
-
-@dataclass
-class Scoring:
-    dialect: str  # dialect of the gold SQL (and of what the model is expected to write)
-    mode: str  # eval.compare.MODES
-    float_tolerance: float
-    timeout_s: float = 5.0  # per query, gold and pred alike
-
-
-@dataclass
-class Instances:
-    """The database(s) one example is scored on: one real database, or several synthesized ones."""
-    paths: list[Path]
-    synthetic: bool
-    engine: str = "duckdb"  # "sqlite": SQLite-dialect SQL on a SQLite file runs as written, on SQLite itself
-    columns: set[str] = field(default_factory=set)  # every column name: to_duckdb tells "x" strings from columns
-    boxes: list[Sandbox | SqliteSandbox] = field(default_factory=list)
-    error: str = ""  # why there is no database: every example on it is a gold_error
-
-
-@dataclass
-class Score:
-    status: str
-    reason: str = ""
-    valid_sql: bool = False
-    exact_match: bool = False
-    gold_varies: bool = False  # the (first runnable) gold result differs between synthesized instances
-
-
-@dataclass
-class Gold:
-    """One gold alternative that ran on every instance."""
-    sql: str  # as written in the data
-    order_matters: bool
-    results: list[ExecutionResult]  # one per instance
+ENGINES = ("auto", "sqlite", "duckdb")  # auto: eval.engine.engine_for, the rule serve follows too
 
 
 # ------------------------------------------------------------------ command line
@@ -93,7 +48,7 @@ class EvalConfig:
     data: str | None = None  # eval set: a record file (know_sql, Spider, ...), Defog's CSV, or demo:eval
     predictions: str | None = None  # JSONL of id, db_id, gold_sql, pred_sql: score it without a model
     format: str = "auto"  # record format of data (default: detected)
-    db_root: str | None = None  # folder of databases: <db_id>/<db_id>.sqlite (Spider) or <db_id>.duckdb
+    db_root: str | None = None  # folder of databases (<db_id>/<db_id>.sqlite, <db_id>.duckdb) or a PostgreSQL URL
     dialect: str | None = None  # of the gold SQL; None: postgres for Defog's CSV, duckdb for demo sets, else sqlite
     mode: str = "spider"  # eval.compare.MODES: spider strips DISTINCT as the official evaluation does
     float_tolerance: float = 0.0  # relative tolerance for floats (0: exact)
@@ -104,7 +59,7 @@ class EvalConfig:
     workers: int = 0  # scoring threads (0: one per core)
     dtype: str = "auto"  # weights for generation (auto: the GPU's native 16-bit type, float32 on a CPU)
     timeout_s: float = 5.0  # time limit per query in seconds, gold and pred alike
-    engine: str = "auto"  # where SQL runs: auto, sqlite or duckdb (see --engine)
+    engine: str = "auto"  # where SQL runs: auto (eval.engine's rule, serve's too), sqlite or duckdb (see --engine)
     openai_url: str | None = None  # generate through an OpenAI-compatible server (e.g. vLLM)
     model_dir: str | None = None  # with openai_url: the merged folder (template, tokenizer, context)
     generation: GenerationConfig = field(default_factory=GenerationConfig)  # decoding (--config reads a run's)
@@ -123,8 +78,10 @@ def _check(config: EvalConfig) -> list[str]:
                         "demo:eval), or --predictions FILE")
     if config.workers < 0 or config.instances < 1:
         problems.append("--workers must be at least 0 (0: one per core) and --instances at least 1")
-    if config.engine == "sqlite" and config.dialect not in (None, "sqlite"):
-        problems.append(f"--engine sqlite runs SQLite-dialect SQL only; --dialect is {config.dialect}")
+    if config.generation.candidates < 1 or (config.generation.vote and config.generation.candidates < 2):
+        problems.append("--candidates must be at least 1, and --vote needs --candidates 2 or more (e.g. 4)")
+    if config.generation.vote and config.predictions:
+        problems.append("--vote samples answers from a model: it cannot be used with --predictions")
     return problems
 
 
@@ -145,7 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="eval set: a record file (know_sql, Spider, ...), Defog's CSV, or demo:eval")
     p.add_argument("--predictions", help="JSONL of id, db_id, gold_sql, pred_sql: score it without a model")
     p.add_argument("--format", help="record format of --data (default: detected)")
-    p.add_argument("--db-root", help="folder of databases: <db_id>/<db_id>.sqlite (Spider) or <db_id>.duckdb")
+    p.add_argument("--db-root", help="folder of databases: <db_id>/<db_id>.sqlite (Spider) or <db_id>.duckdb; or a "
+                   "PostgreSQL server URL (postgresql://user@host:5432/): each db_id is a database there")
     p.add_argument("--dialect", choices=DIALECTS, help="dialect of the gold SQL (default: postgres for Defog's "
                    "CSV, duckdb for the demo sets, else sqlite)")
     p.add_argument("--mode", choices=MODES, help="spider (default): strip DISTINCT from gold and pred as the "
@@ -165,14 +123,19 @@ def _parser() -> argparse.ArgumentParser:
                    "16-bit type, float32 on a CPU; sqlft.precision)")
     p.add_argument("--no-prefix-cache", action="store_false", dest="generation.prefix_cache", help="read every "
                    "prompt whole (prefix caching off: slower, same answers; for measuring it)")
-    p.add_argument("--candidates", type=int, dest="generation.candidates", help="execution-guided decoding: when "
-                   "the greedy answer does not run on the empty schema, sample up to N-1 more and keep the first "
-                   "that runs")
+    p.add_argument("--candidates", type=int, dest="generation.candidates", help="answers per question: the greedy "
+                   "one and N-1 samples (generation.candidate_temperature). With --vote: the answer is the SQL whose "
+                   "result most of them give. Without: execution-guided decoding (a greedy answer that does not run "
+                   "on the empty schema is replaced by the first sample that does)")
+    p.add_argument("--vote", action="store_true", dest="generation.vote", help="with --candidates N: run every "
+                   "answer on the question's database and keep the one whose result is the most common among those "
+                   "that run (the greedy answer on a tie); the report says how often that changed the answer")
     p.add_argument("--timeout-s", type=float, help="time limit per query in seconds (default 5)")
-    p.add_argument("--engine", choices=ENGINES, help="where SQL runs. auto (default): on SQLite itself when the "
-                   "dialect is sqlite and the database is a SQLite file (what the official Spider evaluator does), "
-                   "else on DuckDB after transpiling; sqlite: always SQLite (an example whose database is not a "
-                   "SQLite file is a gold_error); duckdb: always DuckDB")
+    p.add_argument("--engine", choices=ENGINES, help="where SQL runs. auto (default; the rule serve follows too): "
+                   "SQLite files on SQLite itself (what the official Spider evaluator does), PostgreSQL URLs on the "
+                   "server, DuckDB files, dumps and defog names on DuckDB; SQL is transpiled when --dialect is not "
+                   "the engine's. sqlite: always SQLite (an example whose database is not a SQLite file is a "
+                   "gold_error); duckdb: always DuckDB")
     p.add_argument("--openai-url", help="generate through an OpenAI-compatible server (e.g. vLLM serving the "
                    "merged folder: http://127.0.0.1:8000/v1); MODEL is then the served model name")
     p.add_argument("--model-dir", help="with --openai-url: the merged folder (template, tokenizer, context)")
@@ -215,8 +178,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     try:
         run(parse_args(argv))
-    except (DataError, ConfigError, DatabaseError, ResumeError, FileNotFoundError) as err:
-        sys.exit(f"sqlft eval: {err}")
+    except (DataError, ConfigError, DatabaseError, PostgresError, ResumeError, FileNotFoundError) as err:
+        sys.exit(f"sqlft eval: {redact(str(err))}")
 
 
 # ------------------------------------------------------------------ the recipe
@@ -230,8 +193,6 @@ def run(config: EvalConfig, load_model: Callable[..., Any] | None = None) -> dic
     """
     evalset = load_examples(config)
     dialect = config.dialect or evalset.dialect
-    if config.engine == "sqlite" and dialect != "sqlite":
-        raise DataError(f"--engine sqlite runs SQLite-dialect SQL only; the dialect here is {dialect}")
     scoring = Scoring(dialect, config.mode, config.float_tolerance, config.timeout_s)
     workers = config.workers or os.cpu_count() or 1
     out = Path(config.out or default_out(config))
@@ -381,7 +342,13 @@ def append_predictions(model, todo: list[Example], gen: GenerationConfig, dialec
                        done: dict[str, dict]) -> None:
     """Generate the answers of `todo` batch by batch, appending each batch to pred_path and to `done`."""
     prompts = {e.id: model.sql_prompt(e.db_schema, e.question) for e in todo}
-    guide = ExecutionGuide(dialect, gen.candidates, gen.candidate_temperature) if gen.candidates > 1 else None
+    voting = gen.vote and gen.candidates > 1
+    guide = ExecutionGuide(dialect, gen.candidates, gen.candidate_temperature) \
+        if gen.candidates > 1 and not voting else None
+    if voting:
+        import torch
+        torch.manual_seed(0)  # the same samples on a rerun
+    sampling = dataclasses.replace(gen, do_sample=True, temperature=gen.candidate_temperature, num_beams=1)
     todo = sorted(todo, key=lambda e: prompts[e.id])  # text order: a batch shares its schema prefix (prefix_cache)
     drop_partial_line(pred_path)
     with open(pred_path, "a", encoding="utf-8") as f:
@@ -392,10 +359,15 @@ def append_predictions(model, todo: list[Example], gen: GenerationConfig, dialec
             outputs = greedy = model.generate(batch_prompts, gen)
             if guide:
                 outputs = guide.improve(model, batch_prompts, schemas, greedy, gen)
+            # Voting: the samples are kept beside the greedy answer; scoring runs them all and picks (eval.vote).
+            samples = [model.generate(batch_prompts, sampling) for _ in range(gen.candidates - 1)] if voting else []
             seconds = time.perf_counter() - began
             for i, (example, output) in enumerate(zip(batch, outputs)):
                 line = {"id": example.id, "raw": output.text, "prompt_tokens": output.prompt_tokens,
-                        "new_tokens": output.new_tokens, "seconds": seconds / len(batch)}
+                        "new_tokens": output.new_tokens + sum(s[i].new_tokens for s in samples),
+                        "seconds": seconds / len(batch)}
+                if samples:
+                    line["candidates"] = [s[i].text for s in samples]
                 if output is not greedy[i]:
                     line["guided_from"] = greedy[i].text  # the greedy answer, which did not run
                 f.write(json.dumps(line, ensure_ascii=False) + "\n")
@@ -428,253 +400,6 @@ def generation_stats(raw: dict[str, dict], examples: list[Example]) -> dict:
             "new_tokens": new, "prompt_tokens": sum(line.get("prompt_tokens", 0) for line in lines),
             "guided_replaced": sum(1 for line in lines if "guided_from" in line),
             "tokens_per_s": round(new / seconds, 2) if seconds else 0.0}
-
-
-# ------------------------------------------------------------------ databases
-
-
-def instance_key(example: Example) -> str:
-    return f"db:{example.database}" if example.database else f"synth:{example.db_schema}"
-
-
-def prepare_instances(examples: list[Example], dialect: str, n_instances: int, workers: int,
-                      engine: str = "auto") -> dict[str, Instances]:
-    """One Instances per database or per schema; synthesized instances hold rows planted for every gold query
-    on that schema. A database that cannot be built becomes an error shared by its examples.
-
-    engine (--engine): "auto" runs SQLite-dialect SQL on SQLite itself when the database is a SQLite file,
-    "sqlite" requires that, "duckdb" always copies the database to DuckDB and transpiles."""
-    groups: dict[str, list[Example]] = {}
-    for example in examples:
-        if not example.database_error:
-            groups.setdefault(instance_key(example), []).append(example)
-
-    def prepare(key: str) -> Instances:
-        group = groups[key]
-        try:
-            on_sqlite = engine != "duckdb" and dialect == "sqlite"
-            if key.startswith("db:") and on_sqlite and is_sqlite_file(group[0].database):
-                # What the official Spider evaluator sees: no transpiling, SQLite's own semantics.
-                return Instances([Path(group[0].database)], synthetic=False, engine="sqlite")
-            if engine == "sqlite":
-                what = f"{group[0].database} is not a SQLite file" if key.startswith("db:") else \
-                    "schema-only records are scored on synthesized DuckDB databases"
-                return Instances([], key.startswith("synth:"), error=f"--engine sqlite: {what} "
-                                 "(use --engine auto or duckdb)")
-            if key.startswith("db:"):
-                return Instances([prepare_database(group[0].database)], synthetic=False)
-            if not group[0].db_schema.strip():
-                return Instances([], True, error="the record has no schema (context) to synthesize a database from")
-            golds = [sql for e in group for sql in e.gold_sqls]
-            return Instances(synthesize(group[0].db_schema, golds, dialect=dialect, instances=n_instances), True)
-        except Exception as err:  # a bad dump or a schema the synthesizer cannot read: a harness problem
-            return Instances([], key.startswith("synth:"), error=plain(f"{type(err).__name__}: {err}"))
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        prepared = dict(zip(groups, pool.map(prepare, groups)))
-    for inst in prepared.values():
-        if inst.paths and inst.engine == "duckdb":
-            inst.columns = column_names(inst.paths[0])
-    return prepared
-
-
-def column_names(db_path: Path) -> set[str]:
-    with duckdb.connect(str(db_path), read_only=True) as con:
-        return {name for (name,) in con.execute("SELECT DISTINCT column_name FROM duckdb_columns() "
-                                                "WHERE NOT internal").fetchall()}
-
-
-def open_sandboxes(instances: dict[str, Instances], timeout_s: float) -> None:
-    for inst in instances.values():
-        engine = SqliteSandbox if inst.engine == "sqlite" else Sandbox
-        inst.boxes = [engine(path, timeout_s=timeout_s) for path in inst.paths]
-
-
-# ------------------------------------------------------------------ scoring
-
-
-def score_all(examples: list[Example], raw: dict[str, dict], instances: dict[str, Instances],
-              scoring: Scoring, workers: int) -> list[dict]:
-    """One result row per example, in input order; examples run in a thread pool over shared sandboxes
-    (DuckDB releases the GIL while a query runs; each execute() has its own cursor)."""
-    open_sandboxes(instances, scoring.timeout_s)
-
-    def one(example: Example) -> dict:
-        text = raw.get(example.id, {}).get("raw", "")
-        pred_sql = example.pred_sql if example.pred_sql is not None else extract_sql(text, scoring.dialect)
-        inst = instances.get(instance_key(example))
-        if example.database_error:
-            score = Score("gold_error", example.database_error)
-        elif inst is None or inst.error:
-            score = Score("gold_error", f"no database: {inst.error if inst else 'not prepared'}")
-        else:
-            score = score_example(example, pred_sql, inst, scoring)
-        return result_row(example, pred_sql, text, score, inst, scoring.dialect)
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(one, examples))
-
-
-def result_row(example: Example, pred_sql: str, text: str, score: Score, inst: Instances | None,
-               dialect: str) -> dict:
-    gold = example.gold_sqls[0] if example.gold_sqls else ""
-    row = {
-        "id": example.id, "db_id": example.db_id, "question": example.question, "gold_sql": gold,
-        "pred_sql": pred_sql, "raw": text, "status": score.status, "reason": score.reason,
-        "hardness": hardness(gold, dialect) if gold else "", "difficulty": example.difficulty,
-        "category": example.category, "exact_match": score.exact_match, "valid_sql": score.valid_sql,
-        "instances": len(inst.paths) if inst else 0, "synthetic": bool(inst and inst.synthetic),
-        "engine": inst.engine if inst and inst.paths else "",
-        # Synthesized data only: a gold result that differs between instances depends on the data; the rest
-        # are settled by flag_non_discriminating once the sandboxes are closed.
-        "discriminating": score.gold_varies or None, "source": example.source,
-    }
-    if len(example.gold_sqls) > 1:
-        row["gold_alternatives"] = len(example.gold_sqls)
-    return row
-
-
-def score_example(example: Example, pred_sql: str, inst: Instances, scoring: Scoring) -> Score:
-    """Status and reason for one prediction; every failure is a status, never an exception."""
-    golds, gold_failures = run_golds(example, inst, scoring)
-    if not golds:
-        return Score("gold_error", "the gold SQL does not run: " + " | ".join(dict.fromkeys(gold_failures)))
-    score = score_pred(example, pred_sql, golds, inst, scoring)
-    first = golds[0]
-    score.gold_varies = inst.synthetic and any(not _same(first.results[0], r, first, scoring)
-                                               for r in first.results[1:])
-    return score
-
-
-def run_golds(example: Example, inst: Instances, scoring: Scoring) -> tuple[list[Gold], list[str]]:
-    """The gold alternatives that run on every instance, and why the others do not."""
-    golds, failures = [], []
-    for sql in example.gold_sqls:
-        try:
-            runnable = _runnable(sql, inst, scoring)
-            results = [box.execute(runnable) for box in inst.boxes]
-        except Exception as err:  # sqlglot can fail on odd input with other errors than ParseError
-            failures.append(f"cannot transpile: {plain(str(err))}")
-            continue
-        failed = next(((i, r) for i, r in enumerate(results) if r.status != "ok"), None)
-        if failed:
-            failures.append(f"{_where(failed[0], inst)}{failed[1].status}: {plain(failed[1].error)}")
-            continue
-        golds.append(Gold(sql, order_matters(sql, scoring), results))
-    return golds, failures
-
-
-def order_matters(gold_sql: str, scoring: Scoring) -> bool:
-    """Spider mode copies the official rule ('order by' anywhere in the gold, a subquery's included) so that
-    verdicts reproduce published numbers; the other modes look at the top-level ORDER BY only."""
-    if scoring.mode == "spider":
-        return "order by" in gold_sql.lower()
-    return has_order_by(gold_sql, scoring.dialect)
-
-
-def score_pred(example: Example, pred_sql: str, golds: list[Gold], inst: Instances, scoring: Scoring) -> Score:
-    if not pred_sql.strip():
-        return Score("pred_parse_error", "no SQL found in the model output")
-    parsed = parse_sql(pred_sql, scoring.dialect)
-    pred_normal = normalise(pred_sql, scoring.dialect)  # eval.sql.exact_match, with the pred normalised once
-    exact = any(normalise(g, scoring.dialect) == pred_normal for g in example.gold_sqls)
-    if not parsed.ok:
-        return Score("pred_parse_error", f"not valid {scoring.dialect} SQL: {plain(parsed.error)}", False, exact)
-    try:
-        runnable = _runnable(pred_sql, inst, scoring)
-    except Exception as err:
-        return Score("pred_parse_error", f"cannot transpile to DuckDB: {plain(str(err))}", False, exact)
-
-    pred_results = []
-    for i, box in enumerate(inst.boxes):
-        result = box.execute(runnable)
-        if result.status != "ok":
-            return Score(PRED_STATUS[result.status], f"{_where(i, inst)}{plain(result.error)}", True, exact)
-        pred_results.append(result)
-
-    # Correct when some gold alternative matches on every instance.
-    for gold in golds:
-        if all(_same(g, p, gold, scoring) for g, p in zip(gold.results, pred_results)):
-            return Score("match", "", True, exact)
-    first = golds[0]
-    i = next(i for i, (g, p) in enumerate(zip(first.results, pred_results)) if not _same(g, p, first, scoring))
-    reason = _where(i, inst) + describe_mismatch(first.results[i], pred_results[i], first.order_matters)
-    if len(golds) > 1:
-        reason += f" (compared with the first of {len(golds)} accepted gold queries; none matched)"
-    return Score("mismatch", reason, True, exact)
-
-
-def _same(gold_result: ExecutionResult, other: ExecutionResult, gold: Gold, scoring: Scoring) -> bool:
-    return compare_results(gold_result, other, order_matters=gold.order_matters, mode=scoring.mode,
-                           float_tolerance=scoring.float_tolerance)
-
-
-def flag_non_discriminating(rows: list[dict], examples: list[Example], instances: dict[str, Instances],
-                            dialect: str, workers: int) -> None:
-    """Settle `discriminating` for synthesized examples whose gold gave one result on every instance:
-    eval.synth.check_gold also runs it on an empty copy of the schema. Only after the sandboxes are closed:
-    DuckDB refuses a second connection with other settings to an open file."""
-    pending = [(row, example) for row, example in zip(rows, examples)
-               if row["synthetic"] and row["discriminating"] is None and row["status"] != "gold_error"]
-
-    def check(example: Example) -> bool:
-        try:
-            return check_gold(instances[instance_key(example)].paths, example.gold_sqls[0], dialect).discriminating
-        except Exception:  # the gold ran during scoring; a failure here says nothing about the data
-            return False
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for (row, _), found in zip(pending, pool.map(check, [example for _, example in pending])):
-            row["discriminating"] = found
-
-
-def _runnable(sql: str, inst: Instances, scoring: Scoring) -> str:
-    """The SQL as executed: DISTINCT stripped in spider mode (the official evaluation drops every DISTINCT
-    from both queries before running them, DESIGN.md), then transpiled unless SQLite runs it."""
-    if scoring.mode == "spider":
-        sql = strip_distinct(sql, scoring.dialect)
-    return sql if inst.engine == "sqlite" else to_duckdb(sql, scoring.dialect, inst.columns)
-
-
-def plain(message: str, limit: int = 400) -> str:
-    """An error message as one line of plain words: no ANSI colours (sqlglot underlines the bad token), no
-    DuckDB caret diagram (the SQL is in the same result row)."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", message).split("\nLINE ", 1)[0]
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _where(i: int, inst: Instances) -> str:
-    return f"on synthesized instance {i + 1} of {len(inst.paths)}: " if inst.synthetic else ""
-
-
-def describe_mismatch(gold: ExecutionResult, pred: ExecutionResult, order_matters: bool) -> str:
-    """Plain words for how two results differ, with up to three rows found only on each side."""
-    if gold.truncated != pred.truncated:
-        which = "gold" if gold.truncated else "pred"
-        return f"the {which} result has more rows than the row limit and the other does not"
-    if gold.rows and pred.rows and len(gold.rows[0]) != len(pred.rows[0]):
-        return (f"gold has {len(gold.rows[0])} columns ({', '.join(gold.columns)}), pred has {len(pred.rows[0])} "
-                f"({', '.join(pred.columns)})")
-    key = lambda row: tuple(sorted(map(repr, row)))  # noqa: E731 -- column order may differ
-    gold_rows, pred_rows = Counter(map(key, gold.rows)), Counter(map(key, pred.rows))
-    if gold_rows == pred_rows:
-        if order_matters:
-            return "same rows in another order (the gold query has ORDER BY)"
-        return "the rows hold the same values but no column order makes them equal"
-    only_gold = [r for r in gold.rows if (gold_rows - pred_rows)[key(r)]][:3]
-    only_pred = [r for r in pred.rows if (pred_rows - gold_rows)[key(r)]][:3]
-    parts = [f"gold {len(gold.rows)} rows, pred {len(pred.rows)} rows"]
-    if only_gold:
-        parts.append("only in gold: " + ", ".join(_short_row(r) for r in only_gold))
-    if only_pred:
-        parts.append("only in pred: " + ", ".join(_short_row(r) for r in only_pred))
-    return "; ".join(parts)
-
-
-def _short_row(row: tuple) -> str:
-    text = repr(tuple(row))
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 if __name__ == "__main__":

@@ -257,6 +257,8 @@ class Sandbox:
         self.timeout_s = timeout_s
         self.max_rows = max_rows
         self.max_result_bytes = max_result_bytes
+        self.path = None if db_path is None else Path(db_path)  # None: in memory
+        self.memory_limit = memory_limit
         if db_path is None:
             # An in-memory database cannot be opened read_only; the SELECT-only check keeps it unchanged.
             self._con = duckdb.connect(":memory:", config=dict(_CONNECT_CONFIG))

@@ -16,6 +16,8 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ErrorLevel
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 
+from sqlft.templates import TEMPLATES
+
 
 @dataclass
 class ParsedSQL:
@@ -45,11 +47,10 @@ def parse_sql(sql: str, dialect: str = "duckdb") -> ParsedSQL:
 # ---------------------------------------------------------------------------------------------------------
 # Extraction from model output
 
-# Text after any of these belongs to the next turn or to nothing (template end markers of DESIGN.md's templates).
-_END_MARKERS = (
-    "<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>", "<|end|>", "</s>", "<eod>", "<sep>",
-    "<|im_start|>", "[INST]", "### End", "\n### ", "\nUSER:", "\nQuestion:",
-)
+# Text after any of these belongs to the next turn or to nothing: every template's stop markers, and the end
+# markers of models whose output may be scored without one of sqlft's templates.
+_END_MARKERS = tuple(dict.fromkeys([stop for t in TEMPLATES.values() for stop in t.stops] + [
+    "<|end_of_text|>", "<|endoftext|>", "<|end|>", "\n### ", "\nQuestion:"]))
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n?(.*?)(?:```|$)", re.DOTALL)
 # SELECT / WITH may start mid-sentence ("The answer is SELECT ..."); other statements only at a line start,
 # optionally after a "SQL:"-style prefix, so prose words like "update" or "from" do not start a candidate.

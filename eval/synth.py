@@ -3,7 +3,8 @@
 Rows are drawn so that the gold queries' predicates and joins hit, as Spider's distilled test suites do
 (Zhong et al., 2020): literals from the gold SQL are planted in the columns they are compared to, keys join.
     paths = synthesize(ddl, gold_sqls)            # instances x DuckDB files, cached
-    check = check_gold(paths, gold_sql, "sqlite") # runs? rows? does the test tell right from wrong?
+The schema comes from sqlft.schema (parse_tables), what each gold query asks of the data from eval.literals;
+eval.gold_check checks a gold query on the instances made here.
 """
 
 from __future__ import annotations
@@ -14,17 +15,14 @@ import json
 import os
 import random
 import re
-import threading
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
-import sqlglot
-from sqlglot import exp
 
-from eval.sql import to_duckdb
+from eval.literals import ColKey, GoldFacts, Predicate, harvest
 from sqlft.paths import cache_dir
+from sqlft.schema import Column, Table, create_table_sql, parse_tables, quote_identifier
 
 # Bump when the generated data changes for the same inputs: it is part of the cache key.
 SYNTH_VERSION = 1
@@ -33,7 +31,6 @@ NULL_SHARES = (0.03, 0.08, 0.12)  # per instance, so NULL handling differs betwe
 PLANTED_SHARE = 0.5  # share of a table's rows that carry one gold query's literals and join keys
 LITERAL_BIAS = 0.3  # chance that an ordinary cell takes a (near) literal of its column's class
 FK_HIT = 0.85  # chance that a key column takes a value of the referenced primary key (else may dangle)
-MAX_GROUP = 30  # HAVING count(*) >= k is planted (k rows alike) up to this k
 
 NAMES = ("Ann", "Bob", "Carla", "Dev", "Eva", "Femi", "Gus", "Hana", "Ivan", "Jo", "Kemal", "Lin", "Mia",
          "Noor", "Omar", "Pia", "Quinn", "Rosa", "Sam", "Tao", "Uma", "Vik", "Wen", "Yara", "Zed", "Ola")
@@ -45,337 +42,6 @@ PERSON_HINTS = ("name", "first", "last", "author", "director", "owner", "manager
                 "artist", "player", "winner", "driver", "captain", "host", "person")
 PLACE_HINTS = ("city", "country", "state", "location", "town", "place", "address", "nation", "venue", "region")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}")
-
-# sqlglot type -> (DuckDB type, family). The family picks the value generator. Unknown types become VARCHAR.
-_INT_TYPES = {"TINYINT", "SMALLINT", "MEDIUMINT", "INT", "BIGINT", "UTINYINT", "USMALLINT", "UMEDIUMINT", "UINT",
-              "UBIGINT", "SERIAL", "BIGSERIAL", "SMALLSERIAL", "INT128", "HUGEINT"}
-_FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL"}
-_DECIMAL_TYPES = {"DECIMAL", "BIGDECIMAL", "MONEY", "SMALLMONEY", "UDECIMAL", "NUMBER"}
-_TEXT_TYPES = {"TEXT", "VARCHAR", "CHAR", "NCHAR", "NVARCHAR", "BPCHAR", "NAME", "MEDIUMTEXT", "LONGTEXT",
-               "TINYTEXT", "STRING", "UUID", "JSON", "ENUM", "CITEXT"}
-_TIMESTAMP_TYPES = {"DATETIME", "DATETIME2", "DATETIME64", "TIMESTAMP", "TIMESTAMPTZ", "TIMESTAMPLTZ",
-                    "TIMESTAMPNTZ", "SMALLDATETIME"}
-_BLOB_TYPES = {"BLOB", "BINARY", "VARBINARY", "MEDIUMBLOB", "LONGBLOB", "TINYBLOB", "BYTEA"}
-
-
-# ----------------------------------------------------------------------------- schema
-
-
-@dataclass
-class Column:
-    name: str
-    type: str  # DuckDB type used in CREATE TABLE
-    family: str  # int | num | float | text | bool | date | timestamp | time | blob
-
-
-@dataclass
-class Table:
-    name: str
-    columns: list[Column]
-    primary_key: list[str] = field(default_factory=list)
-    # (columns, referenced table, referenced columns), names as written in the DDL
-    foreign_keys: list[tuple[list[str], str, list[str]]] = field(default_factory=list)
-
-    def column(self, name: str) -> Column | None:
-        return next((c for c in self.columns if c.name.lower() == name.lower()), None)
-
-
-def _duckdb_type(kind: exp.DataType | None) -> tuple[str, str]:
-    if kind is None:  # SQLite allows untyped columns
-        return "VARCHAR", "text"
-    name = kind.this.name if hasattr(kind.this, "name") else str(kind.this)
-    if name in _INT_TYPES:
-        return "BIGINT", "int"  # SQLite integers are 64-bit
-    if name in _FLOAT_TYPES:
-        return "DOUBLE", "float"
-    if name in _DECIMAL_TYPES:
-        params = [p.name for p in kind.expressions]
-        if name != "NUMBER" and params and all(p.isdigit() for p in params) and int(params[0]) <= 38:
-            return f"DECIMAL({','.join(params)})", "float"
-        # SQLite NUMERIC (Spider's "number") holds integers and reals; DuckDB's bare DECIMAL is (18,3),
-        # which would round values and change AVG results, so keep a DOUBLE and draw mostly integers.
-        return "DOUBLE", "num"
-    if name in _TEXT_TYPES:
-        return "VARCHAR", "text"
-    if name == "BOOLEAN":
-        return "BOOLEAN", "bool"
-    if name == "DATE":
-        return "DATE", "date"
-    if name in _TIMESTAMP_TYPES:
-        return "TIMESTAMP", "timestamp"
-    if name in {"TIME", "TIMETZ"}:
-        return "TIME", "time"
-    if name in _BLOB_TYPES:
-        return "BLOB", "blob"
-    return "VARCHAR", "text"
-
-
-def _names(nodes: list[exp.Expression]) -> list[str]:
-    return [n.name for n in nodes]
-
-
-def _reference(ref: exp.Reference) -> tuple[str, list[str]]:
-    target = ref.this  # Schema(this=Table, expressions=[cols]) or a bare Table
-    if isinstance(target, exp.Schema):
-        return target.this.name, _names(target.expressions)
-    return target.name, []
-
-
-def _parse_table(create: exp.Create) -> Table | None:
-    schema = create.this
-    if create.kind != "TABLE" or not isinstance(schema, exp.Schema):
-        return None  # CREATE TABLE ... AS SELECT, views, indexes: no column list to synthesize
-    table = Table(name=schema.this.name, columns=[])
-    seen: set[str] = set()
-    for item in schema.expressions:
-        if isinstance(item, exp.ColumnDef):
-            if item.name.lower() in seen:  # DuckDB refuses duplicate column names (case-insensitive)
-                continue
-            seen.add(item.name.lower())
-            ddb_type, family = _duckdb_type(item.args.get("kind"))
-            table.columns.append(Column(item.name, ddb_type, family))
-            for constraint in item.args.get("constraints") or []:
-                if isinstance(constraint.kind, exp.PrimaryKeyColumnConstraint):
-                    table.primary_key = [item.name]
-                elif isinstance(constraint.kind, exp.Reference):
-                    ref_table, ref_cols = _reference(constraint.kind)
-                    table.foreign_keys.append(([item.name], ref_table, ref_cols))
-        elif isinstance(item, exp.PrimaryKey):
-            table.primary_key = _names(item.expressions)
-        elif isinstance(item, exp.ForeignKey) and item.args.get("reference"):
-            ref_table, ref_cols = _reference(item.args["reference"])
-            table.foreign_keys.append((_names(item.expressions), ref_table, ref_cols))
-    return table if table.columns else None
-
-
-def parse_tables(ddl: str, dialect: str = "sqlite") -> list[Table]:
-    """CREATE TABLE statements -> tables; statements sqlglot cannot parse are skipped, not fatal."""
-    try:
-        statements = sqlglot.parse(ddl, read=dialect)
-    except sqlglot.errors.SqlglotError:
-        # One bad statement should not lose the others: retry them one by one.
-        statements = []
-        for part in ddl.split(";"):
-            try:
-                statements.extend(sqlglot.parse(part, read=dialect))
-            except sqlglot.errors.SqlglotError:
-                continue
-    tables: dict[str, Table] = {}
-    for statement in statements:
-        if isinstance(statement, exp.Create):
-            table = _parse_table(statement)
-            if table and table.name.lower() not in tables:
-                tables[table.name.lower()] = table
-    # Resolve references to real tables/columns; a FK without columns refers to the target's primary key.
-    for table in tables.values():
-        resolved = []
-        for cols, ref_table, ref_cols in table.foreign_keys:
-            target = tables.get(ref_table.lower())
-            if target is None:
-                continue
-            ref_cols = ref_cols or target.primary_key
-            if len(ref_cols) != len(cols):
-                continue
-            resolved.append((cols, target.name, ref_cols))
-        table.foreign_keys = resolved
-    return list(tables.values())
-
-
-def schema_from_ddl(ddl: str, dialect: str = "sqlite") -> dict:
-    """DDL -> {table: {"columns": {column: DuckDB type}, "primary_key": [...],
-    "foreign_keys": [{"columns": [...], "ref_table": str, "ref_columns": [...]}]}} (JSON-serializable)."""
-    return {
-        t.name: {
-            "columns": {c.name: c.type for c in t.columns},
-            "primary_key": list(t.primary_key),
-            "foreign_keys": [{"columns": c, "ref_table": rt, "ref_columns": rc} for c, rt, rc in t.foreign_keys],
-        }
-        for t in parse_tables(ddl, dialect)
-    }
-
-
-# ----------------------------------------------------------------------------- literals from gold SQL
-
-ColKey = tuple[str, str]  # (table, column), lower-cased
-
-_FLIP = {"gt": "lt", "gte": "lte", "lt": "gt", "lte": "gte", "eq": "eq", "neq": "neq"}
-_OPS = {exp.EQ: "eq", exp.NEQ: "neq", exp.GT: "gt", exp.GTE: "gte", exp.LT: "lt", exp.LTE: "lte",
-        exp.Like: "like", exp.ILike: "like"}
-# Wrappers that keep a column's values recognisable: lower(name) = 'x' still wants 'x' in name.
-# HAVING sum(x) > 10000 wants x near 10000 too.
-_TRANSPARENT = (exp.Lower, exp.Upper, exp.Trim, exp.Cast, exp.TryCast, exp.Paren, exp.Min, exp.Max, exp.Avg, exp.Sum)
-
-
-@dataclass
-class Predicate:
-    column: ColKey
-    op: str  # eq | neq | gt | gte | lt | lte | in | between | like
-    values: list  # Python literals; a LIKE keeps its pattern
-    negated: bool = False
-    branch: int = 0  # which SELECT of a top-level UNION / INTERSECT / EXCEPT it belongs to
-
-
-@dataclass
-class GoldFacts:
-    tables: list[str] = field(default_factory=list)
-    predicates: list[Predicate] = field(default_factory=list)
-    joins: list[tuple[ColKey, ColKey]] = field(default_factory=list)
-    numeric_uses: list[ColKey] = field(default_factory=list)  # arguments of sum() / avg()
-    branch_tables: list[list[str]] = field(default_factory=list)  # tables per top-level set-operation branch
-    is_except: bool = False  # top level is EXCEPT: its branches must not share values
-    min_group: int = 1  # rows a group needs to pass the query's HAVING count(*) > / >= / = k
-
-
-_NOT_LITERAL = object()
-
-
-def _literal(node: exp.Expression, known_columns: set[str]) -> object:
-    if isinstance(node, exp.Paren):
-        return _literal(node.this, known_columns)
-    if isinstance(node, exp.Literal):
-        if node.is_string:
-            return node.this
-        try:
-            return int(node.this)
-        except ValueError:
-            pass
-        try:
-            return float(node.this)
-        except ValueError:  # hex and other forms: not worth planting
-            return _NOT_LITERAL
-    if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal) and not node.this.is_string:
-        value = _literal(node.this, known_columns)
-        return _NOT_LITERAL if value is _NOT_LITERAL else -value  # type: ignore[operator]
-    if isinstance(node, exp.Boolean):
-        return bool(node.this)
-    if _is_string_column(node, known_columns):
-        return node.name
-    return _NOT_LITERAL
-
-
-def _is_string_column(node: exp.Expression, known_columns: set[str]) -> bool:
-    # SQLite reads "x" as a column when one is named x, else as the string 'x'; Spider gold relies on it.
-    return (isinstance(node, exp.Column) and not node.table and node.this.args.get("quoted")
-            and node.name.lower() not in known_columns)
-
-
-def _column_of(node: exp.Expression, known_columns: set[str]) -> exp.Column | None:
-    while isinstance(node, _TRANSPARENT):
-        node = node.this
-    if isinstance(node, exp.Column) and not _is_string_column(node, known_columns):
-        return node
-    return None
-
-
-def _sources(select: exp.Select) -> dict[str, str]:
-    """alias or name -> table name for the tables read directly by this SELECT (not by its subqueries)."""
-    sources = {}
-    for table in select.find_all(exp.Table):
-        if table.find_ancestor(exp.Select) is select:
-            sources[table.alias_or_name.lower()] = table.name.lower()
-            sources.setdefault(table.name.lower(), table.name.lower())
-    return sources
-
-
-def _resolve(column: exp.Column, index: dict[str, set[str]]) -> list[ColKey]:
-    """The (table, column) a column reference reads: its own SELECT first, then outer ones (correlation),
-    then any table with such a column (aliases of derived tables, odd scoping)."""
-    name, qualifier = column.name.lower(), column.table.lower()
-    select = column.find_ancestor(exp.Select)
-    while select is not None:
-        sources = _sources(select)
-        if qualifier and qualifier in sources:
-            table = sources[qualifier]
-            return [(table, name)] if name in index.get(table, ()) else []
-        if not qualifier:
-            hits = sorted({(t, name) for t in sources.values() if name in index.get(t, ())})
-            if hits:
-                return hits
-        select = select.find_ancestor(exp.Select)
-    return [(t, name) for t in sorted(index) if name in index[t]]
-
-
-def _branches(tree: exp.Expression) -> list[exp.Expression]:
-    """The SELECTs joined by a top-level UNION / INTERSECT / EXCEPT (the query itself otherwise)."""
-    if isinstance(tree, exp.SetOperation):
-        return _branches(tree.this) + _branches(tree.expression)
-    return [tree]
-
-
-def harvest(gold_sql: str, tables: list[Table], dialect: str = "sqlite") -> GoldFacts:
-    """The tables, column-vs-literal predicates and column = column joins of one gold query."""
-    index = {t.name.lower(): {c.name.lower() for c in t.columns} for t in tables}
-    known_columns = set().union(*index.values()) if index else set()
-    facts = GoldFacts()
-    try:
-        tree = sqlglot.parse_one(gold_sql, read=dialect)
-    except sqlglot.errors.SqlglotError:  # unparseable gold: no literals to plant, the data stays random
-        return facts
-    if tree is None:
-        return facts
-    facts.tables = sorted({t.name.lower() for t in tree.find_all(exp.Table) if t.name.lower() in index})
-    branches = _branches(tree)
-    facts.branch_tables = [sorted({t.name.lower() for t in b.find_all(exp.Table) if t.name.lower() in index})
-                           for b in branches]
-    facts.is_except = isinstance(tree, exp.Except)
-    branch_of = {id(b): i for i, b in enumerate(branches)}
-
-    def add(col: exp.Column, op: str, values: list, negated: bool = False) -> None:
-        node = col
-        while node is not None and id(node) not in branch_of:
-            node = node.parent
-        branch = branch_of.get(id(node), 0) if node is not None else 0
-        for key in _resolve(col, index):
-            facts.predicates.append(Predicate(key, op, values, negated, branch))
-
-    for having in tree.find_all(exp.Having):
-        for cmp in having.find_all(exp.GT, exp.GTE, exp.EQ):
-            if isinstance(cmp.this, exp.Count) and isinstance(cmp.expression, exp.Literal):
-                k = _literal(cmp.expression, known_columns)
-                if isinstance(k, int) and not isinstance(k, bool):
-                    facts.min_group = max(facts.min_group, min(MAX_GROUP, k + isinstance(cmp, exp.GT)))
-    for agg in tree.find_all(exp.Sum, exp.Avg):
-        if (col := _column_of(agg.this, known_columns)) is not None:
-            facts.numeric_uses += _resolve(col, index)
-
-    for node in tree.find_all(exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Like, exp.ILike,
-                              exp.In, exp.Between):
-        negated = bool(node.args.get("negate")) or isinstance(node.parent, exp.Not)
-        if isinstance(node, exp.Between):
-            col = _column_of(node.this, known_columns)
-            low, high = _literal(node.args["low"], known_columns), _literal(node.args["high"], known_columns)
-            if col is not None and low is not _NOT_LITERAL and high is not _NOT_LITERAL:
-                add(col, "between", [low, high], negated)
-            continue
-        if isinstance(node, exp.In):
-            col = _column_of(node.this, known_columns)
-            if col is None:
-                continue
-            query = node.args.get("query")
-            if query is not None:  # x IN (SELECT y ...) is a join on x = y
-                inner = query.this if isinstance(query, exp.Subquery) else query
-                if isinstance(inner, exp.Select) and len(inner.expressions) == 1:
-                    other = _column_of(inner.expressions[0], known_columns)
-                    if other is not None:
-                        facts.joins += [(a, b) for a in _resolve(col, index) for b in _resolve(other, index)]
-                continue
-            values = [_literal(v, known_columns) for v in node.expressions]
-            values = [v for v in values if v is not _NOT_LITERAL]
-            if values:
-                add(col, "in", values, negated)
-            continue
-        op = _OPS[type(node)]
-        left, right = node.this, node.expression
-        left_col, right_col = _column_of(left, known_columns), _column_of(right, known_columns)
-        if left_col is not None and right_col is not None:
-            if op == "eq":
-                facts.joins += [(a, b) for a in _resolve(left_col, index) for b in _resolve(right_col, index)]
-            continue
-        if left_col is not None and (value := _literal(right, known_columns)) is not _NOT_LITERAL:
-            add(left_col, op, [value], negated)
-        elif right_col is not None and op != "like" and (value := _literal(left, known_columns)) is not _NOT_LITERAL:
-            add(right_col, _FLIP[op], [value], negated)
-    return facts
 
 
 # ----------------------------------------------------------------------------- values
@@ -849,17 +515,6 @@ def _generate(tables: list[Table], facts: list[GoldFacts], rows_per_table: int, 
 # ----------------------------------------------------------------------------- files
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def create_table_sql(table: Table) -> str:
-    """The DuckDB CREATE TABLE of a parsed table. No PRIMARY KEY / FOREIGN KEY / NOT NULL: synthesized data is
-    meant to break them at times."""
-    columns = ", ".join(f"{_quote(c.name)} {c.type}" for c in table.columns)
-    return f"CREATE TABLE {_quote(table.name)} ({columns})"
-
-
 def _write(path: Path, tables: list[Table], rows: dict[str, list[tuple]]) -> None:
     """Build into a temp file next to `path`, then rename: readers never see a half-built database."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
@@ -876,7 +531,7 @@ def _write(path: Path, tables: list[Table], rows: dict[str, list[tuple]]) -> Non
                     # instead of failing the whole build.
                     casts = ", ".join(f"TRY_CAST(v.c{i} AS {c.type})" for i, c in enumerate(table.columns))
                     names = ", ".join(f"c{i}" for i in range(len(table.columns)))
-                    con.execute(f"INSERT INTO {_quote(table.name)} SELECT {casts} FROM (VALUES {marks}) v({names})",
+                    con.execute(f"INSERT INTO {quote_identifier(table.name)} SELECT {casts} FROM (VALUES {marks}) v({names})",
                                 params)
             con.commit()
         finally:
@@ -912,102 +567,3 @@ def synthesize(ddl: str, gold_sqls: list[str], *, dialect: str = "sqlite", insta
         if not path.exists():
             _write(path, tables, _generate(tables, facts, rows_per_table, seed, i, instances))
     return paths
-
-
-# ----------------------------------------------------------------------------- checking gold queries
-
-
-def _run(con: duckdb.DuckDBPyConnection, sql: str, timeout_s: float) -> list[tuple]:
-    timer = threading.Timer(timeout_s, con.interrupt)  # a timer calling interrupt() is what stops DuckDB
-    timer.start()
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        timer.cancel()
-
-
-def _canonical(rows: list[tuple], ordered: bool) -> tuple:
-    # Spider compares results as multisets unless the query orders them.
-    keyed = [tuple(repr(v) for v in row) for row in rows]
-    return tuple(keyed if ordered else sorted(keyed))
-
-
-@dataclass
-class GoldCheck:
-    """How one gold query behaves on a set of synthesized instances.
-
-    discriminating: the gold runs on every instance and its result is not the same on all of them plus an
-    empty copy of the schema (same tables, no rows). False means the result does not depend on the data
-    (`SELECT 1`, `... WHERE 1=0`) or the data never moved it: any prediction giving that result would pass.
-    varies: the result differs between at least two of the instances themselves (stricter; the empty copy
-    is a probe, not one of the test databases).
-    Results compare as multisets of rows (as lists when the gold has a top-level ORDER BY).
-    """
-
-    sql: str  # the gold as executed on DuckDB
-    runs: list[bool]
-    nonempty: list[bool]
-    errors: list[str | None]
-    varies: bool
-    discriminating: bool
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.runs) and all(self.runs) and any(self.nonempty)
-
-
-def _message(error: Exception) -> str:
-    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-
-
-def check_gold(db_paths: list[Path], gold_sql: str, dialect: str = "sqlite", *, timeout_s: float = 10.0) -> GoldCheck:
-    """Run one gold query on every instance (and on an empty copy of the schema) and report how it fares."""
-    n = len(db_paths)
-    # One in-memory connection attaching every instance: a connection costs ~25-40 ms, an ATTACH ~7 ms.
-    con = duckdb.connect(":memory:")
-    try:
-        for i, path in enumerate(db_paths):
-            con.execute(f"ATTACH '{str(path).replace(chr(39), chr(39) * 2)}' AS i{i} (READ_ONLY)")
-        if n:
-            con.execute("USE i0")
-        ddl = [r[0] for r in con.execute("SELECT sql FROM duckdb_tables() WHERE database_name = 'i0'").fetchall()]
-        columns = {r[0] for r in con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE database_name = 'i0'").fetchall()}
-        try:
-            sql = to_duckdb(gold_sql, dialect, columns=columns)  # SQLite rewrites: eval/sql.py
-        except sqlglot.errors.SqlglotError as e:
-            return GoldCheck(gold_sql, [False] * n, [False] * n, [f"transpile: {_message(e)}"] * n, False, False)
-
-        runs, nonempty, errors, results = [], [], [], []
-        for i in range(n):
-            try:
-                con.execute(f"USE i{i}")
-                rows = _run(con, sql, timeout_s)
-            except duckdb.Error as e:
-                runs.append(False)
-                nonempty.append(False)
-                errors.append(_message(e))
-                continue
-            runs.append(True)
-            nonempty.append(bool(rows))
-            errors.append(None)
-            results.append(rows)
-
-        try:
-            ordered = bool(sqlglot.parse_one(sql, read="duckdb").args.get("order"))
-        except sqlglot.errors.SqlglotError:
-            ordered = False
-        canon = {_canonical(r, ordered) for r in results}
-        varies = len(canon) > 1
-        discriminating = bool(runs) and all(runs) and varies
-        if runs and all(runs) and not varies:
-            try:
-                con.execute("USE memory")
-                for statement in ddl:
-                    con.execute(statement)
-                discriminating = _canonical(_run(con, sql, timeout_s), ordered) not in canon
-            except duckdb.Error:
-                pass  # the probe failing says nothing about the gold on the real instances
-        return GoldCheck(sql, runs, nonempty, errors, varies, discriminating)
-    finally:
-        con.close()

@@ -2,9 +2,9 @@
 
     result = run_sql(database, "SELECT 1", max_rows=10, timeout_s=5)   # ExecutionResult, never raises
 
-run_sql is where the engine is chosen (today: the database's DuckDB sandbox, in a worker process that is
-killed at the deadline or past its memory cap, eval/isolation.py); it is called on the server's execution
-pool, never on the event loop.
+Each database's engine was chosen when it was opened, by eval.engine.engine_for (the rule `sqlft eval`
+follows); engine_sql transpiles the model's SQL to that engine's dialect with eval.engine.to_engine, as eval
+does. run_sql is called on the server's execution pool, never on the event loop.
 """
 
 import datetime
@@ -13,25 +13,52 @@ import math
 import uuid
 from typing import Any
 
-from eval.isolation import IsolatedExecutor
+from eval.engine import to_engine
+from eval.postgres import PoolBusy
 from eval.sandbox import ExecutionResult
+from eval.vote import Vote, vote
+from serve.errors import ApiError
 from serve.registry import Database
 from serve.schemas import ExecuteResponse
 
 
-def run_sql(database: Database, sql: str, *, max_rows: int, timeout_s: float,
-            isolated: IsolatedExecutor) -> ExecutionResult:
-    """Run one query in a sandbox on the database. Failures (the sandbox's own included) are a status."""
+def engine_sql(database: Database, sql: str, dialect: str | None) -> str:
+    """`sql`, written in `dialect` (None: unknown, taken as the engine's own), as the database's engine runs it."""
+    if not dialect:
+        return sql
     try:
-        return isolated.execute(database.path, sql, max_rows=max_rows, timeout_s=timeout_s)
+        return to_engine(sql, dialect, database.engine, database.columns or None)
+    except Exception:  # noqa: BLE001 - sqlglot can fail oddly on odd input: the engine then says what is wrong
+        return sql
+
+
+def run_sql(database: Database, sql: str, *, max_rows: int, timeout_s: float) -> ExecutionResult:
+    """Run one query in the database's sandbox. Failures (the sandbox's own included) are a status; a
+    PostgreSQL database whose connections are all busy is a 429."""
+    try:
+        return database.sandbox.execute(sql, max_rows=max_rows, timeout_s=timeout_s)
+    except PoolBusy:
+        raise ApiError(429, "busy", f"Every connection to database {database.name!r} is in use; retry shortly.",
+                       headers={"Retry-After": "1"}) from None
     except Exception as e:  # noqa: BLE001 - a sandbox bug must be an answer, not a 500
         return ExecutionResult("error", error=f"the query could not be run ({type(e).__name__})")
 
 
-def execute_response(result: ExecutionResult) -> ExecuteResponse:
+def vote_on(database: Database, sqls: list[str], dialect: str | None, *, max_rows: int,
+            timeout_s: float) -> Vote:
+    """eval.vote over the candidates' SQL (the greedy answer first), each run on `database` as /execute runs it."""
+    def run(sql: str) -> list[ExecutionResult] | None:
+        result = run_sql(database, engine_sql(database, sql, dialect), max_rows=max_rows, timeout_s=timeout_s)
+        return [result] if result.status == "ok" else None
+    return vote(sqls, run)
+
+
+def execute_response(result: ExecutionResult, sql: str = "", executed_sql: str = "") -> ExecuteResponse:
+    """The answer for `result`; executed_sql is shown when it differs from `sql` (transpiled)."""
     return ExecuteResponse(status=result.status, columns=result.columns,
                            rows=[[json_value(v) for v in row] for row in result.rows],
-                           truncated=result.truncated, error=result.error, elapsed_s=round(result.elapsed_s, 4))
+                           truncated=result.truncated, error=result.error, elapsed_s=round(result.elapsed_s, 4),
+                           executed_sql=executed_sql if executed_sql and executed_sql != sql else None)
 
 
 def json_value(value: Any) -> Any:

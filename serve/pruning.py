@@ -13,10 +13,7 @@ The statements kept are the original text, in the original order.
 
 import re
 
-import sqlglot
-from sqlglot.tokens import TokenType
-
-from eval.synth import schema_from_ddl
+from sqlft.schema import schema_from_ddl, split_statements
 
 STOPWORDS = frozenset("""
 a an and any are as at be by did do does each every for from give has have how i in is it its list me
@@ -91,19 +88,3 @@ def _join_key(schema: dict, table: str) -> str | None:
     """A one-column primary key other tables may hold to join this one; "id" is everyone's and links nothing."""
     key = schema[table]["primary_key"]
     return key[0].lower() if len(key) == 1 and key[0].lower() != "id" else None
-
-
-def split_statements(ddl: str) -> list[str]:
-    """The statements of a SQL script as written (quotes and comments respected), each with its ';'."""
-    try:
-        tokens = sqlglot.tokens.Tokenizer().tokenize(ddl)
-    except sqlglot.errors.TokenError:
-        return [s.strip() + ";" for s in ddl.split(";") if s.strip()]
-    parts, start = [], 0
-    for token in tokens:
-        if token.token_type == TokenType.SEMICOLON:
-            parts.append(ddl[start:token.end + 1].strip())
-            start = token.end + 1
-    if ddl[start:].strip():
-        parts.append(ddl[start:].strip())
-    return [p for p in parts if p.strip(" \n\t;")]

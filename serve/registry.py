@@ -1,48 +1,74 @@
-"""The databases a server answers questions about: name -> DuckDB file, schema text, hardened sandbox.
+"""The databases a server answers questions about: name -> engine, schema text, hardened sandbox.
 
-Sources are whatever eval.database.prepare_database accepts (DuckDB or SQLite files, PostgreSQL dumps,
-defog-data names). A YAML file lists them as a mapping:
+Sources are files (DuckDB, SQLite), PostgreSQL dumps, defog-data names or PostgreSQL URLs. Where each runs is
+eval.engine.engine_for's rule, the one `sqlft eval` follows: SQLite files on SQLite, PostgreSQL URLs on the
+server, the rest on DuckDB. A YAML file lists them as a mapping:
 
     databases:
       shop: data/shop.duckdb
       concert: data/concert_singer.sqlite
+      live: postgresql://reader@db.example:5432/shop     # password: PGPASSWORD, ~/.pgpass or a service file
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from eval.database import prepare_database, schema_ddl, table_names
-from eval.sandbox import Sandbox
+from eval.database import column_names, prepare_database, schema_ddl, table_names
+from eval.engine import AnySandbox, engine_for, open_sandbox
+from eval.postgres import PostgresSandbox, redact
 
 
 @dataclass
 class Database:
     name: str
-    path: Path  # the DuckDB file (converted once into the cache for SQLite files and dumps)
+    engine: str  # eval.engine.ENGINES: where its SQL runs
     tables: list[str]
     ddl: str  # CREATE TABLE text, the model's context
-    sandbox: Sandbox
+    sandbox: AnySandbox
+    source: str = ""  # as given, passwords masked
+    columns: set[str] = field(default_factory=set)  # DuckDB: every column name (for SQLite-dialect rewrites)
 
 
-def open_databases(sources: dict[str, str], *, timeout_s: float, max_rows: int, memory_limit: str = "1GB",
-                   max_result_bytes: int = 16_000_000) -> dict[str, Database]:
-    """Prepare and open every database; raises DatabaseError/FileNotFoundError naming the bad one."""
+def open_database(name: str, source: str, *, timeout_s: float, max_rows: int, memory_limit: str = "1GB",
+                  max_result_bytes: int = 16_000_000, pool_size: int = 4, pool_wait_s: float = 1.0) -> Database:
+    engine = engine_for(source)
+    bounds = {"timeout_s": timeout_s, "max_rows": max_rows, "max_result_bytes": max_result_bytes}
+    if engine == "postgres":
+        box = open_sandbox(source, engine, pool_size=pool_size, pool_timeout_s=pool_wait_s, **bounds)
+        return Database(name, engine, box.table_list, box.ddl, box, redact(source))
+    # The schema text of files and dumps comes from their DuckDB copy, for SQLite files too: the same text as
+    # before, and as the demo data's contexts. Schema first: DuckDB refuses a second connection to a file that
+    # the sandbox holds open with another configuration.
+    path = prepare_database(source)
+    tables, ddl = table_names(path), schema_ddl(path)
+    columns = column_names(path) if engine == "duckdb" else set()
+    box = open_sandbox(source if engine == "sqlite" else path, engine, memory_limit=memory_limit, **bounds)
+    return Database(name, engine, tables, ddl, box, source, columns)
+
+
+def open_databases(sources: dict[str, str], **limits) -> dict[str, Database]:
+    """Prepare and open every database (limits: open_database's keywords); raises DatabaseError,
+    PostgresError or FileNotFoundError naming the bad one."""
     databases = {}
     try:
         for name, source in sources.items():
-            path = prepare_database(source)
-            # Schema first: DuckDB refuses a second connection to a file that the sandbox holds open with
-            # another configuration.
-            tables, ddl = table_names(path), schema_ddl(path)
-            databases[name] = Database(name, path, tables, ddl, Sandbox(
-                path, timeout_s=timeout_s, max_rows=max_rows, memory_limit=memory_limit,
-                max_result_bytes=max_result_bytes))
+            databases[name] = open_database(name, source, **limits)
     except Exception:
         close_databases(databases)
         raise
     return databases
+
+
+def reload_schema(database: Database) -> Database:
+    """Read a PostgreSQL database's schema from its catalog again; ValueError for files (read at start)."""
+    if not isinstance(database.sandbox, PostgresSandbox):
+        raise ValueError(f"{database.name} is a {database.engine} file: its schema is read when the server starts; "
+                         "restart the server to read it again (reload is for PostgreSQL databases)")
+    schema = database.sandbox.reload_schema()
+    database.tables, database.ddl = schema.tables, schema.ddl
+    return database
 
 
 def close_databases(databases: dict[str, Database]) -> None:
@@ -56,7 +82,7 @@ def read_databases_file(path: str | Path) -> dict[str, str]:
     data = yaml.safe_load(path.read_text()) or {}
     entries = data.get("databases") if isinstance(data, dict) else None
     if not isinstance(entries, dict) or not all(isinstance(v, str) for v in entries.values()):
-        raise ValueError(f"{path}: expected a mapping `databases: {{name: file or defog name}}`")
+        raise ValueError(f"{path}: expected a mapping `databases: {{name: file, defog name or PostgreSQL URL}}`")
     sources = {}
     for name, source in entries.items():
         candidate = path.parent / source

@@ -5,7 +5,7 @@ strictly (`"max_rows": true` or `"execute": "yes"` is a 422, not 1 or True) and 
 request cannot ask for unbounded memory or time.
 """
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -14,6 +14,8 @@ MAX_SCHEMA_CHARS = 200_000  # ~50k tokens: far past any context; the token budge
 MAX_SQL_CHARS = 20_000
 MAX_ROWS_LIMIT = 10_000  # hard cap; the server's --max-rows may be lower
 MAX_NEW_TOKENS_LIMIT = 4_096
+MAX_CANDIDATES = 8  # answers voted on per question: each one is a generation and an execution
+Dialect = Literal["sqlite", "duckdb", "postgres", "mysql", "bigquery", "snowflake", "tsql", "spark"]
 
 
 class Request(BaseModel):
@@ -31,6 +33,10 @@ class SQLRequest(Request):
     max_new_tokens: int | None = Field(None, ge=1, le=MAX_NEW_TOKENS_LIMIT,
                                        description="answer budget in tokens (default and upper bound: server's)")
     prune_schema: bool = Field(False, description="send the model only the tables the question seems to need")
+    candidates: int = Field(1, ge=1, le=MAX_CANDIDATES, description="with vote: answers to sample (the greedy one "
+                            "and candidates - 1 more)")
+    vote: bool = Field(False, description="run every candidate on `database` and answer with the SQL whose result "
+                       "most of them give (the greedy answer on a tie)")
 
     @model_validator(mode="after")
     def one_schema_source(self) -> "SQLRequest":
@@ -38,6 +44,10 @@ class SQLRequest(Request):
             raise ValueError("give exactly one of `db_schema` (CREATE TABLE text) or `database` (a registered name)")
         if self.execute and self.database is None:
             raise ValueError("`execute` needs `database`: pasted DDL has no rows to run the SQL on")
+        if self.vote and (self.database is None or self.candidates < 2):
+            raise ValueError("`vote` needs `database` (the candidates are run on it) and `candidates` of 2 or more")
+        if self.candidates > 1 and not self.vote:
+            raise ValueError("`candidates` above 1 is for voting: also send `vote: true`")
         return self
 
 
@@ -45,6 +55,8 @@ class ExecuteRequest(Request):
     database: str = Field(min_length=1, max_length=200, examples=["restaurants"])
     sql: str = Field(min_length=1, max_length=MAX_SQL_CHARS, examples=["SELECT COUNT(*) FROM restaurant"])
     max_rows: int | None = Field(None, ge=1, le=MAX_ROWS_LIMIT)
+    dialect: Dialect | None = Field(None, description="the dialect `sql` is written in, transpiled to the "
+                                    "database engine's (default: the model's, as for /sql)")
 
 
 class ExecuteResponse(BaseModel):
@@ -54,6 +66,8 @@ class ExecuteResponse(BaseModel):
     truncated: bool = False
     error: str = ""
     elapsed_s: float = 0.0
+    executed_sql: str | None = Field(None, description="the SQL as the database ran it, when transpiling from the "
+                                     "model's dialect to the engine's changed it")
 
 
 class Timings(BaseModel):
@@ -62,9 +76,17 @@ class Timings(BaseModel):
     total_s: float
 
 
+class VoteInfo(BaseModel):
+    candidates: int = Field(description="answers voted on (the greedy one first)")
+    ran: int = Field(description="answers that ran on the database")
+    votes: int = Field(description="answers that gave the chosen result")
+    changed: bool = Field(description="the answer is not the greedy one's SQL")
+    greedy_sql: str = Field(description="the greedy answer's SQL")
+
+
 class SQLResponse(BaseModel):
     sql: str = Field(description="the SQL taken from the model's text ('' if it wrote none)")
-    valid: bool = Field(description="sqlglot parses it as one DuckDB statement")
+    valid: bool = Field(description="sqlglot parses it as one statement of the model's dialect")
     parse_error: str = ""
     raw: str = Field(description="the model's text as generated")
     prompt_tokens: int
@@ -73,12 +95,18 @@ class SQLResponse(BaseModel):
     kept_tables: list[str] | None = Field(None, description="with prune_schema: the tables the model was shown")
     timings: Timings
     result: ExecuteResponse | None = Field(None, description="with execute: the rows, or why there are none")
+    executed_sql: str | None = Field(None, description="with a database: the SQL as its engine runs it, when "
+                                     "transpiling from the model's dialect changed it")
+    dialect: str | None = Field(None, description="the model's SQL dialect (its training data's), if known")
+    engine: str | None = Field(None, description="with a database: sqlite | duckdb | postgres")
+    vote: VoteInfo | None = Field(None, description="with vote: how the answer was chosen")
 
 
 class DatabaseInfo(BaseModel):
     name: str
     tables: list[str]
     db_schema: str  # CREATE TABLE text, as the model sees it
+    engine: str = Field(description="where its SQL runs: sqlite | duckdb | postgres (the rule `sqlft eval` follows)")
 
 
 class ErrorDetail(BaseModel):

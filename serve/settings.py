@@ -56,11 +56,19 @@ class Settings(BaseSettings):
 
     # ---------------------------------------------------------------------------------- databases
     database: list[str] = Field([], description="register a database NAME=SOURCE (DuckDB/SQLite file, "
-                                "PostgreSQL dump, defog name); repeatable")
+                                "PostgreSQL dump, defog name, or a PostgreSQL URL postgresql://USER@HOST:PORT/DB "
+                                "whose password is in PGPASSWORD, ~/.pgpass or a service file); repeatable")
     databases: str | dict[str, str] | None = Field(
         None, description="YAML file with a `databases: {name: source}` mapping (in Python: the mapping)")
     demo_databases: bool = Field(True, description="register the defog-data demo databases "
                                  f"({', '.join(DEMO_DATABASES)})")
+    dialect: Literal["sqlite", "duckdb", "postgres", "mysql", "bigquery", "snowflake", "tsql", "spark"] | None = \
+        Field(None, description="the SQL dialect the model writes (default: the one its training data was written "
+              "in, data.sql_dialect of the run; a base model: each database engine's own). SQL is transpiled "
+              "from it to the engine's dialect")
+    pool_size: int = Field(4, ge=1, description="connections per PostgreSQL database; when every one is busy for "
+                           "--pool-wait seconds the answer is 429")
+    pool_wait_s: float = _seconds("pool_wait", 1.0, "seconds a query waits for a PostgreSQL connection, else 429")
 
     # ---------------------------------------------------------------------------------- bounds
     max_concurrency: int = Field(16, ge=1, description="/sql + /execute requests in flight; more get 429 at once")

@@ -11,7 +11,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from eval.isolation import IsolatedExecutor
+from eval.isolation import IsolatedExecutor, isolate
+from eval.postgres import redact
 from serve.batching import Backend, MicroBatcher
 from serve.registry import Database, close_databases, open_databases
 from serve.settings import Settings
@@ -72,6 +73,7 @@ class ServerState:
         self.backend: Backend | None = None
         self.batcher: MicroBatcher | None = None
         self.databases: dict[str, Database] = {}
+        self.dialect: str | None = None  # the model's SQL dialect (None: unknown, SQL runs as written)
         self.ready = False
         self.load_error = ""
         self.slots = Slots(settings.max_concurrency)
@@ -90,7 +92,10 @@ class ServerState:
             started = time.perf_counter()
             databases = open_databases(settings.sources(), timeout_s=settings.execute_timeout_s,
                                        max_rows=settings.max_rows, memory_limit=settings.memory_limit,
-                                       max_result_bytes=settings.max_result_bytes)
+                                       max_result_bytes=settings.max_result_bytes, pool_size=settings.pool_size,
+                                       pool_wait_s=settings.pool_wait_s)
+            for database in databases.values():  # DuckDB and SQLite files: queries in killable processes
+                database.sandbox = isolate(database.sandbox, self.isolated)
             with self._lock:
                 self.databases = databases
             self.isolated.warm()
@@ -101,12 +106,15 @@ class ServerState:
                     close_databases(databases)
                     return
                 self.backend = backend
+                self.dialect = settings.dialect or getattr(backend, "sql_dialect", None)
                 self.batcher = MicroBatcher(backend, max_batch=batch, max_wait_s=wait)
                 self.ready = True
-            log.info("ready in %.1f s: backend %s (%s, template %s), databases %s", time.perf_counter() - started,
-                     settings.backend, settings.model, backend.template, ", ".join(databases) or "none")
+            log.info("ready in %.1f s: backend %s (%s, template %s, SQL dialect %s), databases %s",
+                     time.perf_counter() - started, settings.backend, settings.model, backend.template,
+                     self.dialect or "unknown", ", ".join(f"{d.name} ({d.engine})" for d in databases.values())
+                     or "none")
         except Exception as e:  # noqa: BLE001 - reported by /readyz; the log has the traceback
-            self.load_error = f"{type(e).__name__}: {e}"
+            self.load_error = redact(f"{type(e).__name__}: {e}")
             log.exception("loading failed; /readyz answers 503 until the server is restarted with a fix")
 
     def close(self) -> None:

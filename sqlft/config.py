@@ -15,6 +15,8 @@ from pathlib import Path
 import yaml
 
 from sqlft.record import SQL_SYSTEM
+from sqlft.schema import SCHEMA_FORMATS
+from sqlft.templates import TEMPLATES
 
 EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
 
@@ -33,6 +35,7 @@ class ModelConfig:
     special_tokens: dict = field(default_factory=dict)  # bos_token/eos_token/unk_token/pad_token to set (axolotl's special_tokens)
     added_tokens: list[str] = field(default_factory=list)  # special tokens added to the tokenizer (Yuan: <sep>, ...)
     tokenizer_kwargs: dict = field(default_factory=dict)  # passed to AutoTokenizer.from_pretrained (add_bos_token: false)
+    adapter: str = ""  # continue training this LoRA adapter: an SFT run folder (its adapter/) or an adapter folder
 
 
 @dataclass
@@ -63,6 +66,7 @@ class DataConfig:
     loss: str = "completion"  # tokens with loss: completion (the last answer), assistant_turns (every answer), full_text (all)
     system: str = SQL_SYSTEM  # system text for SQL records (records that carry their own keep it)
     schema_format: str = "ddl"  # schema in SQL prompts (sqlft.schema): ddl (as given) or compact (a line per table)
+    sql_dialect: str = "auto"  # dialect of the training SQL (serve transpiles from it); auto: duckdb for demo:*, else sqlite
     max_length: int = 0  # tokens per example (prompt + answer); 0: the model's context length (its config.json)
     overlong: str = "drop"  # examples over max_length: drop (reported), fail, or truncate (instructions only: SQL is dropped)
     preprocessing_workers: int = 0  # processes for the dataset passes of the trainer (0: in this process)
@@ -78,6 +82,7 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
+    stage: str = "sft"  # sft (supervised, on the answers) or grpo (reinforcement, on executed answers: grpo section)
     output_dir: str = "runs/{name}"  # run folder ({name}: the config's name)
     epochs: float = 1.0  # passes over the training set (ignored when max_steps > 0)
     max_steps: int = 0  # 0: run epochs
@@ -112,6 +117,37 @@ class TrainConfig:
 
 
 @dataclass
+class RewardConfig:
+    match: float = 1.0  # reward of an answer whose result matches the gold's
+    runs: float = 0.1  # reward of an answer that runs but gives another result (anything else: 0)
+    overlong_penalty: float = 0.0  # subtracted from an answer that fills max_completion_length without ending
+    malformed_penalty: float = 0.0  # subtracted from an answer with no readable SQL in it
+    dialect: str = "auto"  # of the gold SQL: auto (duckdb for demo: data, else sqlite), sqlite, postgres, duckdb
+    mode: str = "spider"  # result comparison, as `sqlft eval --mode`: spider, strict or set
+    timeout_s: float = 5.0  # per query: a runaway answer is stopped and earns 0
+    instances: int = 3  # synthesized databases per schema-only record (an answer must match on every one)
+    db_root: str = ""  # folder of real databases by db_id (<db_id>/<db_id>.sqlite or <db_id>.duckdb); "" none
+
+
+@dataclass
+class GRPOSection:
+    num_generations: int = 4  # answers sampled per prompt; train.batch_size x grad_accum must be a multiple of it
+    max_completion_length: int = 128  # tokens per sampled answer
+    temperature: float = 1.0  # sampling temperature of the answers
+    top_p: float = 1.0
+    beta: float = 0.0  # KL penalty towards the starting model (0: no reference model is kept: less memory)
+    epsilon: float = 0.2  # clipping of the policy ratio
+    loss_type: str = "dapo"  # TRL loss normalisation: dapo, grpo, dr_grpo, bnpo
+    scale_rewards: str = "group"  # advantages divided by the std of the group (group), of the batch, or none
+    use_vllm: bool = False  # sample with vLLM (GPU; pip install vllm) through TRL's integration
+    vllm_mode: str = "colocate"  # colocate (vLLM in the training process) or server (`trl vllm-serve` running)
+    vllm_server_url: str = ""  # server mode: base URL of `trl vllm-serve` (e.g. http://127.0.0.1:8000)
+    vllm_gpu_memory_utilization: float = 0.3  # colocate mode: share of GPU memory vLLM may take
+    log_completions: bool = False  # print a table of sampled answers and rewards at every logging step
+    reward: RewardConfig = field(default_factory=RewardConfig)
+
+
+@dataclass
 class GenerationConfig:
     max_new_tokens: int = 128  # answer budget per question
     do_sample: bool = False  # greedy by default (reproducible evaluation)
@@ -121,8 +157,10 @@ class GenerationConfig:
     repetition_penalty: float = 1.0
     batch_size: int = 8  # prompts per generate call (left padded)
     prefix_cache: bool = True  # read a batch's shared prompt prefix (system text + schema) once, not once per row
-    candidates: int = 1  # execution-guided (eval): >1 samples up to N-1 more answers when the greedy one does not run
-    candidate_temperature: float = 0.7  # sampling temperature of those extra answers
+    candidates: int = 1  # answers per question (eval, serve): the greedy one and N-1 samples; see vote
+    vote: bool = False  # with candidates > 1: answer with the SQL whose executed result most answers give (greedy on
+    # a tie); without: execution-guided, the first sample that runs replaces a greedy answer that does not (eval)
+    candidate_temperature: float = 0.7  # sampling temperature of the extra answers
 
 
 @dataclass
@@ -133,6 +171,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    grpo: GRPOSection = field(default_factory=GRPOSection)  # used when train.stage is grpo
 
     @property
     def run_dir(self) -> Path:
@@ -148,14 +187,21 @@ CHOICES = {
     "model.attn_implementation": ("auto", "sdpa", "eager", "flash_attention_2"),
     "data.overlong": ("drop", "fail", "truncate"),
     "data.loss": ("completion", "assistant_turns", "full_text"),
-    "data.schema_format": ("ddl", "compact"),
-    "data.template": ("sql", "alpaca", "llama2", "llama3", "chatml", "yuan", "context_qa", "tokenizer"),
+    "data.schema_format": SCHEMA_FORMATS,
+    "data.sql_dialect": ("auto", "sqlite", "duckdb", "postgres", "mysql", "bigquery", "snowflake", "tsql", "spark"),
+    "data.template": tuple(TEMPLATES),
     "data.train[].format": ("auto", "know_sql", "spider", "alpaca", "dolly", "sharegpt", "messages", "guanaco",
                             "llama2_text", "text"),
     "train.precision": ("auto", "bf16", "fp16", "fp32"),
     "train.report_to": ("tensorboard", "wandb", "none"),
     "train.eval_strategy": ("steps", "epoch", "no"),
     "train.save_strategy": ("steps", "epoch"),
+    "train.stage": ("sft", "grpo"),
+    "grpo.loss_type": ("dapo", "grpo", "dr_grpo", "bnpo"),
+    "grpo.scale_rewards": ("group", "batch", "none"),
+    "grpo.vllm_mode": ("colocate", "server"),
+    "grpo.reward.dialect": ("auto", "sqlite", "postgres", "duckdb"),
+    "grpo.reward.mode": ("spider", "strict", "set"),
 }
 # Keys that were renamed: the error names the new key rather than guessing a look-alike.
 RENAMED = {"train.bf16": "train.precision (auto, bf16, fp16 or fp32; auto picks bf16 where it is native)",
@@ -180,6 +226,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping of sections (model:, data:, train:, ...)")
     config = build_config(Config, raw, overrides, CHOICES, _check_values, where=f" in {path}" if path else "")
+    if config.data.sql_dialect == "auto":  # the run's saved config.yaml records the dialect itself
+        config.data.sql_dialect = training_dialect(config.data.train)
     train_raw = raw.get("train") if isinstance(raw.get("train"), dict) else {}  # overrides applied
     if config.train.warmup_steps > 0:
         if train_raw.get("warmup_ratio"):
@@ -208,6 +256,13 @@ def build_config(cls: type[T], raw: dict, overrides: typing.Sequence[str] = (), 
     if problems:
         raise ConfigError(f"{len(problems)} problem(s){where}:\n  " + "\n  ".join(problems))
     return config
+
+
+def training_dialect(datasets: list) -> str:
+    """The SQL dialect of training data as far as its source tells: sqlft's demo sets are written for DuckDB
+    (sqlft/demo_data/README.md); know_sql / sql-create-context and Spider data are SQLite."""
+    paths = [spec["path"] if isinstance(spec, dict) else spec.path for spec in datasets]
+    return "duckdb" if paths and all(str(p).startswith("demo:") for p in paths) else "sqlite"
 
 
 def apply_override(raw: dict, override: str, problems: list[str]) -> None:
@@ -322,6 +377,29 @@ def _check_values(config: Config) -> list[str]:
         problems.append("'train.eval_batch_size' and 'data.preprocessing_workers' must be >= 0")
     if config.train.batch_size < 1 or config.train.grad_accum < 1:
         problems.append("'train.batch_size' and 'train.grad_accum' must be >= 1")
+    if config.model.adapter and config.model.method == "full":
+        problems.append("'model.adapter' continues a LoRA adapter: use model.method=lora or qlora, or, to fine-tune "
+                        "all weights from an SFT run, merge it (sqlft merge RUN) and set model.name=RUN/merged")
+    if config.train.stage == "grpo":
+        problems += _check_grpo(config)
+    return problems
+
+
+def _check_grpo(config: Config) -> list[str]:
+    g, problems = config.grpo, []
+    completions = config.train.batch_size * config.train.grad_accum
+    if g.num_generations < 2:
+        problems.append(f"'grpo.num_generations' is {g.num_generations}; GRPO compares answers to one prompt, so it "
+                        "needs at least 2")
+    elif completions % g.num_generations:
+        problems.append(f"train.batch_size x train.grad_accum ({completions}) answers per step must be a multiple "
+                        f"of grpo.num_generations ({g.num_generations}): e.g. train.batch_size={g.num_generations}")
+    if g.max_completion_length < 1 or g.temperature <= 0 or not 0 < g.top_p <= 1:
+        problems.append("'grpo.max_completion_length' must be >= 1, 'grpo.temperature' > 0, 'grpo.top_p' in (0, 1]")
+    if g.reward.timeout_s <= 0 or g.reward.instances < 1:
+        problems.append("'grpo.reward.timeout_s' must be > 0 and 'grpo.reward.instances' >= 1")
+    if g.vllm_mode == "server" and g.use_vllm and not g.vllm_server_url:
+        problems.append("'grpo.vllm_mode' is server: set grpo.vllm_server_url to the `trl vllm-serve` address")
     return problems
 
 

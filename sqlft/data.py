@@ -5,7 +5,7 @@ model download. Loss is on the answer only: `completion_mask` marks answer token
 """
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlft.config import Config
 from sqlft.formats import DataError, load_records
@@ -13,7 +13,7 @@ from sqlft.mixing import mix, split
 from sqlft.paths import resolve_data_path
 from sqlft.record import SQL_SYSTEM, Record
 from sqlft.templates import OWN_BOS, render, render_prompt, render_turns
-from sqlft.validate import ValidationReport, validate
+from sqlft.validate import ValidationReport, drop_duplicates, validate
 
 
 @dataclass
@@ -31,6 +31,7 @@ class TrainingData:
     mix_info: dict
     sample_prompts: list[str]  # a few validation prompts: merge checks merged == adapter on them
     validation_records: list[Record]  # held out (whole databases with split_by_db): `sqlft eval` can score them
+    train_records: list[Record] = field(default_factory=list)  # behind `train` (GRPO samples answers to their prompts)
 
 
 def with_system(record: Record, config: Config) -> Record:
@@ -84,12 +85,16 @@ def pre_rendered_needs_full_text(record: Record) -> str:
 
 
 def load_split(specs, config: Config, tokenizer) -> tuple[list[Record], list[Example], ValidationReport, dict]:
-    datasets, problems = [], []
+    datasets, problems, seen = [], [], {}
     for spec in specs:
         spec = dataclasses.replace(spec, path=resolve_data_path(spec.path))
         records, spec_problems = load_records(spec)
         problems += spec_problems
-        datasets.append(([with_system(r, config) for r in records], spec.weight))
+        records = [with_system(r, config) for r in records]
+        if config.data.dedupe:  # before mixing: the repeats that honour a weight above 1 are not duplicates
+            records, duplicates = drop_duplicates(records, seen)
+            problems += duplicates
+        datasets.append((records, spec.weight))
     records, shares = mix(datasets, config.data.num_records, config.data.seed)
     mix_info = {spec.path: share.describe() for spec, share in zip(specs, shares)}
     data = config.data
@@ -109,7 +114,7 @@ def load_split(specs, config: Config, tokenizer) -> tuple[list[Record], list[Exa
         return record.task != "sql" and sum(truncated(example_of(record), data.max_length).completion_mask) > 0
 
     kept, report = validate(records, problems=problems, length_of=lambda r: len(example_of(r).input_ids),
-                            max_length=data.max_length, overlong=data.overlong, dedupe=data.dedupe,
+                            max_length=data.max_length, overlong=data.overlong, dedupe=False,
                             truncatable=truncatable)
     examples = [truncated(example_of(r), data.max_length) for r in kept]
     return kept, examples, report, mix_info
@@ -151,7 +156,7 @@ def build_training_data(config: Config, tokenizer) -> TrainingData:
     val_report = None
     if config.data.validation:
         val_records, val_examples, val_report, _ = load_split(config.data.validation, config, tokenizer)
-        train_examples = examples
+        train_records, train_examples = records, examples
     else:
         example_of = {id(r): e for r, e in zip(records, examples)}
         train_records, val_records = split(records, config.data.val_fraction, config.data.split_by_db,
@@ -160,7 +165,8 @@ def build_training_data(config: Config, tokenizer) -> TrainingData:
         val_examples = [example_of[id(r)] for r in val_records]
     check_loss_mask(train_examples)
     samples = [sample_prompt(r, config, tokenizer) for r in (val_records or records)[:4]]
-    return TrainingData(train_examples, val_examples, report, val_report, mix_info, samples, val_records)
+    return TrainingData(train_examples, val_examples, report, val_report, mix_info, samples, val_records,
+                        train_records)
 
 
 def sample_prompt(record: Record, config: Config, tokenizer) -> str:

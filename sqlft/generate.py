@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from sqlft.config import Config, GenerationConfig, ModelConfig
+from sqlft.config import Config, GenerationConfig, ModelConfig, training_dialect
 from sqlft.decoding import decode, pad_after_prefix
 from sqlft.modeling import has_gpu, load_tokenizer, resolve_model_path
 from sqlft.precision import weights_dtype
@@ -41,6 +41,7 @@ class ModelRef:
     system: str
     adapter: str | None = None
     schema_format: str = "ddl"  # how the schema is written into prompts (sqlft.schema), as trained
+    sql_dialect: str | None = None  # dialect of the SQL it was trained on (None: a base model, unknown)
 
 
 def resolve_ref(ref: str) -> ModelRef:
@@ -49,14 +50,16 @@ def resolve_ref(ref: str) -> ModelRef:
         cfg = yaml.safe_load((path / "config.yaml").read_text())
         base, template, system = cfg["model"]["name"], cfg["data"]["template"], cfg["data"]["system"]
         schema_format = cfg["data"].get("schema_format", "ddl")  # runs made before the option wrote DDL
+        dialect = cfg["data"].get("sql_dialect") or training_dialect(cfg["data"].get("train") or [])
         if (path / "adapter").is_dir():
             return ModelRef("run", base, base, template, system, adapter=str(path / "adapter"),
-                            schema_format=schema_format)
-        return ModelRef("full_run", str(path / "model"), base, template, system, schema_format=schema_format)
+                            schema_format=schema_format, sql_dialect=dialect)
+        return ModelRef("full_run", str(path / "model"), base, template, system, schema_format=schema_format,
+                        sql_dialect=dialect)
     if (path / SQLFT_META).is_file():
         meta = yaml.safe_load((path / SQLFT_META).read_text())
         return ModelRef("merged", str(path), meta["base_model"], meta["template"], meta["system"],
-                        schema_format=meta.get("schema_format", "ddl"))
+                        schema_format=meta.get("schema_format", "ddl"), sql_dialect=meta.get("sql_dialect"))
     if path.exists() and not (path / "config.json").is_file():
         raise FileNotFoundError(f"{ref} is neither a training run (config.yaml + adapter/), a merged folder, "
                                 "nor a Hugging Face model folder (config.json)")
@@ -93,6 +96,11 @@ class InferenceModel:
             model = model.to("cuda")
         model.eval()
         return cls(model, tokenizer, template, resolved.system, resolved)
+
+    @property
+    def sql_dialect(self) -> str | None:
+        """The dialect of the SQL the model was trained on (serve transpiles from it); None for a base model."""
+        return self.ref.sql_dialect
 
     @property
     def max_context(self) -> int:

@@ -76,8 +76,8 @@ def merge(run_dir: Path, out: Path | None = None, dtype: str = "auto", verify: b
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     (tmp / SQLFT_META).write_text(yaml.safe_dump({
         "base_model": config["model"]["name"], "template": ref.template, "system": ref.system,
-        "schema_format": ref.schema_format, "method": config["model"]["method"], "dtype": dtype,
-        "run": str(run_dir.resolve())}, sort_keys=False))
+        "schema_format": ref.schema_format, "sql_dialect": ref.sql_dialect, "method": config["model"]["method"],
+        "dtype": dtype, "run": str(run_dir.resolve())}, sort_keys=False))
     (tmp / "README.md").write_text(model_card(run_dir, config, dtype))
     if out.exists():
         shutil.rmtree(out)

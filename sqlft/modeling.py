@@ -226,6 +226,9 @@ def add_lora(model, config: Config):
         model = prepare_model_for_kbit_training(
             model, use_gradient_checkpointing=config.train.gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": config.train.use_reentrant})
+    if config.model.adapter:  # continue an SFT run's adapter (its rank and targets, not config.lora's)
+        from peft import PeftModel
+        return PeftModel.from_pretrained(model, str(adapter_dir(config)), is_trainable=True)
     # Tokens added to the vocabulary start untrained: their embedding rows train with the adapter (PEFT's
     # trainable tokens, saved in the adapter), the rest of the embeddings stays frozen.
     new_ids = getattr(model, "sqlft_new_token_ids", [])
@@ -233,6 +236,31 @@ def add_lora(model, config: Config):
                       target_modules=config.lora.target_modules, bias="none", task_type="CAUSAL_LM",
                       trainable_token_indices=new_ids or None)
     return get_peft_model(model, lora)
+
+
+def adapter_dir(config: Config) -> Path:
+    """The adapter folder that model.adapter names (a run folder or the adapter itself). A run must have been
+    trained on the same base, template, system text and schema format: its prompts are the ones it learnt."""
+    import yaml
+
+    path = Path(config.model.adapter)
+    folder = path / "adapter" if (path / "adapter").is_dir() else path
+    if not (folder / "adapter_config.json").is_file():
+        raise ConfigError(f"model.adapter={config.model.adapter}: no LoRA adapter there (expected a training run "
+                          "folder with adapter/, or a folder with adapter_config.json)")
+    run_config = path / "config.yaml"
+    if folder != path and run_config.is_file():
+        run = yaml.safe_load(run_config.read_text())
+        ours = {"model.name": config.model.name, "data.template": config.data.template,
+                "data.system": config.data.system, "data.schema_format": config.data.schema_format}
+        theirs = {"model.name": run["model"]["name"], "data.template": run["data"]["template"],
+                  "data.system": run["data"]["system"],
+                  "data.schema_format": run["data"].get("schema_format", "ddl")}
+        differ = [f"{k}={theirs[k]!r} (this config: {ours[k]!r})" for k in ours if ours[k] != theirs[k]]
+        if differ:
+            raise ConfigError(f"model.adapter={config.model.adapter} was trained with " + ", ".join(differ)
+                              + ": set the same values here, so that prompts are the ones the adapter learnt")
+    return folder
 
 
 def parameter_counts(model) -> tuple[int, int]:

@@ -38,8 +38,9 @@ class OpenAIBackend:
         self.tokenizer = None
         self.system = SQL_SYSTEM
         folder_template, folder_context, self.schema_format = None, None, "ddl"
+        self.sql_dialect: str | None = None  # of the training SQL, when model_dir tells
         if model_dir:
-            self.tokenizer, folder_template, self.system, folder_context, self.schema_format = \
+            self.tokenizer, folder_template, self.system, folder_context, self.schema_format, self.sql_dialect = \
                 _read_model_dir(model_dir)
         # As InferenceModel: the folder's training template, else the tokenizer's own chat template.
         self.template = template or folder_template or (default_template(self.tokenizer) if self.tokenizer else "chatml")
@@ -118,7 +119,8 @@ class OpenAIBackend:
 
 
 def _read_model_dir(model_dir: str):
-    """(tokenizer, template, system, context length, schema format) of a merged folder, run or model folder."""
+    """(tokenizer, template, system, context length, schema format, SQL dialect) of a merged folder, run or model
+    folder."""
     from transformers import AutoConfig
 
     from sqlft.modeling import load_tokenizer, resolve_model_path
@@ -127,7 +129,7 @@ def _read_model_dir(model_dir: str):
     tokenizer = load_tokenizer(ref.adapter or ref.weights if ref.kind != "base" else ref.base)
     config = AutoConfig.from_pretrained(resolve_model_path(ref.weights))
     context = getattr(config, "max_position_embeddings", None)
-    return tokenizer, ref.template, ref.system, int(context) if context else None, ref.schema_format
+    return tokenizer, ref.template, ref.system, int(context) if context else None, ref.schema_format, ref.sql_dialect
 
 
 def _error_text(response: httpx.Response) -> str:

@@ -1,6 +1,10 @@
-"""How a database schema is written into a prompt: the CREATE TABLE text as given ("ddl"), or one line per table
-("compact"). Part of the prompt format: a run records its data.schema_format and every inference path (eval,
-ask, serve) formats the schema the same way, through sqlft.templates.
+"""Database schemas: the one schema model and DDL reader (tables, columns, types, keys: parse_tables), the one
+statement splitter on sqlglot's tokenizer (split_statements), and how a schema is written into a prompt.
+
+Readers: synthesized databases (eval.synth), execution-guided decoding (eval.guided), serve's schema pruning.
+Prompts: the CREATE TABLE text as given ("ddl"), or one line per table ("compact"). Part of the prompt format: a
+run records its data.schema_format and every inference path (eval, ask, serve) formats the schema the same way,
+through sqlft.templates.
 
 The full DDL is most of every text-to-SQL prompt (Spider: ~400 tokens), and the model needs only the names, a
 coarse type, the keys and the joins. "compact" keeps exactly those:
@@ -16,9 +20,11 @@ they were written, so nothing in the schema is ever lost, only shortened.
 
 import functools
 import re
+from dataclasses import dataclass, field
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.tokens import TokenType, Tokenizer
 
 SCHEMA_FORMATS = ("ddl", "compact")
 
@@ -137,3 +143,185 @@ def _arrow(reference: exp.Reference, columns: list[str]) -> str:
         table, ref_columns = target.name, []
     ref_columns = ref_columns or columns  # REFERENCES t without columns: same-named key
     return f"->{table}.{ref_columns[0]}" if len(ref_columns) == 1 else f"->{table}({', '.join(ref_columns)})"
+
+
+# ----------------------------------------------------------------------------- the schema model and DDL reader
+
+# sqlglot type -> (DuckDB type, family). The family picks the value generator. Unknown types become VARCHAR.
+_INT_TYPES = {"TINYINT", "SMALLINT", "MEDIUMINT", "INT", "BIGINT", "UTINYINT", "USMALLINT", "UMEDIUMINT", "UINT",
+              "UBIGINT", "SERIAL", "BIGSERIAL", "SMALLSERIAL", "INT128", "HUGEINT"}
+_FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL"}
+_DECIMAL_TYPES = {"DECIMAL", "BIGDECIMAL", "MONEY", "SMALLMONEY", "UDECIMAL", "NUMBER"}
+_TEXT_TYPES = {"TEXT", "VARCHAR", "CHAR", "NCHAR", "NVARCHAR", "BPCHAR", "NAME", "MEDIUMTEXT", "LONGTEXT",
+               "TINYTEXT", "STRING", "UUID", "JSON", "ENUM", "CITEXT"}
+_TIMESTAMP_TYPES = {"DATETIME", "DATETIME2", "DATETIME64", "TIMESTAMP", "TIMESTAMPTZ", "TIMESTAMPLTZ",
+                    "TIMESTAMPNTZ", "SMALLDATETIME"}
+_BLOB_TYPES = {"BLOB", "BINARY", "VARBINARY", "MEDIUMBLOB", "LONGBLOB", "TINYBLOB", "BYTEA"}
+
+
+@dataclass
+class Column:
+    name: str
+    type: str  # DuckDB type used in CREATE TABLE
+    family: str  # int | num | float | text | bool | date | timestamp | time | blob
+
+
+@dataclass
+class Table:
+    name: str
+    columns: list[Column]
+    primary_key: list[str] = field(default_factory=list)
+    # (columns, referenced table, referenced columns), names as written in the DDL
+    foreign_keys: list[tuple[list[str], str, list[str]]] = field(default_factory=list)
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name.lower() == name.lower()), None)
+
+
+def _duckdb_type(kind: exp.DataType | None) -> tuple[str, str]:
+    if kind is None:  # SQLite allows untyped columns
+        return "VARCHAR", "text"
+    name = kind.this.name if hasattr(kind.this, "name") else str(kind.this)
+    if name in _INT_TYPES:
+        return "BIGINT", "int"  # SQLite integers are 64-bit
+    if name in _FLOAT_TYPES:
+        return "DOUBLE", "float"
+    if name in _DECIMAL_TYPES:
+        params = [p.name for p in kind.expressions]
+        if name != "NUMBER" and params and all(p.isdigit() for p in params) and int(params[0]) <= 38:
+            return f"DECIMAL({','.join(params)})", "float"
+        # SQLite NUMERIC (Spider's "number") holds integers and reals; DuckDB's bare DECIMAL is (18,3),
+        # which would round values and change AVG results, so keep a DOUBLE and draw mostly integers.
+        return "DOUBLE", "num"
+    if name in _TEXT_TYPES:
+        return "VARCHAR", "text"
+    if name == "BOOLEAN":
+        return "BOOLEAN", "bool"
+    if name == "DATE":
+        return "DATE", "date"
+    if name in _TIMESTAMP_TYPES:
+        return "TIMESTAMP", "timestamp"
+    if name in {"TIME", "TIMETZ"}:
+        return "TIME", "time"
+    if name in _BLOB_TYPES:
+        return "BLOB", "blob"
+    return "VARCHAR", "text"
+
+
+def _names(nodes: list[exp.Expression]) -> list[str]:
+    return [n.name for n in nodes]
+
+
+def _reference(ref: exp.Reference) -> tuple[str, list[str]]:
+    target = ref.this  # Schema(this=Table, expressions=[cols]) or a bare Table
+    if isinstance(target, exp.Schema):
+        return target.this.name, _names(target.expressions)
+    return target.name, []
+
+
+def _parse_table(create: exp.Create) -> Table | None:
+    schema = create.this
+    if create.kind != "TABLE" or not isinstance(schema, exp.Schema):
+        return None  # CREATE TABLE ... AS SELECT, views, indexes: no column list to synthesize
+    table = Table(name=schema.this.name, columns=[])
+    seen: set[str] = set()
+    for item in schema.expressions:
+        if isinstance(item, exp.ColumnDef):
+            if item.name.lower() in seen:  # DuckDB refuses duplicate column names (case-insensitive)
+                continue
+            seen.add(item.name.lower())
+            ddb_type, family = _duckdb_type(item.args.get("kind"))
+            table.columns.append(Column(item.name, ddb_type, family))
+            for constraint in item.args.get("constraints") or []:
+                if isinstance(constraint.kind, exp.PrimaryKeyColumnConstraint):
+                    table.primary_key = [item.name]
+                elif isinstance(constraint.kind, exp.Reference):
+                    ref_table, ref_cols = _reference(constraint.kind)
+                    table.foreign_keys.append(([item.name], ref_table, ref_cols))
+        elif isinstance(item, exp.PrimaryKey):
+            table.primary_key = _names(item.expressions)
+        elif isinstance(item, exp.ForeignKey) and item.args.get("reference"):
+            ref_table, ref_cols = _reference(item.args["reference"])
+            table.foreign_keys.append((_names(item.expressions), ref_table, ref_cols))
+    return table if table.columns else None
+
+
+def parse_tables(ddl: str, dialect: str = "sqlite") -> list[Table]:
+    """CREATE TABLE statements -> tables; statements sqlglot cannot parse are skipped, not fatal."""
+    try:
+        statements = sqlglot.parse(ddl, read=dialect)
+    except sqlglot.errors.SqlglotError:
+        # One bad statement should not lose the others: retry them one by one.
+        statements = []
+        for part in split_statements(ddl):
+            try:
+                statements.extend(sqlglot.parse(part, read=dialect))
+            except sqlglot.errors.SqlglotError:
+                continue
+    tables: dict[str, Table] = {}
+    for statement in statements:
+        if isinstance(statement, exp.Create):
+            table = _parse_table(statement)
+            if table and table.name.lower() not in tables:
+                tables[table.name.lower()] = table
+    # Resolve references to real tables/columns; a FK without columns refers to the target's primary key.
+    for table in tables.values():
+        resolved = []
+        for cols, ref_table, ref_cols in table.foreign_keys:
+            target = tables.get(ref_table.lower())
+            if target is None:
+                continue
+            ref_cols = ref_cols or target.primary_key
+            if len(ref_cols) != len(cols):
+                continue
+            resolved.append((cols, target.name, ref_cols))
+        table.foreign_keys = resolved
+    return list(tables.values())
+
+
+def schema_from_ddl(ddl: str, dialect: str = "sqlite") -> dict:
+    """DDL -> {table: {"columns": {column: DuckDB type}, "primary_key": [...],
+    "foreign_keys": [{"columns": [...], "ref_table": str, "ref_columns": [...]}]}} (JSON-serializable)."""
+    return {
+        t.name: {
+            "columns": {c.name: c.type for c in t.columns},
+            "primary_key": list(t.primary_key),
+            "foreign_keys": [{"columns": c, "ref_table": rt, "ref_columns": rc} for c, rt, rc in t.foreign_keys],
+        }
+        for t in parse_tables(ddl, dialect)
+    }
+
+
+def quote_identifier(name: str) -> str:
+    """A name as a double-quoted SQL identifier (DuckDB, SQLite, PostgreSQL)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def create_table_sql(table: Table) -> str:
+    """The DuckDB CREATE TABLE of a parsed table. No PRIMARY KEY / FOREIGN KEY / NOT NULL: synthesized data is
+    meant to break them at times."""
+    columns = ", ".join(f"{quote_identifier(c.name)} {c.type}" for c in table.columns)
+    return f"CREATE TABLE {quote_identifier(table.name)} ({columns})"
+
+
+def split_statements(sql: str) -> list[str]:
+    """The statements of a SQL script as written, each with its ';', split at the semicolons sqlglot's tokenizer
+    sees: a ';' inside a string, a quoted name or a comment ends nothing. Text the tokenizer cannot read (an
+    unterminated quote) is split at every ';'.
+
+    Two scanners stay apart on purpose: eval.database reads PostgreSQL dumps, whose COPY data lines are not
+    SQL, and eval.sqlite_sandbox confirms a statement's end with SQLite's own lexer, the authority on what
+    SQLite will run. The compact prompt format keeps its line rule (_statements) so prompts stay byte-identical.
+    """
+    try:
+        tokens = Tokenizer().tokenize(sql)
+    except sqlglot.errors.TokenError:
+        return [s.strip() + ";" for s in sql.split(";") if s.strip()]
+    parts, start = [], 0
+    for token in tokens:
+        if token.token_type == TokenType.SEMICOLON:
+            parts.append(sql[start:token.end + 1].strip())
+            start = token.end + 1
+    if sql[start:].strip():
+        parts.append(sql[start:].strip())
+    return [p for p in parts if p.strip(" \n\t;")]

@@ -6,12 +6,11 @@ was trained on (a train/inference prompt mismatch is the most common silent fail
 Run `python -m sqlft.templates` to print every template on a sample record.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlft.record import Record, Turn, sql_record
 from sqlft.schema import format_schema
-
-TEMPLATES = ("sql", "alpaca", "llama2", "llama3", "chatml", "yuan", "context_qa", "tokenizer")
 
 ALPACA_HEADER = ("Below is an instruction that describes a task. "
                  "Write a response that appropriately completes the request.")
@@ -157,23 +156,30 @@ def _tokenizer(record, pairs, tokenizer):
     return prompt, full[len(prompt):].rstrip("\n")
 
 
-_RENDERERS = {"sql": _sql, "alpaca": _alpaca, "llama2": _llama2, "llama3": _llama3,
-              "chatml": _chatml, "yuan": _yuan, "context_qa": _context_qa}
+@dataclass(frozen=True)
+class Template:
+    """One prompt format: how it renders a record and where a model's answer in it ends (as litgpt's PromptStyle
+    owns apply() and stop_tokens()), so a template cannot be added without its stop markers."""
+    name: str
+    render: Callable  # (record, pairs, eos) -> (prompt, completion or None); `tokenizer` gets the tokenizer
+    stops: tuple[str, ...]  # text at which generation stops (besides the tokenizer's EOS token)
+    own_bos: bool = False  # the text starts with its own BOS marker: tokenise it without adding special tokens
+    adds_eos: bool = False  # the answer ends with the tokenizer's EOS token (formats without an end marker)
 
-# Text at which generation stops for each template (besides the tokenizer's EOS token).
-STOP_STRINGS = {
-    "sql": ["\nUSER:", "\nSYSTEM:"],
-    "alpaca": ["### End", "### Instruction:"],
-    "llama2": ["</s>", "[INST]"],
-    "llama3": ["<|eot_id|>", "<|start_header_id|>"],
-    "chatml": ["<|im_end|>", "<|im_start|>"],
-    "yuan": ["<eod>", "<sep>"],
-    "context_qa": ["\nContext:", "\nQuestion:"],
-    "tokenizer": [],
-}
+
+TEMPLATES: dict[str, Template] = {t.name: t for t in (
+    Template("sql", _sql, ("\nUSER:", "\nSYSTEM:"), adds_eos=True),
+    Template("alpaca", _alpaca, ("### End", "### Instruction:"), adds_eos=True),
+    Template("llama2", _llama2, ("</s>", "[INST]"), own_bos=True),
+    Template("llama3", _llama3, ("<|eot_id|>", "<|start_header_id|>"), own_bos=True),
+    Template("chatml", _chatml, ("<|im_end|>", "<|im_start|>")),
+    Template("yuan", _yuan, ("<eod>", "<sep>")),
+    Template("context_qa", _context_qa, ("\nContext:", "\nQuestion:"), adds_eos=True),
+    Template("tokenizer", _tokenizer, ()),  # the tokenizer's own chat template: its EOS token ends the answer
+)}
 
 # Templates whose text starts with its own BOS marker: tokenise them without adding special tokens again.
-OWN_BOS = {"llama2", "llama3"}
+OWN_BOS = {name for name, t in TEMPLATES.items() if t.own_bos}
 
 
 def check_template(template: str) -> None:
@@ -239,13 +245,13 @@ def _render(record: Record, template: str, tokenizer, schema_format: str):
     pairs = _pairs(record)
     if template == "tokenizer":
         return _tokenizer(record, pairs, tokenizer)
-    eos = (getattr(tokenizer, "eos_token", None) or "") if template in ("sql", "alpaca", "context_qa") else ""
-    return _RENDERERS[template](record, pairs, eos)
+    eos = (getattr(tokenizer, "eos_token", None) or "") if TEMPLATES[template].adds_eos else ""
+    return TEMPLATES[template].render(record, pairs, eos)
 
 
 def stop_strings(template: str, tokenizer=None) -> list[str]:
     """Strings that end generation for this template (the tokenizer's EOS token included)."""
-    stops = list(STOP_STRINGS[template])
+    stops = list(TEMPLATES[template].stops)
     eos = getattr(tokenizer, "eos_token", None)
     if eos and eos not in stops:
         stops.append(eos)

@@ -1,5 +1,7 @@
 """Fine-tune a Llama-family model for SQL with QLoRA, LoRA or full fine-tuning (TRL SFTTrainer + PEFT).
 
+train.stage: grpo runs the reinforcement stage instead (sqlft/grpo.py: TRL GRPOTrainer, execution reward).
+
     sqlft train CONFIG [section.key=value ...] [--resume]
     python -m sqlft.train configs/smollm2-135m-qlora-cpu.yaml train.max_steps=20
 
@@ -49,7 +51,7 @@ def main(argv=None) -> Path:
         sys.exit(f"sqlft train: {err}")
     try:
         return train(config, resume=args.resume)
-    except (DataError, FileNotFoundError) as err:
+    except (DataError, ConfigError, FileNotFoundError) as err:
         sys.exit(f"sqlft train: {err}")
 
 
@@ -62,6 +64,9 @@ def train(config: Config, resume: bool = False) -> Path:
     main_process = is_main_process()
     config = resolve_precision(config, verbose=main_process)  # `auto` made concrete: config.yaml records the choice
     resolve_max_length(config)  # before the config is saved: the run records the length it used
+    if config.train.stage == "grpo":  # reinforcement on executed answers: its own recipe, the same run folder
+        from sqlft.grpo import train_grpo
+        return train_grpo(config, resume)
     run_dir = prepare_run_dir(config, resume) if main_process else config.run_dir
 
     # Data first: bad data fails in seconds, before the model is loaded.

@@ -51,6 +51,21 @@ class ValidationReport:
                              for reason, problems in self.examples.items()}}
 
 
+def drop_duplicates(records: list[Record], seen: dict | None = None) -> tuple[list[Record], list[Problem]]:
+    """Records whose (system, context, turns) no earlier record has, and a problem for each one dropped. `seen`
+    carries what earlier calls kept, so that duplicates are found across datasets too."""
+    seen = {} if seen is None else seen
+    kept, dropped = [], []
+    for record in records:
+        key = (record.system, record.context, tuple((t.role, t.content) for t in record.turns), record.text)
+        if key in seen:
+            dropped.append(Problem(record.source, "duplicate", f"same system, context and turns as {seen[key]}"))
+        else:
+            seen[key] = record.source or "an earlier record"
+            kept.append(record)
+    return kept, dropped
+
+
 def validate(records: list[Record], *, length_of: Callable[[Record], int], max_length: int, overlong: str,
              dedupe: bool, problems: Iterable[Problem] = (),
              truncatable: Callable[[Record], bool] | None = None) -> tuple[list[Record], ValidationReport]:
@@ -60,7 +75,8 @@ def validate(records: list[Record], *, length_of: Callable[[Record], int], max_l
     overlong: "drop" (count them, keep going), "fail" (raise DataError after looking at every record), or
       "truncate": keep those for which truncatable(record) is true (counted in report.truncated; the caller cuts
       them), drop the others (SQL records) as "drop" does.
-    dedupe: drop records whose (system, context, turns) equal an earlier record's.
+    dedupe: drop records whose (system, context, turns) equal an earlier record's (sqlft.data does it before
+    mixing instead, where a record repeated for a weight above 1 is not yet there to be taken for a duplicate).
     Raises DataError when nothing is left to train on.
     """
     if overlong not in ("drop", "fail", "truncate"):
@@ -69,14 +85,12 @@ def validate(records: list[Record], *, length_of: Callable[[Record], int], max_l
     for problem in problems:
         report.add(problem)
     report.total = len(records) + sum(report.counts.values())
-    kept, seen, too_long = [], {}, []
+    if dedupe:  # before length_of: no need to tokenise a duplicate
+        records, duplicates = drop_duplicates(records)
+        for problem in duplicates:
+            report.add(problem)
+    kept, too_long = [], []
     for record in records:
-        if dedupe:  # before length_of: no need to tokenise a duplicate
-            key = (record.system, record.context, tuple((t.role, t.content) for t in record.turns), record.text)
-            if key in seen:
-                report.add(Problem(record.source, "duplicate", f"same system, context and turns as {seen[key]}"))
-                continue
-            seen[key] = record.source or "an earlier record"
         try:
             length = length_of(record)
         except ValueError as err:  # the template cannot render it (turn order, missing answer, ...)

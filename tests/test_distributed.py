@@ -101,8 +101,6 @@ def test_sharded_qlora_keeps_one_dtype_for_fsdp_and_zero3(tiny_model_dir, monkey
     from sqlft import modeling
     from sqlft.config import load_config
 
-    if not hasattr(modeling, "shards_weights"):
-        pytest.skip("needs the sqlft.modeling patch for FSDP/ZeRO-3 (shards_weights) from the distributed report")
     config = load_config(None, [f"model.name={tiny_model_dir}", "model.method=qlora", "model.dtype=bfloat16",
                                 "train.gradient_checkpointing=false"])
     for key in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED", "ACCELERATE_DEEPSPEED_ZERO_STAGE"):
@@ -122,8 +120,6 @@ def test_sharded_qlora_keeps_one_dtype_for_fsdp_and_zero3(tiny_model_dir, monkey
 def test_zero2_does_not_count_as_sharding_weights(monkeypatch):
     from sqlft import modeling
 
-    if not hasattr(modeling, "shards_weights"):
-        pytest.skip("needs the sqlft.modeling patch for FSDP/ZeRO-3 (shards_weights) from the distributed report")
     monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")

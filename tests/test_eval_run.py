@@ -60,12 +60,14 @@ EXPECTED = {"m1": "match", "m2": "match", "x1": "mismatch", "x2": "mismatch", "p
             "g1": "gold_error"}
 
 
-@pytest.mark.parametrize("dialect, engine", [("sqlite", "sqlite"), ("duckdb", "duckdb")])
-def test_predictions_file_end_to_end(tmp_path, db_root, capsys, dialect, engine):
-    # SQLite-dialect SQL on a SQLite file runs on SQLite as written; other dialects on a DuckDB copy of it.
+@pytest.mark.parametrize("dialect, flag, engine", [("sqlite", "auto", "sqlite"), ("duckdb", "auto", "sqlite"),
+                                                   ("duckdb", "duckdb", "duckdb")])
+def test_predictions_file_end_to_end(tmp_path, db_root, capsys, dialect, flag, engine):
+    # A SQLite file runs on SQLite (eval.engine's rule; SQL of another dialect transpiled), or with --engine
+    # duckdb on a DuckDB copy of it.
     preds = write_jsonl(tmp_path / "preds.jsonl", PREDICTIONS)
     out = tmp_path / "out"
-    eval_run.main(["--predictions", str(preds), "--db-root", str(db_root), "--dialect", dialect,
+    eval_run.main(["--predictions", str(preds), "--db-root", str(db_root), "--dialect", dialect, "--engine", flag,
                    "--out", str(out), "--timeout-s", "0.5", "--workers", "2"])
 
     rows = read_jsonl(out / "results.jsonl")
@@ -336,3 +338,44 @@ def test_eval_flags_and_key_value_settings_make_one_typed_config(tmp_path):
         eval_run.parse_args(["m", "--data", "d", "timeout_s=soon"])  # not a float: a usage error, not a crash
     with pytest.raises(eval_run.ConfigError, match="not both"):
         eval_run.eval_config({"model": "m", "data": "d", "predictions": "p.jsonl"})
+
+
+class VotingFake(FakeModel):
+    """Greedy answers run but give another result; sampled answers are right except every `wrong_every`-th."""
+
+    def __init__(self, answers, wrong_every=0):
+        super().__init__(answers)
+        self.samples, self.wrong_every = 0, wrong_every
+
+    def generate(self, prompts, gen=None):
+        if gen is not None and gen.do_sample:
+            self.samples += 1
+            if self.wrong_every and self.samples % self.wrong_every == 0:
+                return [Generation("SELECT name FROM singer WHERE age > 1000", 5, 4, 0.01) for _ in prompts]
+            return super().generate(prompts, gen)
+        return [Generation("SELECT name FROM singer WHERE age > 1000", 5, 4, 0.01) for _ in prompts]
+
+
+def test_voting_picks_the_majority_result_and_keeps_greedy_on_a_tie(tmp_path):
+    data = write_jsonl(tmp_path / "eval.jsonl", [{"context": SCHEMA, "question": q, "answer": a} for q, a in RECORDS])
+
+    def evaluate(out, *flags, model=None):
+        argv = ["fake-model", "--data", str(data), "--out", str(tmp_path / out), "--instances", "2", *flags]
+        return eval_run.run(eval_run.parse_args(argv), load_model=lambda ref, template=None: model)
+
+    # 3 answers: the greedy one (wrong result) and two right samples -> the right result has 2 votes of 3
+    report = evaluate("vote3", "--candidates", "3", "--vote", model=VotingFake(dict(RECORDS)))
+    assert report["execution_accuracy"] == 1.0
+    assert report["voting"] == {"questions": 6, "candidates": 3, "changed": 6, "changed_rate": 1.0,
+                                "changed_and_correct": 6, "candidates_ran_mean": 3.0, "none_ran": 0}
+    rows = read_jsonl(tmp_path / "vote3" / "results.jsonl")
+    assert all(r["greedy_raw"] == "SELECT name FROM singer WHERE age > 1000" for r in rows)
+    assert "voting over executed results" in (tmp_path / "vote3" / "report.md").read_text()
+    # 2 answers: greedy (wrong) against one right sample -> a tie, the greedy answer stays
+    tie = evaluate("vote2", "--candidates", "2", "--vote", model=VotingFake(dict(RECORDS)))
+    assert tie["execution_accuracy"] == 0.0 and tie["voting"]["changed"] == 0
+    # 4 answers, the third sample wrong again: greedy + 1 wrong sample (2) against 2 right -> tie, greedy stays
+    tie4 = evaluate("vote4", "--candidates", "4", "--vote", model=VotingFake(dict(RECORDS), wrong_every=3))
+    assert tie4["execution_accuracy"] == 0.0 and tie4["voting"]["candidates_ran_mean"] == 4.0
+    with pytest.raises(SystemExit):
+        eval_run.parse_args(["fake-model", "--data", str(data), "--vote"])  # --vote alone: needs --candidates >= 2

@@ -39,6 +39,7 @@ def model(embedded_model_dir):
     return InferenceModel.load(str(embedded_model_dir), template="chatml")
 
 
+@pytest.mark.slow  # the real 135M model
 @pytest.mark.parametrize("schema_format", ["ddl", "compact"])
 def test_decoding_loop_gives_the_answers_of_transformers_generate(model, schema_format):
     """sqlft.decoding (prefix cache, rows dropped as they finish) against plain generate() on left padding."""
@@ -57,6 +58,7 @@ def test_decoding_loop_gives_the_answers_of_transformers_generate(model, schema_
     assert all(g.text for g in cached)
 
 
+@pytest.mark.slow  # the real 135M model
 def test_one_batch_over_several_schemas_gives_the_answers_of_separate_batches(model):
     model.ref.schema_format = "ddl"
     other = "CREATE TABLE city (city_id INT, name TEXT, population INT, country TEXT, mayor TEXT, founded INT);"
@@ -69,6 +71,7 @@ def test_one_batch_over_several_schemas_gives_the_answers_of_separate_batches(mo
     assert together == [g.text for g in model.generate(prompts, GenerationConfig(max_new_tokens=20, batch_size=1))]
 
 
+@pytest.mark.slow  # the real 135M model
 def test_sampling_is_seeded_and_differs_from_greedy(model):
     prompts = [model.sql_prompt(SCHEMA, q) for q in QUESTIONS]
     sampling = GenerationConfig(max_new_tokens=16, batch_size=3, do_sample=True, temperature=1.5, top_p=0.95)

@@ -1,14 +1,16 @@
 """Hostile input against the API (issue 15): every case ends as a sandbox status or a documented error, in time,
 without the server's memory growing by the query's size, and without an answer revealing a path or setting.
 
-One server (TestClient, fake model) over a SQLite file with Spider's `singer` table; SQL runs in killable
-worker processes (eval/isolation.py) with a 256 MB memory limit and a 1 s execution timeout.
+One server (TestClient, fake model) over Spider's `singer` table as a DuckDB file and as a SQLite file (each
+runs on its own engine); SQL runs in killable worker processes (eval/isolation.py) with a 256 MB memory
+limit and a 1 s execution timeout.
 """
 
 import resource
 import sqlite3
 import time
 
+import duckdb
 import pytest
 from fastapi.testclient import TestClient
 
@@ -65,15 +67,37 @@ CASES = [
     ("nul_byte", "SELECT 1\x00; DROP TABLE singer", {"rejected", "error"}),
 ]
 
+# The same spirit on the SQLite engine (Spider's own files run there).
+SQLITE_CASES = [
+    ("printf_star_precision", "SELECT length(printf('%.*c', 2000000000, 'x'))", {"rejected"}),
+    ("printf_star_width_per_row", "SELECT printf('%*d', 20000000, singer_id) FROM singer", {"rejected"}),
+    ("zeroblob", "SELECT length(zeroblob(1000000000))", {"error", "rejected"}),
+    ("doubling", "WITH RECURSIVE r(s) AS (SELECT 'x' UNION ALL SELECT s || s FROM r) SELECT length(s) FROM r "
+     "LIMIT 1 OFFSET 40", {"error", "rejected", "timeout"}),
+    ("endless_recursion", "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t) SELECT count(*) FROM t",
+     {"timeout"}),
+    ("sqlite_master", "SELECT sql FROM sqlite_master", {"rejected"}),
+    ("pragma_function", "SELECT * FROM pragma_database_list", {"rejected", "error"}),
+    ("attach", "ATTACH '/tmp/x.db' AS x", {"rejected"}),
+    ("load_extension", "SELECT load_extension('/tmp/x.so')", {"rejected", "error"}),
+    ("plus_500_terms", "SELECT " + "+".join(["1"] * 500), {"ok", "error", "rejected"}),
+    ("subqueries_nested_400", "SELECT " + "(SELECT " * 400 + "1" + ")" * 400, {"ok", "error", "rejected"}),
+]
+
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    path = tmp_path_factory.mktemp("hostile") / "concert_singer.sqlite"
-    with sqlite3.connect(path) as con:
+    folder = tmp_path_factory.mktemp("hostile")
+    rows = [(i, f"singer {i}", "France", 20 + i) for i in range(1, 7)]
+    with sqlite3.connect(folder / "concert_singer.sqlite") as con:
         con.execute("CREATE TABLE singer (singer_id INTEGER PRIMARY KEY, name TEXT, country TEXT, age INTEGER)")
-        con.executemany("INSERT INTO singer VALUES (?, ?, ?, ?)",
-                        [(i, f"singer {i}", "France", 20 + i) for i in range(1, 7)])
-    settings = Settings(backend="fake", demo_databases=False, database=[f"concert={path}"],
+        con.executemany("INSERT INTO singer VALUES (?, ?, ?, ?)", rows)
+    with duckdb.connect(str(folder / "concert_singer.duckdb")) as con:
+        con.execute("CREATE TABLE singer (singer_id INTEGER PRIMARY KEY, name VARCHAR, country VARCHAR, age INTEGER)")
+        con.executemany("INSERT INTO singer VALUES (?, ?, ?, ?)", rows)
+    settings = Settings(backend="fake", demo_databases=False,
+                        database=[f"concert={folder / 'concert_singer.duckdb'}",
+                                  f"concert_sqlite={folder / 'concert_singer.sqlite'}"],
                         execute_timeout_s=TIMEOUT_S, memory_limit=MEMORY, execute_workers=2,
                         max_result_bytes=2_000_000, max_body_bytes=1_000_000)
     with TestClient(create_app(settings, load_backend=lambda s: FakeBackend())) as c:
@@ -89,11 +113,13 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
-@pytest.mark.parametrize("sql, statuses", [(sql, statuses) for _, sql, statuses in CASES],
-                         ids=[name for name, _, _ in CASES])
-def test_hostile_sql_gets_a_sandbox_status_in_time_and_memory(client, sql, statuses):
+@pytest.mark.parametrize("database, sql, statuses",
+                         [("concert", sql, statuses) for _, sql, statuses in CASES]
+                         + [("concert_sqlite", sql, statuses) for _, sql, statuses in SQLITE_CASES],
+                         ids=[f"duckdb-{name}" for name, _, _ in CASES] + [f"sqlite-{name}" for name, _, _ in SQLITE_CASES])
+def test_hostile_sql_gets_a_sandbox_status_in_time_and_memory(client, database, sql, statuses):
     before = rss_bytes()
-    response = client.post("/execute", json={"database": "concert", "sql": sql[:20_000]})
+    response = client.post("/execute", json={"database": database, "sql": sql[:20_000]})
     growth = rss_bytes() - before
     assert response.status_code == 200, response.text
     body = response.json()
@@ -102,15 +128,15 @@ def test_hostile_sql_gets_a_sandbox_status_in_time_and_memory(client, sql, statu
     assert growth < 64_000_000, f"the server grew by {growth:,} bytes"
     for secret in ("/root", "/home", "/tmp", ".duckdb", "secret", "stored_secrets"):
         assert secret not in response.text, (secret, response.text[:300])
-    assert client.post("/execute", json={"database": "concert", "sql": "SELECT count(*) FROM singer"}
+    assert client.post("/execute", json={"database": database, "sql": "SELECT count(*) FROM singer"}
                        ).json()["rows"] == [[6]]
 
 
 def test_the_same_sql_through_the_model_gets_the_same_answers(tmp_path):
     """/sql with execute: the model writes each hostile query; the answer is a result status, never a 500."""
-    path = tmp_path / "concert_singer.sqlite"
-    with sqlite3.connect(path) as con:
-        con.execute("CREATE TABLE singer (singer_id INTEGER PRIMARY KEY, name TEXT)")
+    path = tmp_path / "concert_singer.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE singer (singer_id INTEGER PRIMARY KEY, name VARCHAR)")
         con.execute("INSERT INTO singer VALUES (1, 'a'), (2, 'b')")
     chosen = [sql for name, sql, _ in CASES if name in (
         "cte_name_hides_pg_settings", "plus_500_terms", "abs_nested_400", "printf_star_width", "current_setting")]

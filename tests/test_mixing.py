@@ -124,3 +124,31 @@ def test_val_dbs_hold_out_exactly_those_databases():
     from sqlft.formats import DataError
     with pytest.raises(DataError, match="db9"):
         split(records, 0.5, True, 0, val_dbs=["db1", "db9"])
+
+
+class WordTokenizer:
+    """One token per word: enough for sqlft.data to measure lengths without a model's tokenizer."""
+
+    def __call__(self, text, add_special_tokens=True):
+        return {"input_ids": list(range(len(text.split())))}
+
+
+def test_a_weight_above_one_survives_deduplication(tmp_path):
+    """Deduplication runs before mixing: the repeats that honour a weight of 3 are not dropped as duplicates
+    (they were, when mixing ran first, silently undoing the weight)."""
+    import json
+
+    from sqlft.config import load_config
+    from sqlft.data import load_split
+
+    for name in ("a", "b"):
+        rows = [{"context": f"CREATE TABLE {name} (x INT)", "question": f"{name} question {i}?",
+                 "answer": f"SELECT {i} FROM {name}"} for i in range(4)]
+        rows.append(rows[0])  # one real duplicate in each file, which must still go
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = load_config(None, [f"data.train=[{{path: {tmp_path / 'a.jsonl'}, weight: 3}}, "
+                                f"{{path: {tmp_path / 'b.jsonl'}, weight: 1}}]", "data.max_length=512"])
+    kept, examples, report, _ = load_split(config.data.train, config, WordTokenizer())
+    # 8 distinct records reweighted 3:1 -> 6 from a (4, then 2 repeated), 2 from b
+    assert Counter(r.context.split()[2] for r in kept) == {"a": 6, "b": 2}
+    assert report.counts == {"duplicate": 2} and len(examples) == len(kept) == 8

@@ -65,3 +65,15 @@ def test_every_spider_train_schema_compacts_without_leftover_ddl():
         compact = format_schema(ddl, "compact")
         assert "CREATE" not in compact, db_id
         assert len(compact) < 0.8 * len(ddl), db_id
+
+
+def test_split_statements_follows_sqlglots_tokens():
+    from sqlft.schema import split_statements
+
+    script = ("CREATE TABLE \"a;b\" (x TEXT DEFAULT 'p;q'); -- c; d\nCREATE TABLE c (y INT) /* e; f */;\n"
+              "INSERT INTO c VALUES (1);;\n  SELECT 'x;' AS s")
+    assert split_statements(script) == [
+        "CREATE TABLE \"a;b\" (x TEXT DEFAULT 'p;q');", "-- c; d\nCREATE TABLE c (y INT) /* e; f */;",
+        "INSERT INTO c VALUES (1);", "SELECT 'x;' AS s"]
+    assert split_statements("SELECT 'open; quote") == ["SELECT 'open;", "quote;"]  # untokenizable: every ';'
+    assert split_statements("  ;\n") == []

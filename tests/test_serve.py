@@ -34,6 +34,7 @@ from serve.pruning import prune_schema, split_statements
 from serve.settings import Settings
 from serve.testing import FakeBackend, free_port
 from sqlft.config import GenerationConfig
+from sqlft.generate import Generation
 
 ROOT = Path(__file__).resolve().parents[1]
 COUNT_SQL = "SELECT COUNT(*) AS n FROM restaurant"
@@ -634,3 +635,42 @@ def test_slow_headers_are_cut_off_and_bad_framing_gets_the_error_body():
 def json_loads(data: bytes) -> dict:
     import json
     return json.loads(data)
+
+
+class VotingBackend(FakeBackend):
+    """Greedy calls write `greedy`; sampling calls write the `samples` in turn."""
+
+    def __init__(self, greedy: str, samples: list[str]):
+        super().__init__(greedy)
+        self.samples, self.sampled = samples, 0
+
+    def generate(self, prompts, gen=None):
+        if gen is None or not gen.do_sample:
+            return super().generate(prompts, gen)
+        texts = []
+        for _ in prompts:
+            texts.append(self.samples[self.sampled % len(self.samples)])
+            self.sampled += 1
+        return [Generation(t, 10, 5, 0.0) for t in texts]
+
+
+def test_sql_vote_answers_with_the_majority_result():
+    wrong = "SELECT COUNT(*) AS n FROM restaurant WHERE 1 = 0"
+    samples = [COUNT_SQL, "SELECT 1", "SELECT count(*) FROM restaurant AS r"]  # 1st and 3rd: the same rows
+    with serving(VotingBackend(wrong, samples)) as c:
+        body = c.post("/sql", json={"question": "How many restaurants?", "database": "restaurants",
+                                    "execute": True, "candidates": 4, "vote": True}).json()
+        assert body["vote"] == {"candidates": 4, "ran": 4, "votes": 2, "changed": True, "greedy_sql": wrong}
+        assert body["sql"] == COUNT_SQL and body["result"]["rows"][0][0] > 0
+        plain = c.post("/sql", json={"question": "How many restaurants?", "database": "restaurants"}).json()
+        assert plain["vote"] is None and plain["sql"] == wrong
+    with serving(VotingBackend(wrong, [COUNT_SQL])) as c:  # one against one: the greedy answer stays
+        tie = c.post("/sql", json={"question": "q?", "database": "restaurants", "candidates": 2, "vote": True}).json()
+    assert tie["sql"] == wrong and tie["vote"]["changed"] is False and tie["vote"]["votes"] == 1
+    with serving() as c:
+        assert_error(c.post("/sql", json={"question": "q?", "db_schema": "CREATE TABLE t (a INT)", "candidates": 3,
+                                          "vote": True}), 422, "invalid_request")
+        assert_error(c.post("/sql", json={"question": "q?", "database": "restaurants", "candidates": 3}),
+                     422, "invalid_request")
+        assert_error(c.post("/sql", json={"question": "q?", "database": "restaurants", "candidates": 99,
+                                          "vote": True}), 422, "invalid_request")

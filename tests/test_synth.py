@@ -1,4 +1,5 @@
-"""eval.synth: DDL parsing, literal harvesting, synthesized databases on real Spider schemas, check_gold.
+"""The schema reader (sqlft.schema), literal harvesting (eval.literals), synthesized databases on real Spider
+schemas (eval.synth) and gold checks (eval.gold_check).
 
     .venv/bin/pytest tests/test_synth.py -q
 """
@@ -13,7 +14,10 @@ import duckdb
 import pytest
 
 from eval import synth
-from eval.synth import GoldCheck, check_gold, harvest, parse_tables, schema_from_ddl, synthesize
+from eval.gold_check import GoldCheck, check_gold
+from eval.literals import harvest
+from eval.synth import synthesize
+from sqlft.schema import parse_tables, schema_from_ddl
 
 SPIDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "spider_train" / "spider_train.jsonl"
 needs_spider = pytest.mark.skipif(not SPIDER.exists(), reason=f"shared Spider data not found at {SPIDER}")

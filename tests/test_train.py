@@ -24,17 +24,29 @@ def tiny_config(tiny_model_dir, data_path, run_dir, *overrides):
         "train.gradient_checkpointing=false", "train.report_to=none", "train.warmup_ratio=0", *overrides])
 
 
-def test_lora_changes_adapter_and_leaves_base_untouched(tiny_model_dir, sql_jsonl, tmp_path):
-    from sqlft.train import train
+def test_lora_changes_adapter_and_leaves_base_untouched(tiny_model_dir, sql_jsonl, tmp_path, monkeypatch):
+    import sqlft.train as train_module
 
-    run_dir = train(tiny_config(tiny_model_dir, sql_jsonl, tmp_path / "run"))
+    loaded = {}
+
+    def load_and_snapshot(*args, **kwargs):  # the very model object that training then wraps and trains
+        model = real_load(*args, **kwargs)
+        loaded["model"], loaded["before"] = model, {n: p.detach().clone() for n, p in model.named_parameters()}
+        return model
+
+    real_load = train_module.load_base_model
+    monkeypatch.setattr(train_module, "load_base_model", load_and_snapshot)
+    run_dir = train_module.train(tiny_config(tiny_model_dir, sql_jsonl, tmp_path / "run"))
     base = load_file(tiny_model_dir / "model.safetensors")
     adapter = load_file(run_dir / "adapter" / "adapter_model.safetensors")
     lora_b = [v for k, v in adapter.items() if "lora_B" in k]
     assert lora_b and all(v.abs().sum() > 0 for v in lora_b), "LoRA B starts at zero and must have been trained"
     assert not any(k.replace("base_model.model.", "") in base for k in adapter), "adapter holds only LoRA weights"
-    assert torch.equal(load_file(tiny_model_dir / "model.safetensors")["model.layers.0.mlp.up_proj.weight"],
-                       base["model.layers.0.mlp.up_proj.weight"])
+    # In memory, after training: every base weight (LoRA wraps a layer's weight as base_layer.weight) is unchanged.
+    after = {n.replace(".base_layer", ""): p for n, p in loaded["model"].named_parameters() if "lora_" not in n}
+    assert set(after) == set(loaded["before"])
+    changed = [n for n, before in loaded["before"].items() if not torch.equal(after[n].detach().cpu(), before.cpu())]
+    assert not changed, f"training changed frozen base weights: {changed[:5]}"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["global_step"] == 6 and metrics["tokens_seen"] > 0
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())

@@ -189,3 +189,13 @@ def test_browser_end_to_end(api_url, tmp_path):
         assert shot.stat().st_size > 10_000
     finally:
         stop(proc)
+
+
+def test_vote_over_several_answers(monkeypatch, api_url):
+    at = page(monkeypatch, api_url)
+    next(n for n in at.number_input if n.label == "Answers to vote over").set_value(3).run()
+    at.text_input[0].input("Which city has the most restaurants?")
+    at.button[0].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.code[-1].value == CITY_SQL
+    assert any("voted over 3 answers: 3 ran, 3 agreed; the first answer kept" in c.value for c in at.caption)

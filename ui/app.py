@@ -63,6 +63,8 @@ with st.sidebar:
         if state.get("databases_error") and ready.ok:
             st.error(state["databases_error"])
         database = st.selectbox("Database", list(databases), index=0 if databases else None,
+                                format_func=lambda name: f"{name} ({databases[name]['engine']})"
+                                if databases.get(name, {}).get("engine") else name,
                                 placeholder="no database registered" if ready.ok else "waiting for the API")
         ddl = databases[database]["db_schema"] if database else ""
     else:
@@ -71,6 +73,11 @@ with st.sidebar:
     max_rows = st.number_input("Rows to show", min_value=1, max_value=1000, value=100, step=50)
     prune = st.checkbox("Prune the schema", help="Send the model only the tables the question seems to need "
                         "(name matches plus join neighbours): for schemas too big for the model's context.")
+    candidates = st.number_input("Answers to vote over", min_value=1, max_value=8, value=1, step=1,
+                                 disabled=source != REGISTERED,
+                                 help="Above 1: the model writes that many answers, each runs on the database, and "
+                                 "the SQL whose result most of them give is shown (the first answer on a tie). "
+                                 "Needs a registered database.")
 
     history = st.container()  # filled at the end of the run, so an answer given in this run is listed too
 
@@ -93,7 +100,8 @@ if asked:
     else:
         with st.spinner("Writing SQL..."):
             reply = api.ask(question, database=database, db_schema=None if database else ddl,
-                            execute=bool(database), max_rows=int(max_rows), prune_schema=prune)
+                            execute=bool(database), max_rows=int(max_rows), prune_schema=prune,
+                            candidates=int(candidates))
         if reply.ok:
             answer = {"question": question, "database": database} | reply.data
             state["history"].append(answer)
@@ -105,8 +113,15 @@ answer = state["answer"]
 if answer:
     st.subheader(answer["question"])
     st.code(answer["sql"] or "-- the model wrote no SQL", language="sql")
+    if answer.get("executed_sql"):  # transpiled from the model's dialect to the database engine's
+        st.caption(f"Run on {answer.get('engine') or 'the database'} as:")
+        st.code(answer["executed_sql"], language="sql")
     timings = answer.get("timings") or {}
     notes = [f"{answer.get('new_tokens', 0)} tokens in {timings.get('generate_s', 0):.1f} s"]
+    vote = answer.get("vote")
+    if vote:
+        notes.append(f"voted over {vote['candidates']} answers: {vote['ran']} ran, {vote['votes']} agreed"
+                     + ("; not the first answer" if vote["changed"] else "; the first answer kept"))
     if answer.get("kept_tables"):
         notes.append("tables shown to the model: " + ", ".join(answer["kept_tables"]))
     if not answer["valid"]:

@@ -34,9 +34,13 @@ class ApiClient:
         return self._call("GET", "/databases")
 
     def ask(self, question: str, *, database: str | None = None, db_schema: str | None = None,
-            execute: bool = False, max_rows: int | None = None, prune_schema: bool = False) -> Reply:
+            execute: bool = False, max_rows: int | None = None, prune_schema: bool = False,
+            candidates: int = 1) -> Reply:
+        """candidates > 1 (with a database): vote over that many answers' executed results."""
         body = {"question": question, "execute": execute, "prune_schema": prune_schema}
         body |= {"database": database} if database else {"db_schema": db_schema}
+        if candidates > 1 and database:
+            body |= {"candidates": candidates, "vote": True}
         if max_rows:
             body["max_rows"] = max_rows
         return self._call("POST", "/sql", body)

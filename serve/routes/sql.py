@@ -6,6 +6,7 @@ smaller of --execute-timeout and what is left of --request-timeout: a query stop
 """
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -18,12 +19,12 @@ from eval.sql import extract_sql, parse_sql
 from serve.batching import BatcherClosed, PromptTooLong
 from serve.deps import BatcherDep, DatabasesDep, ReadyDep, SettingsDep, SlotDep
 from serve.errors import ApiError
-from serve.execution import execute_response, run_sql
+from serve.execution import engine_sql, execute_response, run_sql, vote_on
 from serve.pruning import prune_schema
 from serve.registry import Database
-from serve.schemas import ExecuteRequest, ExecuteResponse, SQLRequest, SQLResponse, Timings
+from serve.schemas import ExecuteRequest, ExecuteResponse, SQLRequest, SQLResponse, Timings, VoteInfo
 from serve.settings import Settings
-from serve.state import ServerState, Slot
+from serve.state import Slot
 from sqlft.config import GenerationConfig
 
 log = logging.getLogger("sqlft.serve")
@@ -33,7 +34,8 @@ router = APIRouter(tags=["sql"])
 @router.post("/sql")
 async def sql(body: SQLRequest, state: ReadyDep, batcher: BatcherDep, databases: DatabasesDep,
               settings: SettingsDep, slot: SlotDep) -> SQLResponse:
-    """Question + schema (DDL text or a registered database) -> SQL; with `execute`, also the rows."""
+    """Question + schema (DDL text or a registered database) -> SQL; with `execute`, also the rows; with `vote`,
+    the SQL whose result most of `candidates` answers give on the database (eval.vote)."""
     deadline = time.monotonic() + settings.request_timeout_s
     database = find_database(databases, body.database) if body.database else None
     max_rows = check_max_rows(body.max_rows, settings)
@@ -49,8 +51,12 @@ async def sql(body: SQLRequest, state: ReadyDep, batcher: BatcherDep, databases:
         if body.prune_schema:  # sqlglot parsing of a big schema takes a while: off the event loop
             db_schema, kept = await run_on(state.prune_pool, slot, prune_schema, db_schema, body.question)
         prompt = batcher.backend.sql_prompt(db_schema, body.question)
+        greedy = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=1)
+        # Voting: the samples go to the batcher together (one generate call when they fit in a batch).
+        sampling = dataclasses.replace(greedy, do_sample=True, temperature=greedy.candidate_temperature)
         try:
-            done = await batcher.generate(prompt, GenerationConfig(max_new_tokens=max_new_tokens, batch_size=1))
+            answers = await asyncio.gather(batcher.generate(prompt, greedy),
+                                           *[batcher.generate(prompt, sampling) for _ in range(body.candidates - 1)])
         except PromptTooLong as e:
             raise context_too_long(e, kept) from None
         except BatcherClosed:
@@ -59,25 +65,42 @@ async def sql(body: SQLRequest, state: ReadyDep, batcher: BatcherDep, databases:
             log.exception("generation failed")
             raise ApiError(502, "backend_error", f"The model backend failed: {type(e).__name__}: {e}") from None
         generated = time.perf_counter()
+        done = answers[0]
         raw = done.generation.text
-        sql = extract_sql(raw)
-        parsed = parse_sql(sql) if sql else None
+        # The model writes its training data's dialect; unknown (a base model), the database engine's own.
+        dialect = state.dialect or (database.engine if database else None)
+        sql = extract_sql(raw, dialect or "duckdb")
+        vote = None
+        if body.vote:
+            sqls = [extract_sql(a.generation.text, dialect or "duckdb") for a in answers]
+            left = deadline - time.monotonic()
+            chosen = await run_on(state.execute_pool, slot, vote_on, database, sqls, dialect,
+                                  max_rows=settings.max_rows, timeout_s=max(0.1, min(settings.execute_timeout_s, left)))
+            vote = VoteInfo(candidates=chosen.candidates, ran=chosen.ran, votes=chosen.votes,
+                            changed=chosen.changed, greedy_sql=sql)
+            raw, sql = answers[chosen.index].generation.text, sqls[chosen.index]
+        parsed = parse_sql(sql, dialect or "duckdb") if sql else None
+        executed = engine_sql(database, sql, dialect) if database and sql else ""
         result = None
         if body.execute:
             if sql:
-                result = execute_response(await execute(state, slot, database, sql, max_rows, deadline))
+                result = execute_response(await execute(state.execute_pool, slot, database, executed, max_rows,
+                                                        settings, deadline), sql, executed)
             else:
                 result = ExecuteResponse(status="error", error="The model wrote no SQL to run.")
         end = time.perf_counter()
         return SQLResponse(
             sql=sql, valid=bool(parsed and parsed.ok),
             parse_error=parsed.error if parsed else "the model wrote no SQL",
-            raw=raw, prompt_tokens=done.generation.prompt_tokens, new_tokens=done.generation.new_tokens,
+            raw=raw, prompt_tokens=done.generation.prompt_tokens,
+            new_tokens=sum(a.generation.new_tokens for a in answers),
             batch_size=done.batch_size, kept_tables=kept,
+            executed_sql=executed if executed and executed != sql else None, dialect=dialect,
+            engine=database.engine if database else None,
             timings=Timings(generate_s=round(generated - start, 4),
                             execute_s=round(end - generated, 4) if body.execute else 0.0,
                             total_s=round(end - start, 4)),
-            result=result)
+            result=result, vote=vote)
 
     return await within_timeout(answer(), settings.request_timeout_s)
 
@@ -91,18 +114,18 @@ async def execute_sql(body: ExecuteRequest, state: ReadyDep, databases: Database
     deadline = time.monotonic() + settings.request_timeout_s
     database = find_database(databases, body.database)
     max_rows = check_max_rows(body.max_rows, settings)
-    work = execute(state, slot, database, body.sql, max_rows, deadline)
-    return execute_response(await within_timeout(work, settings.request_timeout_s))
+    executed = engine_sql(database, body.sql, body.dialect or state.dialect)
+    work = execute(state.execute_pool, slot, database, executed, max_rows, settings, deadline)
+    return execute_response(await within_timeout(work, settings.request_timeout_s), body.sql, executed)
 
 
-async def execute(state: ServerState, slot: Slot | None, database: Database, sql: str, max_rows: int,
-                  deadline: float):
-    settings = state.settings
+async def execute(pool: Executor, slot: Slot | None, database: Database, sql: str, max_rows: int,
+                  settings: Settings, deadline: float):
     left = deadline - time.monotonic()
     if left <= 0:
         raise_timeout(settings.request_timeout_s)
-    return await run_on(state.execute_pool, slot, run_sql, database, sql, max_rows=max_rows,
-                        timeout_s=min(settings.execute_timeout_s, left), isolated=state.isolated)
+    return await run_on(pool, slot, run_sql, database, sql, max_rows=max_rows,
+                        timeout_s=min(settings.execute_timeout_s, left))
 
 
 async def run_on(pool: Executor, slot: Slot | None, fn: Callable, *args: Any, **kwargs: Any) -> Any:

@@ -1,0 +1,84 @@
+"""Defog's questions scored on a live PostgreSQL and on DuckDB, with the gold SQL as predictions (no model).
+
+    python benchmarks/defog_postgres.py [--defog ../shared/data/defog] [--out runs/eval/defog-postgres] [--limit N]
+
+Starts a throwaway PostgreSQL cluster (tests/pg_cluster.py), loads each dump of ../shared/data/defog/databases
+into its own database with psql, adds a SELECT-only role, then runs `sqlft eval --predictions` twice: with
+--db-root the server's URL (PostgreSQL, where Defog's gold was written) and with --db-root the dump folder
+(DuckDB, sqlft's default for dumps). Prints both summaries and every example whose verdict differs.
+"""
+
+import argparse
+import csv
+import json
+import os
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from eval import run as eval_run  # noqa: E402
+from eval.inputs import expand_alternatives  # noqa: E402
+from tests.pg_cluster import throwaway_cluster  # noqa: E402
+
+DEFOG = ROOT.parent / "shared" / "data" / "defog"
+
+
+def write_predictions(csv_path: Path, out: Path, limit: int) -> Path:
+    """One line per question: every accepted gold query, and the first of them as the prediction."""
+    path = out / "gold_as_predictions.jsonl"
+    with open(csv_path, encoding="utf-8-sig", newline="") as f, open(path, "w") as w:
+        for i, row in enumerate(csv.DictReader(f)):
+            if limit and i >= limit:
+                break
+            golds = expand_alternatives(row["query"])
+            w.write(json.dumps({"id": str(i), "db_id": row["db_name"], "question": row["question"],
+                                "gold_sql": golds, "pred_sql": golds[0], "category": row["query_category"]}) + "\n")
+    return path
+
+
+def score(predictions: Path, db_root: str, out: Path) -> list[dict]:
+    args = eval_run.parse_args(["--predictions", str(predictions), "--db-root", db_root, "--dialect", "postgres",
+                                "--mode", "strict", "--out", str(out), "--workers", "2"])
+    eval_run.run(args)
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", default="runs/eval/defog-postgres")
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--defog", type=Path, default=DEFOG, help="folder with questions/ and databases/ (default %(default)s)")
+    args = p.parse_args()
+    defog = args.defog
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    predictions = write_predictions(defog / "questions" / "questions_gen_postgres.csv", out, args.limit)
+    dumps = sorted((defog / "databases").glob("*.sql"))
+    with throwaway_cluster() as cluster, tempfile.TemporaryDirectory() as tmp:
+        for dump in dumps:
+            cluster.psql(f"CREATE DATABASE {dump.stem}")
+            cluster.psql("", db=dump.stem, file=dump)
+        cluster.psql("CREATE ROLE reader LOGIN PASSWORD 'reader'")
+        for dump in dumps:
+            cluster.psql("GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader", db=dump.stem)
+        pgpass = Path(tmp) / "pgpass"  # the password from a .pgpass file, never in the URL
+        pgpass.write_text(f"127.0.0.1:{cluster.port}:*:reader:reader\n")
+        pgpass.chmod(0o600)
+        os.environ["PGPASSFILE"] = str(pgpass)
+        on_postgres = score(predictions, f"postgresql://reader@127.0.0.1:{cluster.port}/", out / "postgres")
+    on_duckdb = score(predictions, str(defog / "databases"), out / "duckdb")
+    print("postgres:", dict(Counter(r["status"] for r in on_postgres)))
+    print("duckdb:  ", dict(Counter(r["status"] for r in on_duckdb)))
+    differ = [(a, b) for a, b in zip(on_postgres, on_duckdb) if a["status"] != b["status"]]
+    print(f"{len(differ)} of {len(on_postgres)} verdicts differ:")
+    for a, b in differ:
+        print(f"- #{a['id']} {a['db_id']}: postgres {a['status']} {a['reason'][:150]!r} | duckdb {b['status']} "
+              f"{b['reason'][:200]!r}\n    {a['gold_sql'][:200]}")
+
+
+if __name__ == "__main__":
+    main()

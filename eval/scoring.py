@@ -1,0 +1,339 @@
+"""Scoring one prediction as `sqlft eval` does: the example's database(s) prepared (a real database, or synthesized
+instances for schema-only records), gold and predicted SQL run in the same hardened sandboxes, results compared
+by the Spider test-suite rules; every failure is a status with a reason in plain words, never an exception.
+
+Model-free: the eval command (eval.run), the GRPO reward (eval.reward) and voting all score here.
+"""
+
+import re
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eval.compare import compare_results
+from eval.database import column_names, prepare_database
+from eval.engine import AnySandbox, engine_for, open_sandbox, to_engine
+from eval.hardness import hardness
+from eval.gold_check import check_gold
+from eval.inputs import Example
+from eval.postgres import PostgresError, redact
+from eval.sandbox import ExecutionResult
+from eval.sql import extract_sql, has_order_by, normalise, parse_sql, strip_distinct
+from eval.synth import synthesize
+from eval.vote import Vote, vote
+
+PRED_STATUS = {"error": "pred_exec_error", "timeout": "pred_timeout", "rejected": "rejected"}
+
+
+@dataclass
+class Scoring:
+    dialect: str  # dialect of the gold SQL (and of what the model is expected to write)
+    mode: str  # eval.compare.MODES
+    float_tolerance: float
+    timeout_s: float = 5.0  # per query, gold and pred alike
+
+
+@dataclass
+class Instances:
+    """The database(s) one example is scored on: one real database, or several synthesized ones."""
+    paths: list[Path | str]  # database files, or one PostgreSQL URL
+    synthetic: bool
+    engine: str = "duckdb"  # eval.engine.ENGINES: SQL in another dialect is transpiled to the engine's
+    columns: set[str] = field(default_factory=set)  # every column name: to_duckdb tells "x" strings from columns
+    boxes: list[AnySandbox] = field(default_factory=list)
+    error: str = ""  # why there is no database: every example on it is a gold_error
+
+
+@dataclass
+class Score:
+    status: str
+    reason: str = ""
+    valid_sql: bool = False
+    exact_match: bool = False
+    gold_varies: bool = False  # the (first runnable) gold result differs between synthesized instances
+
+
+@dataclass
+class Gold:
+    """One gold alternative that ran on every instance."""
+    sql: str  # as written in the data
+    order_matters: bool
+    results: list[ExecutionResult]  # one per instance
+
+
+# ------------------------------------------------------------------ databases
+
+
+def instance_key(example: Example) -> str:
+    return f"db:{example.database}" if example.database else f"synth:{example.db_schema}"
+
+
+def prepare_instances(examples: list[Example], dialect: str, n_instances: int, workers: int,
+                      engine: str = "auto") -> dict[str, Instances]:
+    """One Instances per database or per schema; synthesized instances hold rows planted for every gold query
+    on that schema. A database that cannot be built becomes an error shared by its examples.
+
+    engine (--engine): "auto" follows eval.engine.engine_for, the rule serve follows too (SQLite files on
+    SQLite, PostgreSQL URLs on the server, the rest on DuckDB); "sqlite" requires a SQLite file; "duckdb"
+    copies every file database to DuckDB."""
+    groups: dict[str, list[Example]] = {}
+    for example in examples:
+        if not example.database_error:
+            groups.setdefault(instance_key(example), []).append(example)
+
+    def prepare(key: str) -> Instances:
+        group = groups[key]
+        try:
+            if key.startswith("db:"):
+                source = group[0].database
+                found = engine_for(source)
+                if engine == "sqlite" and found != "sqlite":
+                    return Instances([], False, error=f"--engine sqlite: {redact(source)} is not a SQLite file "
+                                     "(use --engine auto or duckdb)")
+                if engine == "duckdb" and found == "postgres":
+                    return Instances([], False, error="--engine duckdb: a PostgreSQL URL runs on its server "
+                                     "(use --engine auto)")
+                if engine == "duckdb" or found == "duckdb":
+                    return Instances([prepare_database(source)], synthetic=False)
+                # What the official Spider evaluator sees on a SQLite file: SQLite's own semantics.
+                return Instances([source if found == "postgres" else Path(source)], synthetic=False, engine=found)
+            if engine == "sqlite":
+                return Instances([], True, error="--engine sqlite: schema-only records are scored on synthesized "
+                                 "DuckDB databases (use --engine auto or duckdb)")
+            if not group[0].db_schema.strip():
+                return Instances([], True, error="the record has no schema (context) to synthesize a database from")
+            golds = [sql for e in group for sql in e.gold_sqls]
+            return Instances(synthesize(group[0].db_schema, golds, dialect=dialect, instances=n_instances), True)
+        except Exception as err:  # a bad dump or a schema the synthesizer cannot read: a harness problem
+            return Instances([], key.startswith("synth:"), error=plain(redact(f"{type(err).__name__}: {err}")))
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        prepared = dict(zip(groups, pool.map(prepare, groups)))
+    for inst in prepared.values():
+        if inst.paths and inst.engine == "duckdb":
+            inst.columns = column_names(inst.paths[0])
+    return prepared
+
+
+def open_sandboxes(instances: dict[str, Instances], timeout_s: float, workers: int = 1) -> None:
+    """One sandbox per instance; a PostgreSQL database that cannot be opened becomes its examples' gold_error."""
+    for inst in instances.values():
+        try:
+            # workers connections: scoring threads never wait for one (PoolBusy would only come after a minute).
+            inst.boxes = [open_sandbox(path, inst.engine, timeout_s=timeout_s, pool_size=workers, pool_timeout_s=60)
+                          for path in inst.paths]
+        except (PostgresError, OSError) as err:
+            inst.error = plain(redact(str(err)))
+
+
+# ------------------------------------------------------------------ scoring
+
+
+def score_all(examples: list[Example], raw: dict[str, dict], instances: dict[str, Instances],
+              scoring: Scoring, workers: int) -> list[dict]:
+    """One result row per example, in input order; examples run in a thread pool over shared sandboxes
+    (DuckDB releases the GIL while a query runs; each execute() has its own cursor)."""
+    open_sandboxes(instances, scoring.timeout_s, workers)
+
+    def one(example: Example) -> dict:
+        line = raw.get(example.id, {})
+        text = line.get("raw", "")
+        inst = instances.get(instance_key(example))
+        chosen = None
+        if line.get("candidates") and inst is not None and not inst.error and not example.database_error:
+            greedy = text
+            text, chosen = vote_answer([greedy] + line["candidates"], inst, scoring)
+        pred_sql = example.pred_sql if example.pred_sql is not None else extract_sql(text, scoring.dialect)
+        if example.database_error:
+            score = Score("gold_error", example.database_error)
+        elif inst is None or inst.error:
+            score = Score("gold_error", f"no database: {inst.error if inst else 'not prepared'}")
+        else:
+            score = score_example(example, pred_sql, inst, scoring)
+        row = result_row(example, pred_sql, text, score, inst, scoring.dialect)
+        if chosen is not None:
+            row["vote"] = chosen.to_dict()
+            if chosen.changed:
+                row["greedy_raw"] = greedy
+        return row
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, examples))
+
+
+def vote_answer(texts: list[str], inst: Instances, scoring: Scoring) -> tuple[str, Vote]:
+    """Of a question's answers (the greedy one first), the one eval.vote picks by executing each on the question's
+    database, in the sandboxes that score it (every synthesized instance for schema-only records). Reads no gold."""
+    def run(sql: str) -> list[ExecutionResult] | None:
+        try:
+            runnable = _runnable(sql, inst, scoring)
+        except Exception:  # sqlglot cannot transpile it: it does not run
+            return None
+        results = [box.execute(runnable) for box in inst.boxes]
+        return results if all(r.status == "ok" for r in results) else None
+
+    chosen = vote([extract_sql(t, scoring.dialect) for t in texts], run, scoring.float_tolerance)
+    return texts[chosen.index], chosen
+
+
+def result_row(example: Example, pred_sql: str, text: str, score: Score, inst: Instances | None,
+               dialect: str) -> dict:
+    gold = example.gold_sqls[0] if example.gold_sqls else ""
+    row = {
+        "id": example.id, "db_id": example.db_id, "question": example.question, "gold_sql": gold,
+        "pred_sql": pred_sql, "raw": text, "status": score.status, "reason": score.reason,
+        "hardness": hardness(gold, dialect) if gold else "", "difficulty": example.difficulty,
+        "category": example.category, "exact_match": score.exact_match, "valid_sql": score.valid_sql,
+        "instances": len(inst.paths) if inst else 0, "synthetic": bool(inst and inst.synthetic),
+        "engine": inst.engine if inst and inst.paths else "",
+        # Synthesized data only: a gold result that differs between instances depends on the data; the rest
+        # are settled by flag_non_discriminating once the sandboxes are closed.
+        "discriminating": score.gold_varies or None, "source": example.source,
+    }
+    if len(example.gold_sqls) > 1:
+        row["gold_alternatives"] = len(example.gold_sqls)
+    return row
+
+
+def score_example(example: Example, pred_sql: str, inst: Instances, scoring: Scoring) -> Score:
+    """Status and reason for one prediction; every failure is a status, never an exception."""
+    golds, gold_failures = run_golds(example, inst, scoring)
+    if not golds:
+        return Score("gold_error", "the gold SQL does not run: " + " | ".join(dict.fromkeys(gold_failures)))
+    score = score_pred(example, pred_sql, golds, inst, scoring)
+    first = golds[0]
+    score.gold_varies = inst.synthetic and any(not _same(first.results[0], r, first, scoring)
+                                               for r in first.results[1:])
+    return score
+
+
+def run_golds(example: Example, inst: Instances, scoring: Scoring) -> tuple[list[Gold], list[str]]:
+    """The gold alternatives that run on every instance, and why the others do not."""
+    golds, failures = [], []
+    for sql in example.gold_sqls:
+        try:
+            runnable = _runnable(sql, inst, scoring)
+            results = [box.execute(runnable) for box in inst.boxes]
+        except Exception as err:  # sqlglot can fail on odd input with other errors than ParseError
+            failures.append(f"cannot transpile: {plain(str(err))}")
+            continue
+        failed = next(((i, r) for i, r in enumerate(results) if r.status != "ok"), None)
+        if failed:
+            failures.append(f"{_where(failed[0], inst)}{failed[1].status}: {plain(failed[1].error)}")
+            continue
+        golds.append(Gold(sql, order_matters(sql, scoring), results))
+    return golds, failures
+
+
+def order_matters(gold_sql: str, scoring: Scoring) -> bool:
+    """Spider mode copies the official rule ('order by' anywhere in the gold, a subquery's included) so that
+    verdicts reproduce published numbers; the other modes look at the top-level ORDER BY only."""
+    if scoring.mode == "spider":
+        return "order by" in gold_sql.lower()
+    return has_order_by(gold_sql, scoring.dialect)
+
+
+def score_pred(example: Example, pred_sql: str, golds: list[Gold], inst: Instances, scoring: Scoring) -> Score:
+    if not pred_sql.strip():
+        return Score("pred_parse_error", "no SQL found in the model output")
+    parsed = parse_sql(pred_sql, scoring.dialect)
+    pred_normal = normalise(pred_sql, scoring.dialect)  # eval.sql.exact_match, with the pred normalised once
+    exact = any(normalise(g, scoring.dialect) == pred_normal for g in example.gold_sqls)
+    if not parsed.ok:
+        return Score("pred_parse_error", f"not valid {scoring.dialect} SQL: {plain(parsed.error)}", False, exact)
+    try:
+        runnable = _runnable(pred_sql, inst, scoring)
+    except Exception as err:
+        return Score("pred_parse_error", f"cannot transpile to {inst.engine}: {plain(str(err))}", False, exact)
+
+    pred_results = []
+    for i, box in enumerate(inst.boxes):
+        result = box.execute(runnable)
+        if result.status != "ok":
+            return Score(PRED_STATUS[result.status], f"{_where(i, inst)}{plain(result.error)}", True, exact)
+        pred_results.append(result)
+
+    # Correct when some gold alternative matches on every instance.
+    for gold in golds:
+        if all(_same(g, p, gold, scoring) for g, p in zip(gold.results, pred_results)):
+            return Score("match", "", True, exact)
+    first = golds[0]
+    i = next(i for i, (g, p) in enumerate(zip(first.results, pred_results)) if not _same(g, p, first, scoring))
+    reason = _where(i, inst) + describe_mismatch(first.results[i], pred_results[i], first.order_matters)
+    if len(golds) > 1:
+        reason += f" (compared with the first of {len(golds)} accepted gold queries; none matched)"
+    return Score("mismatch", reason, True, exact)
+
+
+def _same(gold_result: ExecutionResult, other: ExecutionResult, gold: Gold, scoring: Scoring) -> bool:
+    return compare_results(gold_result, other, order_matters=gold.order_matters, mode=scoring.mode,
+                           float_tolerance=scoring.float_tolerance)
+
+
+def flag_non_discriminating(rows: list[dict], examples: list[Example], instances: dict[str, Instances],
+                            dialect: str, workers: int) -> None:
+    """Settle `discriminating` for synthesized examples whose gold gave one result on every instance:
+    eval.gold_check.check_gold also runs it on an empty copy of the schema. Only after the sandboxes are closed:
+    DuckDB refuses a second connection with other settings to an open file."""
+    pending = [(row, example) for row, example in zip(rows, examples)
+               if row["synthetic"] and row["discriminating"] is None and row["status"] != "gold_error"]
+
+    def check(example: Example) -> bool:
+        try:
+            return check_gold(instances[instance_key(example)].paths, example.gold_sqls[0], dialect).discriminating
+        except Exception:  # the gold ran during scoring; a failure here says nothing about the data
+            return False
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for (row, _), found in zip(pending, pool.map(check, [example for _, example in pending])):
+            row["discriminating"] = found
+
+
+def _runnable(sql: str, inst: Instances, scoring: Scoring) -> str:
+    """The SQL as executed: DISTINCT stripped in spider mode (the official evaluation drops every DISTINCT
+    from both queries before running them, DESIGN.md), then transpiled unless SQLite runs it."""
+    if scoring.mode == "spider":
+        sql = strip_distinct(sql, scoring.dialect)
+    return to_engine(sql, scoring.dialect, inst.engine, inst.columns)
+
+
+def plain(message: str, limit: int = 400) -> str:
+    """An error message as one line of plain words: no ANSI colours (sqlglot underlines the bad token), no
+    DuckDB caret diagram (the SQL is in the same result row)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", message).split("\nLINE ", 1)[0]
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _where(i: int, inst: Instances) -> str:
+    return f"on synthesized instance {i + 1} of {len(inst.paths)}: " if inst.synthetic else ""
+
+
+def describe_mismatch(gold: ExecutionResult, pred: ExecutionResult, order_matters: bool) -> str:
+    """Plain words for how two results differ, with up to three rows found only on each side."""
+    if gold.truncated != pred.truncated:
+        which = "gold" if gold.truncated else "pred"
+        return f"the {which} result has more rows than the row limit and the other does not"
+    if gold.rows and pred.rows and len(gold.rows[0]) != len(pred.rows[0]):
+        return (f"gold has {len(gold.rows[0])} columns ({', '.join(gold.columns)}), pred has {len(pred.rows[0])} "
+                f"({', '.join(pred.columns)})")
+    key = lambda row: tuple(sorted(map(repr, row)))  # noqa: E731 -- column order may differ
+    gold_rows, pred_rows = Counter(map(key, gold.rows)), Counter(map(key, pred.rows))
+    if gold_rows == pred_rows:
+        if order_matters:
+            return "same rows in another order (the gold query has ORDER BY)"
+        return "the rows hold the same values but no column order makes them equal"
+    only_gold = [r for r in gold.rows if (gold_rows - pred_rows)[key(r)]][:3]
+    only_pred = [r for r in pred.rows if (pred_rows - gold_rows)[key(r)]][:3]
+    parts = [f"gold {len(gold.rows)} rows, pred {len(pred.rows)} rows"]
+    if only_gold:
+        parts.append("only in gold: " + ", ".join(_short_row(r) for r in only_gold))
+    if only_pred:
+        parts.append("only in pred: " + ", ".join(_short_row(r) for r in only_pred))
+    return "; ".join(parts)
+
+
+def _short_row(row: tuple) -> str:
+    text = repr(tuple(row))
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,69 @@
+"""Voting over executed results: of several answers to one question, keep the one whose result most answers give.
+
+Every candidate is run on the question's database (all synthesized instances, for schema-only records); those that
+run are grouped by result (Spider's comparison: rows as a multiset, columns up to permutation); the biggest group
+wins. On a tie, the greedy answer (candidate 0) wins when its group is among the biggest; otherwise the earliest
+candidate of the earliest tied group. When nothing runs the greedy answer stays. Model-free: eval, serve and the page
+share it.
+
+    chosen = vote(["SELECT ...", "SELECT ...", ...], run)   # run(sql) -> one result per instance, or None
+    chosen.index, chosen.ran, chosen.votes, chosen.changed
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from eval.compare import compare_results
+from eval.sandbox import ExecutionResult
+
+
+@dataclass
+class Vote:
+    index: int  # the chosen candidate (0: the greedy answer)
+    candidates: int  # answers voted on
+    ran: int  # answers that ran (on every instance)
+    votes: int  # answers that gave the chosen result (0 when none ran)
+    changed: bool  # the chosen answer's SQL differs from the greedy answer's
+
+    def to_dict(self) -> dict:
+        return {"candidates": self.candidates, "ran": self.ran, "votes": self.votes, "changed": self.changed,
+                "chosen": self.index}
+
+
+def same_result(a: list[ExecutionResult], b: list[ExecutionResult], float_tolerance: float = 0.0) -> bool:
+    """Two answers agree when their results are equal on every instance (order ignored: which answer is right
+    about the order cannot be told without the gold)."""
+    return len(a) == len(b) and all(
+        compare_results(x, y, order_matters=False, mode="spider", float_tolerance=float_tolerance)
+        for x, y in zip(a, b))
+
+
+def vote(candidate_sqls: list[str], run: Callable[[str], list[ExecutionResult] | None],
+         float_tolerance: float = 0.0) -> Vote:
+    """candidate_sqls[0] is the greedy answer's SQL. run(sql) gives its results (one per database instance) when it
+    runs everywhere, else None. Identical SQL texts are run once."""
+    results: dict[str, list[ExecutionResult] | None] = {}
+    groups: list[list[int]] = []  # candidate indices per distinct result, in order of first appearance
+    ran = 0
+    for i, sql in enumerate(candidate_sqls):
+        if sql not in results:
+            results[sql] = run(sql) if sql.strip() else None
+        result = results[sql]
+        if result is None:
+            continue
+        ran += 1
+        for group in groups:
+            if same_result(results[candidate_sqls[group[0]]], result, float_tolerance):
+                group.append(i)
+                break
+        else:
+            groups.append([i])
+    if not groups:
+        return Vote(0, len(candidate_sqls), 0, 0, False)
+    biggest = max(len(g) for g in groups)
+    tied = [g for g in groups if len(g) == biggest]
+    chosen = 0 if any(0 in g for g in tied) else tied[0][0]
+    return Vote(chosen, len(candidate_sqls), ran, biggest,
+                candidate_sqls[chosen].strip() != candidate_sqls[0].strip())
