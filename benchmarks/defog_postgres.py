@@ -5,7 +5,9 @@
 Starts a throwaway PostgreSQL cluster (tests/pg_cluster.py), loads each dump of ../shared/data/defog/databases
 into its own database with psql, adds a SELECT-only role, then runs `sqlft eval --predictions` twice: with
 --db-root the server's URL (PostgreSQL, where Defog's gold was written) and with --db-root the dump folder
-(DuckDB, sqlft's default for dumps). Prints both summaries and every example whose verdict differs.
+(DuckDB, sqlft's default for dumps). Prints both summaries and every example whose verdict differs, then
+runs each question's first gold query on both engines and counts the results that agree (eval.compare, strict
+mode; order matters when the query has ORDER BY): how faithful the DuckDB path is to PostgreSQL.
 """
 
 import argparse
@@ -21,6 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from eval import run as eval_run  # noqa: E402
+from eval.compare import compare_results  # noqa: E402
+from eval.engine import open_sandbox, to_engine  # noqa: E402
+from eval.database import column_names, prepare_database  # noqa: E402
+from eval.sql import has_order_by  # noqa: E402
 from eval.inputs import expand_alternatives  # noqa: E402
 from tests.pg_cluster import throwaway_cluster  # noqa: E402
 
@@ -51,7 +57,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/eval/defog-postgres")
     p.add_argument("--limit", type=int, default=0)
-    p.add_argument("--defog", type=Path, default=DEFOG, help="folder with questions/ and databases/ (default %(default)s)")
+    p.add_argument("--defog", type=Path, default=DEFOG, help="folder with questions/ and databases/ "
+                   "(default %(default)s)")
     args = p.parse_args()
     defog = args.defog
     out = Path(args.out)
@@ -63,14 +70,19 @@ def main() -> None:
             cluster.psql(f"CREATE DATABASE {dump.stem}")
             cluster.psql("", db=dump.stem, file=dump)
         cluster.psql("CREATE ROLE reader LOGIN PASSWORD 'reader'")
-        for dump in dumps:
-            cluster.psql("GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader", db=dump.stem)
+        for dump in dumps:  # SELECT on every table of every schema (ewallet's are in consumer_div), nothing else
+            cluster.psql("DO $$DECLARE s text; BEGIN FOR s IN SELECT nspname FROM pg_namespace WHERE nspname NOT "
+                         "LIKE 'pg\\_%' AND nspname <> 'information_schema' LOOP EXECUTE format('GRANT USAGE ON "
+                         "SCHEMA %I TO reader; GRANT SELECT ON ALL TABLES IN SCHEMA %I TO reader', s, s); END LOOP; "
+                         "END$$", db=dump.stem)
         pgpass = Path(tmp) / "pgpass"  # the password from a .pgpass file, never in the URL
         pgpass.write_text(f"127.0.0.1:{cluster.port}:*:reader:reader\n")
         pgpass.chmod(0o600)
         os.environ["PGPASSFILE"] = str(pgpass)
-        on_postgres = score(predictions, f"postgresql://reader@127.0.0.1:{cluster.port}/", out / "postgres")
-    on_duckdb = score(predictions, str(defog / "databases"), out / "duckdb")
+        root = f"postgresql://reader@127.0.0.1:{cluster.port}/"
+        on_postgres = score(predictions, root, out / "postgres")
+        on_duckdb = score(predictions, str(defog / "databases"), out / "duckdb")
+        same, compared, differ_rows = cross_check(predictions, root, defog / "databases")
     print("postgres:", dict(Counter(r["status"] for r in on_postgres)))
     print("duckdb:  ", dict(Counter(r["status"] for r in on_duckdb)))
     differ = [(a, b) for a, b in zip(on_postgres, on_duckdb) if a["status"] != b["status"]]
@@ -78,6 +90,36 @@ def main() -> None:
     for a, b in differ:
         print(f"- #{a['id']} {a['db_id']}: postgres {a['status']} {a['reason'][:150]!r} | duckdb {b['status']} "
               f"{b['reason'][:200]!r}\n    {a['gold_sql'][:200]}")
+
+
+    print(f"gold results: DuckDB agrees with PostgreSQL on {same} of {compared} queries that run on both")
+    for line in differ_rows:
+        print("  differs:", line)
+
+
+def cross_check(predictions: Path, root: str, dumps: Path) -> tuple[int, int, list[str]]:
+    """(agreeing, compared, the differing queries): first gold query of each question on both engines."""
+    rows = [json.loads(line) for line in predictions.read_text().splitlines()]
+    same = compared = 0
+    differ = []
+    for db in sorted({r["db_id"] for r in rows}):
+        try:
+            path = prepare_database(dumps / f"{db}.sql")
+        except Exception:  # noqa: BLE001 - a dump DuckDB cannot load: counted by the eval above
+            continue
+        columns = column_names(path)
+        with open_sandbox(root + db, "postgres") as pg_box, open_sandbox(path, "duckdb") as duck_box:
+            for r in (r for r in rows if r["db_id"] == db):
+                sql = r["gold_sql"][0]
+                a, b = pg_box.execute(sql), duck_box.execute(to_engine(sql, "postgres", "duckdb", columns))
+                if a.status != "ok" or b.status != "ok":
+                    continue
+                compared += 1
+                if compare_results(a, b, order_matters=has_order_by(sql, "postgres"), mode="strict"):
+                    same += 1
+                else:
+                    differ.append(f"#{r['id']} {db}: {sql[:160]} | pg {a.rows[:2]} | duckdb {b.rows[:2]}")
+    return same, compared, differ
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from eval.inputs import Example, load_eval_set
 from eval.scoring import Scoring, instance_key, prepare_instances, score_all
 from eval.sandbox import ExecutionResult
 from eval.sql import has_order_by, parse_sql, strip_distinct, to_duckdb
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
+from machine import print_machine  # noqa: E402
 
 SPIDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "spider_train" / "spider_train.jsonl"
 
@@ -109,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", default="runs/benchmarks/eval_speed.json")
     args = parser.parse_args(argv)
+    machine = print_machine("fp32")  # figures name the machine they were measured on
 
     figures = []
     for examples, dialect in build(args.spider):
@@ -134,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
                   "predictions_per_s": {k: round(len(examples) / v, 1) for k, v in timings.items()},
                   "speedup_vs_sequential": {k: round(timings[names[0]] / v, 2) for k, v in timings.items()},
                   "verdicts_agree": f"{agree}/{len(examples)}", "verdicts_differ": differ[:20],
-                  "matches": sum(verdicts[names[-1]])}
+                  "matches": sum(verdicts[names[-1]]), "machine": machine}
         figures.append(figure)
         print(f"\n{figure['data']}: {figure['predictions']} predictions, {queries} query executions, "
               f"{figure['matches']} matches, verdicts agree {figure['verdicts_agree']} {differ[:5] or ''}")

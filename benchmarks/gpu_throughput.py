@@ -30,6 +30,8 @@ from sqlft.data import Example, TrainingData  # noqa: E402
 from sqlft.modeling import (add_lora, attention, fix_bnb_cpu_gradients, has_gpu, quantization_config,  # noqa: E402
                             weights_dtype)
 from sqlft.train import build_trainer  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
+from machine import print_machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_CONFIG = ROOT / "configs" / "llama2-7b-qlora.yaml"  # sqlft's GPU recipe: r=64, all-linear, bf16, checkpointing
@@ -254,6 +256,7 @@ def main(argv=None) -> list[Result]:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads with --small")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
+    print_machine("auto")  # figures name the machine they were measured on
     args.warmup = args.warmup or (1 if args.small else 3)
     args.steps = args.steps or (3 if args.small else 10)
     if not args.small and not has_gpu():

@@ -12,7 +12,9 @@ tasks with httpx. Closed loop: each of C clients sends its next request when the
 import argparse
 import asyncio
 import json
+import sys
 import time
+from pathlib import Path
 from dataclasses import asdict, dataclass
 
 import httpx
@@ -21,6 +23,8 @@ from serve.app import create_app, load_backend
 from serve.settings import Settings
 from serve.testing import FakeBackend, running_server
 from sqlft.config import EMBEDDED_MODEL
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
+from machine import print_machine  # noqa: E402
 
 QUESTIONS = [
     "Write a SQL query that counts the restaurants.",
@@ -137,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-wait-ms", type=float, default=20.0)
     p.add_argument("--out", help="also write the figures as JSON here")
     args = p.parse_args(argv)
+    print_machine("auto")  # figures name the machine they were measured on
     args.rounds = args.rounds or (4 if args.fake else 1)
 
     started = time.perf_counter()

@@ -55,6 +55,8 @@ from eval.database import prepare_database  # noqa: E402
 from eval.sandbox import ExecutionResult, Sandbox  # noqa: E402
 from eval.sql import has_order_by, strip_distinct, to_duckdb  # noqa: E402
 from eval.sqlite_sandbox import SqliteSandbox  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
+from machine import print_machine  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "spider_train" / "spider_train.jsonl"
 OFFICIAL = "taoyds/test-suite-sql-eval exec_eval.py @ 14784c3546b8aac64dc6ce018ce923bc5efbc75d"
@@ -971,6 +973,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "FAITHFULNESS.md"))
     parser.add_argument("--json", help="also write every pair with its verdicts here (JSONL)")
     args = parser.parse_args(argv)
+    print_machine("fp32")  # figures name the machine they were measured on
 
     dbs = load_records(Path(args.data))
     chosen = sorted(random.Random(args.seed).sample(sorted(dbs), min(args.dbs, len(dbs))))

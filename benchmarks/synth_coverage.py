@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import sys
 import random
 import statistics
 import tempfile
@@ -18,6 +19,8 @@ from pathlib import Path
 
 from eval.gold_check import check_gold
 from eval.synth import synthesize
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
+from machine import print_machine  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "spider_train" / "spider_train.jsonl"
 
@@ -65,6 +68,7 @@ def main() -> None:
     parser.add_argument("--baseline", action="store_true", help="also measure plain random data (no gold literals)")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args()
+    print_machine("fp32")  # figures name the machine they were measured on
 
     records = [json.loads(line) for line in args.data.open()]
     sample = random.Random(args.seed).sample(records, min(args.n, len(records)))

@@ -1,10 +1,15 @@
-"""Training throughput: packing vs the seed tutorials' setup (no packing, every row padded to max_length).
+"""Training throughput, two variants side by side in one run, on ../shared/data/spider_train.
 
-    python benchmarks/train_throughput.py [--steps 12] [--rounds 2] [--records 400] [--out FILE.json]
+    python benchmarks/train_throughput.py [--compare packing|head] [--steps 12] [--rounds 2] [--precision auto]
+                                          [--out FILE.json]
 
-Both variants train the default config (embedded SmolLM2-135M, QLoRA) on ../shared/data/spider_train for the same
-number of steps, alternating A, B, A, B ... so that a noisy, shared machine slows both alike. Each run is a fresh
-process (so peak RSS is its own). Reported: real (non-padding) tokens/s, peak memory, and the ratio.
+--compare packing: packing vs the seed tutorials' setup (no packing, every row padded to max_length), on the
+  default config (embedded SmolLM2-135M, QLoRA).
+--compare head: the Spider recipe (configs/smollm2-135m-spider-cpu.yaml: LoRA, 4 x 768 packed tokens, no activation
+  checkpointing) with TRL's LM head on every position plus its entropy/accuracy metrics (train.token_metrics=true,
+  sqlft before issue 10) vs the head on the answer positions only (sqlft.lm_head, the default).
+Variants alternate A, B, A, B ... so that a noisy, shared machine slows both alike. Each run is a fresh process (so
+peak RSS is its own). Reported: the machine, real (non-padding) tokens/s, s/step, peak RSS, and the ratio.
 """
 
 import argparse
@@ -15,60 +20,77 @@ import sys
 import tempfile
 from pathlib import Path
 
+from machine import print_machine
+
 ROOT = Path(__file__).resolve().parents[1]
 SPIDER = ROOT.parent / "shared" / "data" / "spider_train" / "spider_train.jsonl"
-CONFIG = ROOT / "configs" / "smollm2-135m-qlora-cpu.yaml"
-
-VARIANTS = {
-    "packing": ["data.packing=true"],
-    "padded_to_max_length": ["data.packing=false", "data.pad_to_max_length=true"],
+COMPARISONS = {  # name -> (config, {variant: overrides}); the first variant is the baseline of the ratio
+    "packing": (ROOT / "configs" / "smollm2-135m-qlora-cpu.yaml", {
+        "packing": ["data.packing=true"],
+        "padded_to_max_length": ["data.packing=false", "data.pad_to_max_length=true"]}),
+    "head": (ROOT / "configs" / "smollm2-135m-spider-cpu.yaml", {
+        "label_only_head": ["train.token_metrics=false"],
+        "full_head_with_token_metrics": ["train.token_metrics=true"]}),
 }
 
 
-def run_once(name: str, extra: list[str], args, workdir: Path, index: int) -> dict:
+def run_once(config: Path, name: str, extra: list[str], args, workdir: Path, index: int) -> dict:
     out = workdir / f"{name}-{index}"
-    cmd = [sys.executable, "-m", "sqlft.train", str(CONFIG),
-           f"data.train=[{{path: {SPIDER}, max_records: {args.records}}}]", f"data.max_length={args.max_length}",
-           "data.val_fraction=0", f"train.max_steps={args.steps}", f"train.batch_size={args.batch_size}",
-           "train.eval_steps=0", f"train.save_steps={args.steps * 10}", "train.report_to=none",
+    cmd = [sys.executable, "-m", "sqlft.train", str(config),
+           f"data.train=[{{path: {args.data}, max_records: {args.records}}}]", f"data.max_length={args.max_length}",
+           "data.val_fraction=0", "data.val_dbs=[]", f"train.max_steps={args.steps}",
+           f"train.batch_size={args.batch_size}", f"train.precision={args.precision}", "train.eval_steps=0",
+           f"train.save_steps={args.steps * 10}", "train.report_to=none", "train.gradient_checkpointing=false",
            f"train.output_dir={out}", *extra]
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = json.loads((out / "metrics.json").read_text())
     return {"tokens_per_s": metrics["tokens_per_s"], "peak_memory_mb": metrics["peak_memory_mb"],
+            "s_per_step": round(metrics["train_runtime_s"] / metrics["global_step"], 1),
             "tokens_seen": metrics["tokens_seen"], "runtime_s": metrics["train_runtime_s"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--compare", choices=sorted(COMPARISONS), default="packing")
+    parser.add_argument("--precision", default="auto", help="train.precision of both variants (auto, bf16, fp32)")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--records", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--max-length", type=int, default=768, help="Spider prompts hold the whole schema")
+    parser.add_argument("--data", type=Path, default=SPIDER, help="spider_train.jsonl (default: ../shared/data)")
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args()
-    if not SPIDER.is_file():
-        sys.exit(f"{SPIDER} is absent: this benchmark needs ../shared/data")
+    if not args.data.is_file():
+        sys.exit(f"{args.data} is absent: this benchmark needs ../shared/data (or --data)")
 
-    results = {name: [] for name in VARIANTS}
+    machine = print_machine(args.precision)
+    config, variants = COMPARISONS[args.compare]
+    results = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.rounds):
-            for name, extra in VARIANTS.items():
-                results[name].append(run_once(name, extra, args, Path(tmp), i))
+            for name, extra in variants.items():
+                results[name].append(run_once(config, name, extra, args, Path(tmp), i))
                 print(f"round {i + 1} {name}: {results[name][-1]}", flush=True)
 
     summary = {name: {"tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs),
+                      "s_per_step": statistics.median(r["s_per_step"] for r in runs),
                       "peak_memory_mb": max(r["peak_memory_mb"] for r in runs), "runs": runs}
                for name, runs in results.items()}
-    ratio = summary["packing"]["tokens_per_s"] / summary["padded_to_max_length"]["tokens_per_s"]
-    summary["ratio_packing_over_padded"] = round(ratio, 2)
-    summary["settings"] = vars(args)
-    print(f"\nreal tokens/s (median of {args.rounds}): packing {summary['packing']['tokens_per_s']:.1f}, "
-          f"padded to max length {summary['padded_to_max_length']['tokens_per_s']:.1f} -> x{ratio:.2f}")
-    print(f"peak memory: packing {summary['packing']['peak_memory_mb']:.0f} MiB, padded "
-          f"{summary['padded_to_max_length']['peak_memory_mb']:.0f} MiB")
+    first, second = variants
+    ratio = summary[first]["tokens_per_s"] / summary[second]["tokens_per_s"]
+    summary[f"ratio_{first}_over_{second}"] = round(ratio, 2)
+    summary["settings"] = {**vars(args), "config": str(config.relative_to(ROOT))}
+    summary["machine"] = machine
+    print(f"\n{config.name}, {args.steps} steps x {args.rounds} round(s), batch {args.batch_size} x "
+          f"{args.max_length} tokens")
+    for name in variants:
+        print(f"  {name:30} {summary[name]['tokens_per_s']:7.1f} real tokens/s  {summary[name]['s_per_step']:6.1f} "
+              f"s/step  peak RSS {summary[name]['peak_memory_mb'] / 1024:5.2f} GiB")
+    print(f"  {first} / {second}: x{ratio:.2f} tokens/s")
     if args.out:
-        Path(args.out).write_text(json.dumps(summary, indent=2))
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(summary, indent=2, default=str))
 
 
 if __name__ == "__main__":

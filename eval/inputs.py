@@ -73,7 +73,7 @@ def load_eval_set(data: str, *, fmt: str = "auto", db_root: str | None = None, l
     if limit > 0:
         examples = examples[:limit]
     _attach_schemas(examples)
-    return EvalSet(examples, problems, path, file_sha256(path), data_dialect(data, kind), kind)
+    return EvalSet(examples, problems, path, file_sha256(path), _data_dialect(data, kind), kind)
 
 
 def load_predictions(path: str, db_root: str | None = None) -> EvalSet:
@@ -280,7 +280,7 @@ def _attach_schemas(examples: list[Example]) -> None:
             example.db_schema = text
 
 
-def data_dialect(data: str, kind: str) -> str:
+def _data_dialect(data: str, kind: str) -> str:
     """Defog's CSV is PostgreSQL; sqlft's demo sets are written for DuckDB (sqlft/demo_data/README.md);
     Spider and know_sql data (sql-create-context) are SQLite."""
     if kind == "defog":

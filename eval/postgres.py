@@ -196,7 +196,8 @@ def read_schema(conn: psycopg.Connection) -> PgSchema:
         if kind == "p":
             defs[oid].append(f"PRIMARY KEY ({', '.join(columns)})")
         elif ref_oid in names:  # a key to a table this role cannot read says nothing useful
-            defs[oid].append(f"FOREIGN KEY ({', '.join(columns)}) REFERENCES {names[ref_oid]}({', '.join(ref_columns)})")
+            defs[oid].append(f"FOREIGN KEY ({', '.join(columns)}) "
+                             f"REFERENCES {names[ref_oid]}({', '.join(ref_columns)})")
     tables, lines = [], []
     for oid, schema, table, _, _, comment in rels:
         tables.append(table if schema == "public" else f"{schema}.{table}")
@@ -256,7 +257,8 @@ class PostgresSandbox:
         # Session defaults, set at connection start: they hold even for a statement that would escape the
         # per-query SET LOCALs, and DISCARD ALL (RESET ALL) returns to them.
         options = (f"{user_options} -c default_transaction_read_only=on -c statement_timeout={_ms(timeout_s)} "
-                   f"-c lock_timeout={_ms(lock_timeout_s)} -c idle_in_transaction_session_timeout={_ms(idle_timeout_s)}")
+                   f"-c lock_timeout={_ms(lock_timeout_s)} "
+                   f"-c idle_in_transaction_session_timeout={_ms(idle_timeout_s)}")
         self._kwargs: dict[str, Any] = {"options": options.strip(), "application_name": "sqlft",
                                         "connect_timeout": connect_timeout_s, "prepare_threshold": None}
         self.tables: set[str] = set()
@@ -332,7 +334,8 @@ class PostgresSandbox:
             cur.execute(f"DECLARE {_CURSOR} NO SCROLL CURSOR FOR {statement}", binary=True)  # type: ignore[arg-type]
             rows: list[tuple] = []
             size, too_big = 0, False
-            chunk = max(1, min(self.fetch_chunk, max_rows + 1))
+            # Chunked fetching needs libpq >= 17 (psycopg's binary wheels bundle it); older: row by row.
+            chunk = max(1, min(self.fetch_chunk, max_rows + 1)) if psycopg.capabilities.has_stream_chunked() else 1
             # FETCH is the statement that runs the query: statement_timeout bounds it. Streaming in chunks
             # bounds client memory; leaving the loop early cancels the rest on the server.
             for row in cur.stream(f"FETCH FORWARD {max_rows + 1} FROM {_CURSOR}", size=chunk):  # type: ignore[arg-type]

@@ -163,9 +163,6 @@ def markdown(summary: dict, rows: list[dict]) -> str:
                          f"changed on {vote['changed']} of {vote['questions']} questions ({vote['changed_rate']:.1%};"
                          f" {vote['changed_and_correct']} of those are correct); {vote['candidates_ran_mean']} "
                          f"answers ran per question on average, none on {vote['none_ran']}")
-        if gen.get("guided_replaced"):
-            lines.append(f"- execution-guided: {gen['guided_replaced']} greedy answers that did not run on the "
-                         "empty schema were replaced by a sampled answer that did")
     if summary["non_discriminating_gold"]:
         lines += ["", f"{len(summary['non_discriminating_gold'])} gold queries give the same result on every "
                   "synthesized instance and on an empty database (non-discriminating): any prediction with that "

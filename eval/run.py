@@ -15,6 +15,7 @@ OUT holds predictions.jsonl (appended per batch: a killed eval resumes), results
 import argparse
 import dataclasses
 import functools
+import inspect
 import json
 import os
 import sys
@@ -26,12 +27,12 @@ from typing import Any, Callable
 from eval import report
 from eval.compare import MODES
 from eval.database import DatabaseError
-from eval.guided import ExecutionGuide
 from eval.inputs import EvalSet, Example, load_eval_set, load_predictions
 from eval.postgres import PostgresError, redact
 from eval.scoring import Scoring, flag_non_discriminating, prepare_instances, score_all
 from sqlft.config import ConfigError, GenerationConfig, build_config, load_config
 from sqlft.formats import DataError
+from sqlft.progress import progress
 
 DIALECTS = ("sqlite", "postgres", "duckdb")
 ENGINES = ("auto", "sqlite", "duckdb")  # auto: eval.engine.engine_for, the rule serve follows too
@@ -80,6 +81,10 @@ def _check(config: EvalConfig) -> list[str]:
         problems.append("--workers must be at least 0 (0: one per core) and --instances at least 1")
     if config.generation.candidates < 1 or (config.generation.vote and config.generation.candidates < 2):
         problems.append("--candidates must be at least 1, and --vote needs --candidates 2 or more (e.g. 4)")
+    if config.generation.candidates > 1 and not config.generation.vote:
+        problems.append(f"--candidates {config.generation.candidates} is for voting over executed results: add "
+                        "--vote (execution-guided decoding, the first sample that runs, measured worse and was "
+                        "removed)")
     if config.generation.vote and config.predictions:
         problems.append("--vote samples answers from a model: it cannot be used with --predictions")
     return problems
@@ -123,10 +128,8 @@ def _parser() -> argparse.ArgumentParser:
                    "16-bit type, float32 on a CPU; sqlft.precision)")
     p.add_argument("--no-prefix-cache", action="store_false", dest="generation.prefix_cache", help="read every "
                    "prompt whole (prefix caching off: slower, same answers; for measuring it)")
-    p.add_argument("--candidates", type=int, dest="generation.candidates", help="answers per question: the greedy "
-                   "one and N-1 samples (generation.candidate_temperature). With --vote: the answer is the SQL whose "
-                   "result most of them give. Without: execution-guided decoding (a greedy answer that does not run "
-                   "on the empty schema is replaced by the first sample that does)")
+    p.add_argument("--candidates", type=int, dest="generation.candidates", help="with --vote: answers per question, "
+                   "the greedy one and N-1 samples (generation.candidate_temperature)")
     p.add_argument("--vote", action="store_true", dest="generation.vote", help="with --candidates N: run every "
                    "answer on the question's database and keep the one whose result is the most common among those "
                    "that run (the greedy answer on a tie); the report says how often that changed the answer")
@@ -343,22 +346,21 @@ def append_predictions(model, todo: list[Example], gen: GenerationConfig, dialec
     """Generate the answers of `todo` batch by batch, appending each batch to pred_path and to `done`."""
     prompts = {e.id: model.sql_prompt(e.db_schema, e.question) for e in todo}
     voting = gen.vote and gen.candidates > 1
-    guide = ExecutionGuide(dialect, gen.candidates, gen.candidate_temperature) \
-        if gen.candidates > 1 and not voting else None
     if voting:
         import torch
         torch.manual_seed(0)  # the same samples on a rerun
     sampling = dataclasses.replace(gen, do_sample=True, temperature=gen.candidate_temperature, num_beams=1)
     todo = sorted(todo, key=lambda e: prompts[e.id])  # text order: a batch shares its schema prefix (prefix_cache)
     drop_partial_line(pred_path)
-    with open(pred_path, "a", encoding="utf-8") as f:
+    # A local model reports answers as they finish inside a batch (a batch of 64 takes minutes on a CPU).
+    reports = "on_answer" in inspect.signature(model.generate).parameters
+    with open(pred_path, "a", encoding="utf-8") as f, progress(len(todo), "generating", "answer") as bar:
         for start in range(0, len(todo), gen.batch_size):
             batch = todo[start:start + gen.batch_size]
             began = time.perf_counter()
-            batch_prompts, schemas = [prompts[e.id] for e in batch], [e.db_schema for e in batch]
-            outputs = greedy = model.generate(batch_prompts, gen)
-            if guide:
-                outputs = guide.improve(model, batch_prompts, schemas, greedy, gen)
+            batch_prompts = [prompts[e.id] for e in batch]
+            outputs = model.generate(batch_prompts, gen, on_answer=bar.update) if reports else \
+                model.generate(batch_prompts, gen)
             # Voting: the samples are kept beside the greedy answer; scoring runs them all and picks (eval.vote).
             samples = [model.generate(batch_prompts, sampling) for _ in range(gen.candidates - 1)] if voting else []
             seconds = time.perf_counter() - began
@@ -368,18 +370,13 @@ def append_predictions(model, todo: list[Example], gen: GenerationConfig, dialec
                         "seconds": seconds / len(batch)}
                 if samples:
                     line["candidates"] = [s[i].text for s in samples]
-                if output is not greedy[i]:
-                    line["guided_from"] = greedy[i].text  # the greedy answer, which did not run
                 f.write(json.dumps(line, ensure_ascii=False) + "\n")
                 done[example.id] = line
             f.flush()  # a kill loses at most the batch being generated
-            made = start + len(batch)
+            if not reports:
+                bar.update(len(batch))
             tokens = sum(o.new_tokens for o in outputs)
-            print(f"  {made}/{len(todo)} ({tokens / seconds:.1f} new tokens/s)", file=sys.stderr)
-    if guide:
-        print(f"execution-guided: {guide.replaced} answers replaced by one of {guide.sampled} samples",
-              file=sys.stderr)
-        guide.close()
+            bar.set_postfix_str(f"{tokens / seconds:.1f} new tokens/s", refresh=False)
 
 
 def drop_partial_line(path: Path) -> None:
@@ -398,7 +395,6 @@ def generation_stats(raw: dict[str, dict], examples: list[Example]) -> dict:
     return {"examples": len(lines), "total_s": round(seconds, 3),
             "per_example_s": round(seconds / len(lines), 3) if lines else 0.0,
             "new_tokens": new, "prompt_tokens": sum(line.get("prompt_tokens", 0) for line in lines),
-            "guided_replaced": sum(1 for line in lines if "guided_from" in line),
             "tokens_per_s": round(new / seconds, 2) if seconds else 0.0}
 
 

@@ -11,10 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlglot import exp
+
 from eval.compare import compare_results
 from eval.database import column_names, prepare_database
 from eval.engine import AnySandbox, engine_for, open_sandbox, to_engine
-from eval.hardness import hardness
+from eval.hardness import hardness_of
 from eval.gold_check import check_gold
 from eval.inputs import Example
 from eval.postgres import PostgresError, redact
@@ -22,6 +24,7 @@ from eval.sandbox import ExecutionResult
 from eval.sql import extract_sql, has_order_by, normalise, parse_sql, strip_distinct
 from eval.synth import synthesize
 from eval.vote import Vote, vote
+from sqlft.progress import progress
 
 PRED_STATUS = {"error": "pred_exec_error", "timeout": "pred_timeout", "rejected": "rejected"}
 
@@ -108,8 +111,8 @@ def prepare_instances(examples: list[Example], dialect: str, n_instances: int, w
         except Exception as err:  # a bad dump or a schema the synthesizer cannot read: a harness problem
             return Instances([], key.startswith("synth:"), error=plain(redact(f"{type(err).__name__}: {err}")))
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        prepared = dict(zip(groups, pool.map(prepare, groups)))
+    with ThreadPoolExecutor(max_workers=workers) as pool, progress(len(groups), "databases", "db") as bar:
+        prepared = dict(zip(groups, bar_over(pool.map(prepare, groups), bar)))
     for inst in prepared.values():
         if inst.paths and inst.engine == "duckdb":
             inst.columns = column_names(inst.paths[0])
@@ -130,36 +133,99 @@ def open_sandboxes(instances: dict[str, Instances], timeout_s: float, workers: i
 # ------------------------------------------------------------------ scoring
 
 
+PROCESS_MIN = 400  # examples from which scoring spreads over processes (each start costs ~0.5 s of imports)
+CHUNK = 50  # examples per task sent to a scoring process
+
+
 def score_all(examples: list[Example], raw: dict[str, dict], instances: dict[str, Instances],
               scoring: Scoring, workers: int) -> list[dict]:
-    """One result row per example, in input order; examples run in a thread pool over shared sandboxes
-    (DuckDB releases the GIL while a query runs; each execute() has its own cursor)."""
+    """One result row per example, in input order.
+
+    Profiled on Spider-style pairs (benchmarks/scoring_speed.py): most of a worker thread's time is Python holding
+    the GIL (sqlglot parses and generations, row fetching), so threads add little. From PROCESS_MIN examples on
+    file databases, `workers` processes score chunks, each over sandboxes of its own; otherwise threads share one
+    set of sandboxes (DuckDB, SQLite and psycopg release the GIL while a query runs).
+    """
+    files_only = all(inst.engine != "postgres" for inst in instances.values())
+    if workers > 1 and len(examples) >= PROCESS_MIN and files_only:
+        return _score_in_processes(examples, raw, instances, scoring, workers)
     open_sandboxes(instances, scoring.timeout_s, workers)
+    with ThreadPoolExecutor(max_workers=workers) as pool, progress(len(examples), "scoring", "pred") as bar:
+        return list(bar_over(pool.map(lambda e: score_one(e, raw, instances, scoring), examples), bar))
 
-    def one(example: Example) -> dict:
-        line = raw.get(example.id, {})
-        text = line.get("raw", "")
+
+def score_one(example: Example, raw: dict[str, dict], instances: dict[str, Instances], scoring: Scoring) -> dict:
+    line = raw.get(example.id, {})
+    text = line.get("raw", "")
+    inst = instances.get(instance_key(example))
+    chosen = None
+    if line.get("candidates") and inst is not None and not inst.error and not example.database_error:
+        greedy = text
+        text, chosen = vote_answer([greedy] + line["candidates"], inst, scoring)
+    pred_sql = example.pred_sql if example.pred_sql is not None else extract_sql(text, scoring.dialect)
+    # One parse of the first gold serves its hardness and (for a match) its normal form for exact match.
+    gold = parse_sql(example.gold_sqls[0], scoring.dialect) if example.gold_sqls else None
+    level = hardness_of(gold.tree) if gold and gold.ok else ""
+    if example.database_error:
+        score = Score("gold_error", example.database_error)
+    elif inst is None or inst.error:
+        score = Score("gold_error", f"no database: {inst.error if inst else 'not prepared'}")
+    else:
+        score = score_example(example, pred_sql, inst, scoring, gold.tree if gold else None)
+    row = result_row(example, pred_sql, text, score, inst, level)
+    if chosen is not None:
+        row["vote"] = chosen.to_dict()
+        if chosen.changed:
+            row["greedy_raw"] = greedy
+    return row
+
+
+def bar_over(results, bar):
+    """Yield results, counting each on the bar."""
+    for result in results:
+        bar.update(1)
+        yield result
+
+
+def _score_in_processes(examples: list[Example], raw: dict[str, dict], instances: dict[str, Instances],
+                        scoring: Scoring, workers: int) -> list[dict]:
+    # spawn, not fork: the parent may hold a loaded model with OpenMP threads, which a forked child inherits
+    # broken. Each process gets the prepared databases once (paths only) and opens its own sandboxes.
+    import dataclasses
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    closed = {key: dataclasses.replace(inst, boxes=[]) for key, inst in instances.items()}
+    chunks = [examples[i:i + CHUNK] for i in range(0, len(examples), CHUNK)]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_start_scorer, initargs=(closed, scoring)) as pool, \
+            progress(len(examples), "scoring", "pred") as bar:
+        futures = [pool.submit(_score_chunk, chunk, {e.id: raw[e.id] for e in chunk if e.id in raw})
+                   for chunk in chunks]
+        rows = []
+        for chunk, future in zip(chunks, futures):
+            rows += future.result()
+            bar.update(len(chunk))
+    return rows
+
+
+_scorer: dict = {}  # in a scoring process: the instances (sandboxes opened on first use) and the scoring rules
+
+
+def _start_scorer(instances: dict[str, Instances], scoring: Scoring) -> None:
+    import atexit
+
+    _scorer.update(instances=instances, scoring=scoring)
+    atexit.register(lambda: [box.close() for inst in instances.values() for box in inst.boxes])
+
+
+def _score_chunk(chunk: list[Example], raw: dict[str, dict]) -> list[dict]:
+    instances, scoring = _scorer["instances"], _scorer["scoring"]
+    for example in chunk:
         inst = instances.get(instance_key(example))
-        chosen = None
-        if line.get("candidates") and inst is not None and not inst.error and not example.database_error:
-            greedy = text
-            text, chosen = vote_answer([greedy] + line["candidates"], inst, scoring)
-        pred_sql = example.pred_sql if example.pred_sql is not None else extract_sql(text, scoring.dialect)
-        if example.database_error:
-            score = Score("gold_error", example.database_error)
-        elif inst is None or inst.error:
-            score = Score("gold_error", f"no database: {inst.error if inst else 'not prepared'}")
-        else:
-            score = score_example(example, pred_sql, inst, scoring)
-        row = result_row(example, pred_sql, text, score, inst, scoring.dialect)
-        if chosen is not None:
-            row["vote"] = chosen.to_dict()
-            if chosen.changed:
-                row["greedy_raw"] = greedy
-        return row
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(one, examples))
+        if inst is not None and inst.paths and not inst.boxes and not inst.error:
+            open_sandboxes({"": inst}, scoring.timeout_s)
+    return [score_one(example, raw, instances, scoring) for example in chunk]
 
 
 def vote_answer(texts: list[str], inst: Instances, scoring: Scoring) -> tuple[str, Vote]:
@@ -178,12 +244,12 @@ def vote_answer(texts: list[str], inst: Instances, scoring: Scoring) -> tuple[st
 
 
 def result_row(example: Example, pred_sql: str, text: str, score: Score, inst: Instances | None,
-               dialect: str) -> dict:
+               level: str) -> dict:
     gold = example.gold_sqls[0] if example.gold_sqls else ""
     row = {
         "id": example.id, "db_id": example.db_id, "question": example.question, "gold_sql": gold,
         "pred_sql": pred_sql, "raw": text, "status": score.status, "reason": score.reason,
-        "hardness": hardness(gold, dialect) if gold else "", "difficulty": example.difficulty,
+        "hardness": level, "difficulty": example.difficulty,
         "category": example.category, "exact_match": score.exact_match, "valid_sql": score.valid_sql,
         "instances": len(inst.paths) if inst else 0, "synthetic": bool(inst and inst.synthetic),
         "engine": inst.engine if inst and inst.paths else "",
@@ -196,12 +262,13 @@ def result_row(example: Example, pred_sql: str, text: str, score: Score, inst: I
     return row
 
 
-def score_example(example: Example, pred_sql: str, inst: Instances, scoring: Scoring) -> Score:
+def score_example(example: Example, pred_sql: str, inst: Instances, scoring: Scoring,
+                  gold_tree: exp.Expression | None = None) -> Score:
     """Status and reason for one prediction; every failure is a status, never an exception."""
     golds, gold_failures = run_golds(example, inst, scoring)
     if not golds:
         return Score("gold_error", "the gold SQL does not run: " + " | ".join(dict.fromkeys(gold_failures)))
-    score = score_pred(example, pred_sql, golds, inst, scoring)
+    score = score_pred(example, pred_sql, golds, inst, scoring, gold_tree)
     first = golds[0]
     score.gold_varies = inst.synthetic and any(not _same(first.results[0], r, first, scoring)
                                                for r in first.results[1:])
@@ -234,12 +301,15 @@ def order_matters(gold_sql: str, scoring: Scoring) -> bool:
     return has_order_by(gold_sql, scoring.dialect)
 
 
-def score_pred(example: Example, pred_sql: str, golds: list[Gold], inst: Instances, scoring: Scoring) -> Score:
+def score_pred(example: Example, pred_sql: str, golds: list[Gold], inst: Instances, scoring: Scoring,
+               gold_tree: exp.Expression | None = None) -> Score:
+    """gold_tree: the parse of example.gold_sqls[0] when the caller has it (used up here)."""
     if not pred_sql.strip():
         return Score("pred_parse_error", "no SQL found in the model output")
     parsed = parse_sql(pred_sql, scoring.dialect)
-    pred_normal = normalise(pred_sql, scoring.dialect)  # eval.sql.exact_match, with the pred normalised once
-    exact = any(normalise(g, scoring.dialect) == pred_normal for g in example.gold_sqls)
+    # Exact match (eval.sql.normalise on both sides) implies an execution match, so the normal forms, a parse and
+    # a generation each, are only worth making for matches; elsewhere only the same text counts as exact.
+    exact = any(_collapsed(g) == _collapsed(pred_sql) for g in example.gold_sqls)
     if not parsed.ok:
         return Score("pred_parse_error", f"not valid {scoring.dialect} SQL: {plain(parsed.error)}", False, exact)
     try:
@@ -257,6 +327,10 @@ def score_pred(example: Example, pred_sql: str, golds: list[Gold], inst: Instanc
     # Correct when some gold alternative matches on every instance.
     for gold in golds:
         if all(_same(g, p, gold, scoring) for g, p in zip(gold.results, pred_results)):
+            if not exact:
+                pred_normal = normalise(pred_sql, scoring.dialect, tree=parsed.tree)
+                exact = any(normalise(g, scoring.dialect, tree=gold_tree if i == 0 else None) == pred_normal
+                            for i, g in enumerate(example.gold_sqls))
             return Score("match", "", True, exact)
     first = golds[0]
     i = next(i for i, (g, p) in enumerate(zip(first.results, pred_results)) if not _same(g, p, first, scoring))
@@ -264,6 +338,10 @@ def score_pred(example: Example, pred_sql: str, golds: list[Gold], inst: Instanc
     if len(golds) > 1:
         reason += f" (compared with the first of {len(golds)} accepted gold queries; none matched)"
     return Score("mismatch", reason, True, exact)
+
+
+def _collapsed(sql: str) -> str:
+    return " ".join(sql.strip().rstrip(";").split())
 
 
 def _same(gold_result: ExecutionResult, other: ExecutionResult, gold: Gold, scoring: Scoring) -> bool:

@@ -347,17 +347,21 @@ def _quote_int_literals(tree: exp.Expression) -> None:
 # Normal forms for exact match and the Spider-compatible comparison
 
 
-def normalise(sql: str, dialect: str = "duckdb") -> str:
+def normalise(sql: str, dialect: str = "duckdb", tree: exp.Expression | None = None) -> str:
     """A canonical one-line form: lowercase identifiers, uppercase keywords, no trailing ';'.
 
-    SQL sqlglot cannot parse falls back to collapsed whitespace, so this never raises on odd SQL.
+    SQL sqlglot cannot parse falls back to collapsed whitespace, so this never raises on odd SQL. `tree`: the
+    parse of `sql` when the caller has it (it is normalised in place: not usable afterwards).
     """
-    parsed = parse_sql(sql, dialect)
-    if not parsed.ok or parsed.tree is None:
-        return " ".join(sql.strip().rstrip(";").split())
+    if tree is None:
+        parsed = parse_sql(sql, dialect)
+        if not parsed.ok or parsed.tree is None:
+            return " ".join(sql.strip().rstrip(";").split())
+        tree = parsed.tree
     try:
-        tree = normalize_identifiers(parsed.tree, dialect=dialect)
-        return tree.sql(dialect=dialect, normalize=True, normalize_functions="upper")
+        # In place, copy=False: the tree is ours, and sqlglot's defensive deep copy costs about what a parse does.
+        tree = normalize_identifiers(tree, dialect=dialect)
+        return tree.sql(dialect=dialect, normalize=True, normalize_functions="upper", copy=False)
     except Exception:  # sqlglot's generators can fail on odd model output with any error (KeyError seen on DDL)
         return " ".join(sql.strip().rstrip(";").split())
 
@@ -368,7 +372,10 @@ def exact_match(gold: str, pred: str, dialect: str = "duckdb") -> bool:
 
 def strip_distinct(sql: str, dialect: str = "duckdb") -> str:
     """Remove every DISTINCT (SELECT DISTINCT and COUNT(DISTINCT x)), as the official Spider test-suite
-    evaluation does by default (keep_distinct=False). UNION stays a set union: it has no DISTINCT token."""
+    evaluation does by default (keep_distinct=False). UNION stays a set union: it has no DISTINCT token.
+    Without the word DISTINCT the SQL comes back as written (no parse: most queries; what the official runs)."""
+    if "distinct" not in sql.lower():
+        return sql
     parsed = parse_sql(sql, dialect)
     if not parsed.ok or parsed.tree is None:
         # The official code drops every 'distinct' token; do the same.
@@ -382,7 +389,7 @@ def strip_distinct(sql: str, dialect: str = "duckdb") -> str:
             distinct.replace(values[0])
         else:  # COUNT(DISTINCT a, b): keep the tuple count without DISTINCT
             distinct.replace(exp.Tuple(expressions=values))
-    return tree.sql(dialect=dialect)
+    return tree.sql(dialect=dialect, copy=False)  # a fresh parse: no defensive copy needed
 
 
 def has_order_by(sql: str, dialect: str = "duckdb") -> bool:

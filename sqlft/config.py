@@ -66,7 +66,7 @@ class DataConfig:
     loss: str = "completion"  # tokens with loss: completion (the last answer), assistant_turns (every answer), full_text (all)
     system: str = SQL_SYSTEM  # system text for SQL records (records that carry their own keep it)
     schema_format: str = "ddl"  # schema in SQL prompts (sqlft.schema): ddl (as given) or compact (a line per table)
-    sql_dialect: str = "auto"  # dialect of the training SQL (serve transpiles from it); auto: duckdb for demo:*, else sqlite
+    sql_dialect: str = "auto"  # of the training SQL (serve transpiles from it); auto: duckdb for demo:*, else sqlite
     max_length: int = 0  # tokens per example (prompt + answer); 0: the model's context length (its config.json)
     overlong: str = "drop"  # examples over max_length: drop (reported), fail, or truncate (instructions only: SQL is dropped)
     preprocessing_workers: int = 0  # processes for the dataset passes of the trainer (0: in this process)
@@ -97,6 +97,7 @@ class TrainConfig:
     optim: str = "adamw_torch"  # transformers optimizer name; paged_adamw_8bit on GPU for QLoRA
     precision: str = "auto"  # autocast: auto (what the hardware computes natively, sqlft.precision), bf16, fp16, fp32
     gradient_checkpointing: bool = True  # recompute activations in backward: less memory, ~30% slower
+    token_metrics: bool = False  # log TRL's entropy and token accuracy: its LM head then scores every position
     use_reentrant: bool = False  # torch's reentrant checkpointing (some custom model code needs it)
     group_by_length: bool = False  # batch examples of similar length together (less padding)
     eval_strategy: str = "steps"  # validation loss every eval_steps (steps), after each epoch (epoch), or never (no)
@@ -122,7 +123,6 @@ class RewardConfig:
     runs: float = 0.1  # reward of an answer that runs but gives another result (anything else: 0)
     overlong_penalty: float = 0.0  # subtracted from an answer that fills max_completion_length without ending
     malformed_penalty: float = 0.0  # subtracted from an answer with no readable SQL in it
-    dialect: str = "auto"  # of the gold SQL: auto (duckdb for demo: data, else sqlite), sqlite, postgres, duckdb
     mode: str = "spider"  # result comparison, as `sqlft eval --mode`: spider, strict or set
     timeout_s: float = 5.0  # per query: a runaway answer is stopped and earns 0
     instances: int = 3  # synthesized databases per schema-only record (an answer must match on every one)
@@ -157,9 +157,8 @@ class GenerationConfig:
     repetition_penalty: float = 1.0
     batch_size: int = 8  # prompts per generate call (left padded)
     prefix_cache: bool = True  # read a batch's shared prompt prefix (system text + schema) once, not once per row
-    candidates: int = 1  # answers per question (eval, serve): the greedy one and N-1 samples; see vote
-    vote: bool = False  # with candidates > 1: answer with the SQL whose executed result most answers give (greedy on
-    # a tie); without: execution-guided, the first sample that runs replaces a greedy answer that does not (eval)
+    candidates: int = 1  # with vote (eval, serve): answers per question, the greedy one and N-1 samples
+    vote: bool = False  # answer with the SQL whose executed result most candidates give (the greedy one on a tie)
     candidate_temperature: float = 0.7  # sampling temperature of the extra answers
 
 
@@ -200,7 +199,6 @@ CHOICES = {
     "grpo.loss_type": ("dapo", "grpo", "dr_grpo", "bnpo"),
     "grpo.scale_rewards": ("group", "batch", "none"),
     "grpo.vllm_mode": ("colocate", "server"),
-    "grpo.reward.dialect": ("auto", "sqlite", "postgres", "duckdb"),
     "grpo.reward.mode": ("spider", "strict", "set"),
 }
 # Keys that were renamed: the error names the new key rather than guessing a look-alike.

@@ -58,9 +58,10 @@ def prefix_groups(rows: list[list[int]], min_share: float = 0.5) -> list[tuple[i
 @torch.inference_mode()
 def decode(model, rows: list[list[int]], *, pad_id: int, max_new_tokens: int, stop_ids: Sequence[int],
            prefix_cache: bool = True, stop_text: Callable[[list[int]], bool] | None = None, do_sample: bool = False,
-           temperature: float = 1.0, top_p: float = 1.0) -> list[list[int]]:
+           temperature: float = 1.0, top_p: float = 1.0,
+           on_done: Callable[[int], None] | None = None) -> list[list[int]]:
     """New token ids of every row (a final stop token included). stop_text(ids) says whether a row's new tokens
-    end in a stop string that is not a single token."""
+    end in a stop string that is not a single token. on_done(n) is told as n rows finish (progress bars)."""
     device = model.device
     groups = prefix_groups(rows) if prefix_cache else [(0, len(rows), 0)]
     cache, prefix_mask = _prefix_cache(model, rows, groups)
@@ -83,6 +84,8 @@ def decode(model, rows: list[list[int]], *, pad_id: int, max_new_tokens: int, st
                         or (stop_text is not None and stop_text(new[row])))
             if not finished:
                 keep.append(j)
+        if on_done is not None and len(keep) < len(active):
+            on_done(len(active) - len(keep))
         if not keep:
             break
         if len(keep) < len(active):  # drop finished rows: from here on they cost nothing

@@ -7,6 +7,7 @@ prompt at inference is the prompt the model was trained on.
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,30 +115,36 @@ class InferenceModel:
         return len(self.tokenizer(text, add_special_tokens=self.template not in OWN_BOS)["input_ids"])
 
     @torch.inference_mode()
-    def generate(self, prompts: list[str], gen: GenerationConfig | None = None) -> list[Generation]:
+    def generate(self, prompts: list[str], gen: GenerationConfig | None = None,
+                 on_answer: Callable[[int], None] | None = None) -> list[Generation]:
         """Answers in the order of `prompts`. Batches take prompts in text order, so that the prompts of a batch
-        share a long prefix (system text and the schema of one database) and lengths are alike."""
+        share a long prefix (system text and the schema of one database) and lengths are alike.
+        on_answer(n): n more answers are finished (progress bars)."""
         gen = gen or GenerationConfig()
         order = sorted(range(len(prompts)), key=lambda i: prompts[i])
         results: list[Generation | None] = [None] * len(prompts)
         for start in range(0, len(order), gen.batch_size):
             batch = order[start:start + gen.batch_size]
-            for i, generation in zip(batch, self._generate_batch([prompts[i] for i in batch], gen)):
+            for i, generation in zip(batch, self._generate_batch([prompts[i] for i in batch], gen, on_answer)):
                 results[i] = generation
         return results
 
-    def _generate_batch(self, prompts: list[str], gen: GenerationConfig) -> list[Generation]:
+    def _generate_batch(self, prompts: list[str], gen: GenerationConfig,
+                        on_answer: Callable[[int], None] | None = None) -> list[Generation]:
         ids = [self.tokenizer(p, add_special_tokens=self.template not in OWN_BOS)["input_ids"] for p in prompts]
         start = time.perf_counter()
         if gen.num_beams == 1 and gen.repetition_penalty == 1.0:
-            new = self._decode(ids, gen)
+            new = self._decode(ids, gen, on_answer)
         else:
             new = self._hf_generate(ids, gen)
+            if on_answer is not None:
+                on_answer(len(new))
         seconds = time.perf_counter() - start
         return [Generation(cut_at_stop(self.tokenizer.decode(row, skip_special_tokens=False), self.stops),
                            len(prompt_ids), max(len(row), 1), seconds) for row, prompt_ids in zip(new, ids)]
 
-    def _decode(self, ids: list[list[int]], gen: GenerationConfig) -> list[list[int]]:
+    def _decode(self, ids: list[list[int]], gen: GenerationConfig,
+                on_answer: Callable[[int], None] | None = None) -> list[list[int]]:
         """sqlft.decoding: the shared prefix read once (gen.prefix_cache), finished rows dropped at once."""
         vocab = self.tokenizer.get_vocab()
         text_stops = [s for s in self.stops if s not in vocab]  # single-token stops are in stop_token_ids()
@@ -149,7 +156,7 @@ class InferenceModel:
         return decode(self.model, ids, prefix_cache=gen.prefix_cache, pad_id=self.tokenizer.pad_token_id,
                       max_new_tokens=gen.max_new_tokens, stop_ids=self.stop_token_ids(),
                       stop_text=stop_text if text_stops else None, do_sample=gen.do_sample,
-                      temperature=gen.temperature, top_p=gen.top_p)
+                      temperature=gen.temperature, top_p=gen.top_p, on_done=on_answer)
 
     def _hf_generate(self, ids: list[list[int]], gen: GenerationConfig) -> list[list[int]]:
         """Beam search and repetition penalty: transformers' generate() on left-padded rows."""

@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from eval.inputs import data_dialect, record_example
+from eval.inputs import record_example
 from eval.reward import ExecutionReward, RewardSettings
 from sqlft import precision
 from sqlft.config import Config, ConfigError
@@ -51,7 +51,7 @@ def train_grpo(config: Config, resume: bool = False) -> Path:
     if not kept:
         reward.close()
         raise DataError(f"no record's gold SQL runs (e.g. {next(iter(reward.dropped.values()), '')}); nothing to "
-                        "reward. Check grpo.reward.dialect and the databases (grpo.reward.db_root)")
+                        "reward. Check data.sql_dialect and the databases (grpo.reward.db_root)")
     dataset = prompt_dataset(kept, config, tokenizer)
     if main_process:
         print(data.report.summary())
@@ -97,12 +97,8 @@ def train_grpo(config: Config, resume: bool = False) -> Path:
 
 def reward_settings(config: Config, tokenizer) -> RewardSettings:
     r = config.grpo.reward
-    dialect = r.dialect
-    if dialect == "auto":  # as sqlft eval reads the same files: the demo sets are DuckDB SQL, the rest SQLite
-        dialects = {data_dialect(spec.path, "records") for spec in config.data.train}
-        dialect = dialects.pop() if len(dialects) == 1 else "sqlite"
     return RewardSettings(
-        dialect=dialect, mode=r.mode, timeout_s=r.timeout_s, instances=r.instances, match=r.match, runs=r.runs,
+        dialect=config.data.sql_dialect,  # the training SQL's (load_config resolved auto: duckdb for demo:*) mode=r.mode, timeout_s=r.timeout_s, instances=r.instances, match=r.match, runs=r.runs,
         overlong_penalty=r.overlong_penalty, malformed_penalty=r.malformed_penalty,
         max_completion_tokens=config.grpo.max_completion_length,
         stop_token_ids=tuple(stop_token_ids(config.data.template, tokenizer)),

@@ -19,6 +19,7 @@ import yaml
 from sqlft.config import GenerationConfig
 from sqlft.generate import SQLFT_META, InferenceModel, resolve_ref, stop_token_ids
 from sqlft.modeling import DTYPES, has_gpu, load_tokenizer, resolve_model_path
+from sqlft.progress import progress
 
 SAMPLE_PROMPTS = "sample_prompts.json"  # written by train: a few validation prompts, used to verify the merge
 
@@ -63,7 +64,7 @@ def merge(run_dir: Path, out: Path | None = None, dtype: str = "auto", verify: b
     adapter_model = PeftModel.from_pretrained(base, ref.adapter).to("cuda" if has_gpu() else "cpu").eval()
     # The adapter model's answers come from the very model object that is then merged: one base load, not two.
     expected = greedy_answers(InferenceModel(adapter_model, load_tokenizer(ref.adapter), ref.template, ref.system,
-                                             ref), prompts) if verify else []
+                                             ref), prompts, "merge check: adapter") if verify else []
     merged = adapter_model.merge_and_unload()
 
     tmp = out.with_name(out.name + ".partial")
@@ -105,14 +106,15 @@ def sample_prompts(run_dir: Path) -> list[str]:
     return prompts
 
 
-def greedy_answers(model: InferenceModel, prompts: list[str]) -> list[str]:
+def greedy_answers(model: InferenceModel, prompts: list[str], desc: str) -> list[str]:
     gen = GenerationConfig(max_new_tokens=48, batch_size=max(1, len(prompts)))
-    return [g.text for g in model.generate(prompts, gen)]
+    with progress(len(prompts), desc, "answer") as bar:
+        return [g.text for g in model.generate(prompts, gen, on_answer=bar.update)]
 
 
 def verify_merge(expected: list[str], prompts: list[str], merged_dir: Path, dtype: str) -> None:
     """Greedy answers of the merged folder (loaded back from disk) must equal the adapter model's."""
-    got = greedy_answers(InferenceModel.load(str(merged_dir), dtype=dtype), prompts)
+    got = greedy_answers(InferenceModel.load(str(merged_dir), dtype=dtype), prompts, "merge check: merged")
     differ = [(e, g) for e, g in zip(expected, got) if e != g]
     if differ:
         e, g = differ[0]

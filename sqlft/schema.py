@@ -1,7 +1,7 @@
 """Database schemas: the one schema model and DDL reader (tables, columns, types, keys: parse_tables), the one
 statement splitter on sqlglot's tokenizer (split_statements), and how a schema is written into a prompt.
 
-Readers: synthesized databases (eval.synth), execution-guided decoding (eval.guided), serve's schema pruning.
+Readers: synthesized databases (eval.synth), serve's schema pruning.
 Prompts: the CREATE TABLE text as given ("ddl"), or one line per table ("compact"). Part of the prompt format: a
 run records its data.schema_format and every inference path (eval, ask, serve) formats the schema the same way,
 through sqlft.templates.

@@ -28,6 +28,7 @@ from sqlft import precision
 from sqlft.config import Config, ConfigError, load_config, save_config
 from sqlft.data import build_training_data, held_out_sql_rows, to_hf_dataset
 from sqlft.formats import DataError
+from sqlft.lm_head import use_label_only_head
 from sqlft.merge import SAMPLE_PROMPTS
 from sqlft.modeling import (add_lora, check_device_options, has_gpu, load_base_model, load_tokenizer, memory_mb,
                             parameter_counts, resolve_max_length)
@@ -246,9 +247,12 @@ def build_trainer(config: Config, model, tokenizer, data, run_dir: Path, args=No
     callbacks = [StopOnNonFiniteLoss()]
     if early_stop:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience))
-    return SFTTrainer(model=model, args=args, train_dataset=to_hf_dataset(data.train),
-                      eval_dataset=to_hf_dataset(data.validation) if evaluate else None,
-                      processing_class=tokenizer, callbacks=callbacks)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=to_hf_dataset(data.train),
+                         eval_dataset=to_hf_dataset(data.validation) if evaluate else None,
+                         processing_class=tokenizer, callbacks=callbacks)
+    if not config.train.token_metrics:
+        use_label_only_head(trainer)  # the loss needs logits on the answer tokens only (sqlft.lm_head)
+    return trainer
 
 
 class StopOnNonFiniteLoss(TrainerCallback):

@@ -69,3 +69,10 @@ def sql_jsonl(tmp_path) -> Path:
             f.write(json.dumps({"context": context, "question": f"{question} (#{i})", "answer": answer,
                                 "db_id": f"db{i % 4}"}) + "\n")
     return path
+
+
+@pytest.fixture(scope="session")
+def model_for_progress(tiny_model_dir):
+    """The tiny Llama as an InferenceModel (answers are noise; only the bookkeeping is checked)."""
+    from sqlft.generate import InferenceModel
+    return InferenceModel.load(str(tiny_model_dir), template="chatml")

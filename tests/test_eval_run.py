@@ -293,53 +293,6 @@ def test_real_model_on_three_demo_questions(tmp_path):
     assert len(read_jsonl(out / "predictions.jsonl")) == 3
 
 
-class GuessingFake(FakeModel):
-    """Greedy answers use a column the schema lacks; sampled answers are the right ones."""
-
-    def generate(self, prompts, gen=None):
-        if gen is not None and gen.do_sample:
-            return super().generate(prompts, gen)
-        self.prompts += prompts
-        return [Generation("SELECT nickname FROM singer", 5, 4, 0.01) for _ in prompts]
-
-
-def test_execution_guided_eval_replaces_answers_that_do_not_run(tmp_path):
-    data = write_jsonl(tmp_path / "eval.jsonl", [{"context": SCHEMA, "question": q, "answer": a} for q, a in RECORDS])
-    out = tmp_path / "out"
-    argv = ["fake-model", "--data", str(data), "--out", str(out), "--instances", "1", "--candidates", "3"]
-    report = eval_run.run(eval_run.parse_args(argv), load_model=lambda ref, template=None: GuessingFake(dict(RECORDS)))
-    assert report["execution_accuracy"] == 1.0 and report["generation"]["guided_replaced"] == 6
-    assert all(p["guided_from"] == "SELECT nickname FROM singer" for p in read_jsonl(out / "predictions.jsonl"))
-    assert "replaced by a sampled answer" in (out / "report.md").read_text()
-    plain = eval_run.run(eval_run.parse_args(argv[:-2] + ["--out", str(tmp_path / "plain")]),
-                         load_model=lambda ref, template=None: GuessingFake(dict(RECORDS)))
-    assert plain["execution_accuracy"] == 0.0 and plain["counts"]["pred_exec_error"] == 6
-
-
-def test_eval_flags_and_key_value_settings_make_one_typed_config(tmp_path):
-    """Every flag is a field of EvalConfig; key=value sets the same fields anywhere on the line, and a mistyped
-    key names the closest one, as a training config does."""
-    config = eval_run.parse_args(["m", "--data", "demo:eval", "mode=strict", "--max-new-tokens", "7",
-                                  "generation.batch_size=3", "--no-prefix-cache", "--workers", "2"])
-    assert (config.model, config.data, config.mode, config.workers) == ("m", "demo:eval", "strict", 2)
-    assert (config.generation.max_new_tokens, config.generation.batch_size) == (7, 3)
-    assert config.generation.prefix_cache is False and config.dialect is None and config.template is None
-
-    # --config takes a config's generation section; flags then override it
-    (tmp_path / "c.yaml").write_text("generation:\n  max_new_tokens: 42\n  top_p: 0.5\n")
-    config = eval_run.parse_args(["m", "--data", "d", "--config", str(tmp_path / "c.yaml"), "--batch-size", "2"])
-    assert (config.generation.max_new_tokens, config.generation.top_p, config.generation.batch_size) == (42, 0.5, 2)
-
-    with pytest.raises(eval_run.ConfigError, match="Did you mean 'generation.max_new_tokens'"):
-        eval_run.eval_config({"model": "m", "data": "d"}, ["generation.max_new_token=5"])
-    with pytest.raises(eval_run.ConfigError, match="'mode' is 'strickt'. Did you mean 'strict'"):
-        eval_run.eval_config({"model": "m", "data": "d", "mode": "strickt"})
-    with pytest.raises(SystemExit):
-        eval_run.parse_args(["m", "--data", "d", "timeout_s=soon"])  # not a float: a usage error, not a crash
-    with pytest.raises(eval_run.ConfigError, match="not both"):
-        eval_run.eval_config({"model": "m", "data": "d", "predictions": "p.jsonl"})
-
-
 class VotingFake(FakeModel):
     """Greedy answers run but give another result; sampled answers are right except every `wrong_every`-th."""
 
@@ -379,3 +332,5 @@ def test_voting_picks_the_majority_result_and_keeps_greedy_on_a_tie(tmp_path):
     assert tie4["execution_accuracy"] == 0.0 and tie4["voting"]["candidates_ran_mean"] == 4.0
     with pytest.raises(SystemExit):
         eval_run.parse_args(["fake-model", "--data", str(data), "--vote"])  # --vote alone: needs --candidates >= 2
+    with pytest.raises(SystemExit):  # candidates are for voting (execution-guided decoding was removed)
+        eval_run.parse_args(["fake-model", "--data", str(data), "--candidates", "3"])

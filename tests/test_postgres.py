@@ -260,7 +260,8 @@ def server_fingerprint(cluster) -> str:
             "SELECT grantee, table_name, privilege_type FROM information_schema.role_table_grants ORDER BY 1, 2, 3",
         )]
         for table in ("customers", "orders", "big", "sales.targets", "secrets"):
-            parts.append(conn.execute(f"SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM {table} t").fetchall())
+            rows = f"SELECT md5(string_agg(t::text, ',' ORDER BY t::text)) FROM {table} t"
+            parts.append(conn.execute(rows).fetchall())
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
 
 
@@ -472,7 +473,7 @@ SAME_ON_BOTH = [  # (database, dialect, SQL): eval and serve must give the same 
 def test_eval_and_serve_run_the_same_sql_the_same_way(reader_url, tmp_path):
     """The one execution rule: eval's scoring path and serve's /execute choose the same engine and transpile
     the same way, so the same SQL on the same source gives the same status and rows."""
-    from eval import run as eval_run
+    from eval import scoring as eval_scoring
     from eval.inputs import Example
     from serve.execution import json_value
     sources = {"concert": str(sqlite_file(tmp_path)), "shop": reader_url}
@@ -480,12 +481,12 @@ def test_eval_and_serve_run_the_same_sql_the_same_way(reader_url, tmp_path):
     try:
         for name, dialect, sql in SAME_ON_BOTH:
             example = Example(id="1", question="q", gold_sqls=[sql], db_id=name, database=sources[name])
-            instances = eval_run.prepare_instances([example], dialect, 1, 1)
-            eval_run.open_sandboxes(instances, 5.0)
+            instances = eval_scoring.prepare_instances([example], dialect, 1, 1)
+            eval_scoring.open_sandboxes(instances, 5.0)
             (inst,) = instances.values()
             try:
-                scoring = eval_run.Scoring(dialect, "strict", 0.0)
-                on_eval = inst.boxes[0].execute(eval_run._runnable(sql, inst, scoring))
+                scoring = eval_scoring.Scoring(dialect, "strict", 0.0)
+                on_eval = inst.boxes[0].execute(eval_scoring._runnable(sql, inst, scoring))
             finally:
                 inst.boxes[0].close()
             on_serve = client.post("/execute", json={"database": name, "sql": sql, "dialect": dialect}).json()
@@ -494,3 +495,69 @@ def test_eval_and_serve_run_the_same_sql_the_same_way(reader_url, tmp_path):
             assert on_serve["rows"] == [[json_value(v) for v in row] for row in on_eval.rows], sql
     finally:
         client.__exit__(None, None, None)
+
+
+def test_the_page_lists_and_queries_a_live_database(reader_url, monkeypatch):
+    """The Streamlit page over a real server: the PostgreSQL database is listed like the others, the answer
+    shows the model's SQL and the SQL PostgreSQL ran, and the rows."""
+    from streamlit.testing.v1 import AppTest
+
+    from serve.app import create_app
+    from serve.settings import Settings
+    from serve.testing import FakeBackend, running_server
+    backend = FakeBackend("SELECT status, IFNULL(SUM(total), 0) AS total FROM orders GROUP BY status ORDER BY status")
+    app = create_app(Settings(backend="fake", demo_databases=False, database=[f"shop={reader_url}"], dialect="sqlite"),
+                     load_backend=lambda s: backend)
+    with running_server(app) as url:
+        monkeypatch.setenv("SQLFT_API_URL", url)
+        monkeypatch.delenv("SQLFT_API_KEY", raising=False)
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "ui" / "app.py"), default_timeout=30).run()
+        assert at.selectbox[0].value == "shop" and "CREATE TABLE customers" in at.code[0].value
+        at.text_input[0].input("Total per order status?")
+        at.button[0].click().run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        assert at.code[-2].value == backend.sql and "COALESCE(SUM(total), 0)" in at.code[-1].value
+        assert any("Run on postgres as" in c.value for c in at.caption)
+        frame = at.dataframe[0].value
+        assert list(frame.columns) == ["status", "total"] and frame.values.tolist() == [["open", 3.25], ["paid", 29.5]]
+
+
+def test_a_service_file_gives_host_user_and_password(cluster, tmp_path, monkeypatch):
+    service = tmp_path / "pg_service.conf"
+    service.write_text(f"[sqlft_shop]\nhost=127.0.0.1\nport={cluster.port}\nuser=reader\ndbname=shop\n"
+                       f"password={PASSWORD}\n")
+    monkeypatch.setenv("PGSERVICEFILE", str(service))
+    monkeypatch.setenv("PGPASSFILE", "/nonexistent")
+    with PostgresSandbox("postgresql:///?service=sqlft_shop", pool_size=1) as box:
+        assert box.execute("SELECT count(*) FROM customers").rows == [(3,)]
+        assert box.display == "postgresql:///?service=sqlft_shop"
+
+
+def test_eval_sets_take_their_schema_from_the_catalog(cluster, tmp_path):
+    from eval.inputs import load_eval_set
+    questions = tmp_path / "questions_gen_postgres.csv"
+    questions.write_text("question,query,db_name,query_category,instructions\n"
+                         "How many customers?,SELECT COUNT(*) FROM customers,shop,count,\n")
+    evalset = load_eval_set(str(questions), db_root=f"postgresql://reader@127.0.0.1:{cluster.port}/")
+    (example,) = evalset.examples
+    assert example.database == f"postgresql://reader@127.0.0.1:{cluster.port}/shop" and not example.database_error
+    assert "CREATE TABLE customers /* People who bought something */" in example.db_schema
+    assert evalset.dialect == "postgres"
+
+
+def test_the_run_records_the_dialect_its_model_writes(tmp_path):
+    import yaml
+
+    from sqlft.config import load_config, save_config
+    from sqlft.generate import resolve_ref
+    root = Path(__file__).resolve().parents[1]
+    assert load_config(root / "configs" / "smollm2-135m-qlora-cpu.yaml").data.sql_dialect == "duckdb"  # demo data
+    assert load_config(root / "configs" / "smollm2-135m-spider-cpu.yaml").data.sql_dialect == "sqlite"  # Spider
+    run = tmp_path / "run"
+    (run / "adapter").mkdir(parents=True)
+    save_config(load_config(None, ["data.train=[{path: x.jsonl}]", "data.sql_dialect=postgres"]), run / "config.yaml")
+    assert resolve_ref(str(run)).sql_dialect == "postgres"
+    old = yaml.safe_load((run / "config.yaml").read_text())
+    del old["data"]["sql_dialect"]  # a run made before the field: inferred from its data
+    (run / "config.yaml").write_text(yaml.safe_dump(old))
+    assert resolve_ref(str(run)).sql_dialect == "sqlite"
