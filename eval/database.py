@@ -21,6 +21,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
+from eval.sqlite_sandbox import SQLITE_MAGIC
 from sqlft.paths import cache_dir
 from sqlft.schema import quote_identifier
 
@@ -29,7 +30,6 @@ DEFOG_DATABASES = ("academic", "advising", "atis", "geography", "restaurants", "
 # Part of every cache key: bump it when a conversion changes, so files built by older code are not reused.
 CONVERTER_VERSION = "1"
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
 DUCKDB_MAGIC = b"DUCK"  # at byte offset 8 of every DuckDB database file
 BUILD_CONFIG = {"enable_external_access": False, "autoinstall_known_extensions": False,
                 "autoload_known_extensions": False}
@@ -408,6 +408,8 @@ def _add_primary_key(alter: exp.Alter, creates: dict[str, tuple[int, exp.Create]
     return True
 
 
+# About 60 lines, kept whole: one character scanner whose state (quote, comment, COPY data) is shared by every
+# branch; sqlglot's tokenizer cannot take its place because COPY ... FROM stdin data lines are not SQL.
 def _split_statements(text: str) -> Iterator[tuple[int, str, list[list[str | None]] | None]]:
     """(first line, statement without its `;`, COPY rows or None) for each statement of a SQL script.
 

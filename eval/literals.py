@@ -147,6 +147,14 @@ def harvest(gold_sql: str, tables: list[Table], dialect: str = "sqlite") -> Gold
         for key in _resolve(col, index):
             facts.predicates.append(Predicate(key, op, values, negated, branch))
 
+    _harvest_groups_and_sums(tree, facts, index, known_columns)
+    _harvest_comparisons(tree, facts, add, index, known_columns)
+    return facts
+
+
+def _harvest_groups_and_sums(tree: exp.Expression, facts: GoldFacts, index: dict[str, set[str]],
+                             known_columns: set[str]) -> None:
+    """HAVING count(*) > k: groups need k + 1 rows; sum()/avg() arguments: numeric columns."""
     for having in tree.find_all(exp.Having):
         for cmp in having.find_all(exp.GT, exp.GTE, exp.EQ):
             if isinstance(cmp.this, exp.Count) and isinstance(cmp.expression, exp.Literal):
@@ -157,6 +165,11 @@ def harvest(gold_sql: str, tables: list[Table], dialect: str = "sqlite") -> Gold
         if (col := _column_of(agg.this, known_columns)) is not None:
             facts.numeric_uses += _resolve(col, index)
 
+
+def _harvest_comparisons(tree: exp.Expression, facts: GoldFacts, add, index: dict[str, set[str]],
+                         known_columns: set[str]) -> None:
+    """Column-vs-literal predicates (through `add`, which knows the set-operation branch) and column = column
+    joins, x IN (SELECT y ...) included."""
     for node in tree.find_all(exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Like, exp.ILike,
                               exp.In, exp.Between):
         negated = bool(node.args.get("negate")) or isinstance(node.parent, exp.Not)
@@ -194,4 +207,3 @@ def harvest(gold_sql: str, tables: list[Table], dialect: str = "sqlite") -> Gold
             add(left_col, op, [value], negated)
         elif right_col is not None and op != "like" and (value := _literal(left, known_columns)) is not _NOT_LITERAL:
             add(right_col, _FLIP[op], [value], negated)
-    return facts

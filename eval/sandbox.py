@@ -56,6 +56,19 @@ _SIZE_ARGS = {
 }
 _FORMAT_FUNCTIONS = {"printf", "format"}  # a width in the format string: printf('%2000000000d', 1)
 
+# Scalar functions that reveal the server rather than the data: settings (current_setting('secret_directory')
+# is a home-directory path), variables, the query text, the catalog layout. Table functions are refused anyway.
+DENIED_FUNCTIONS = frozenset({
+    "current_setting", "getvariable", "current_query", "current_query_id", "current_connection_id",
+    "current_transaction_id", "current_database", "current_catalog", "current_schema", "current_schemas",
+    "current_user", "current_role", "session_user", "user", "getenv", "version", "pragma_version",
+})
+MAX_SQL_CHARS = 100_000  # longer SQL is not analysed at all
+MAX_TREE_DEPTH = 400  # nesting of DuckDB's parse tree (JSON levels); deeper SQL is refused, not analysed
+
+# Absolute paths in an engine message (a file the query named, the cache folder) are not the client's business.
+_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.@+-]+/)*[\w.@+-]+")
+
 # One private, hardened, empty database used only to parse: json_serialize_sql gives DuckDB's own reading of
 # the query, which sqlglot does not (it parses FROM '/etc/passwd' as a table, CHECKPOINT as a column).
 _parser: duckdb.DuckDBPyConnection | None = None
@@ -67,7 +80,24 @@ def _parse_tree(sql: str) -> dict[str, Any]:
     with _parser_lock:
         if _parser is None:
             _parser = duckdb.connect(":memory:", config=_CONNECT_CONFIG | {"lock_configuration": True})
-        return json.loads(_parser.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+        text = _parser.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]
+    if _json_depth(text) > MAX_TREE_DEPTH:
+        return {"error": True, "error_message": f"the query is nested more than {MAX_TREE_DEPTH} levels deep"}
+    return json.loads(text)
+
+
+def _json_depth(text: str) -> int:
+    """How deeply a JSON text nests (brackets outside strings), counted without parsing it: json.loads and
+    the walks below would hit Python's recursion limit on SQL nested a few hundred levels deep."""
+    depth = deepest = 0
+    for match in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]', text):
+        token = match.group(0)
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in "]}":
+            depth -= 1
+    return deepest
 
 
 @atexit.register
@@ -79,6 +109,8 @@ def _close_parser() -> None:
 
 def _reject_reason(sql: str, known_tables: set[str]) -> tuple[str, str] | None:
     """(status, reason) for SQL that must not run: "error" for a syntax error, "rejected" otherwise."""
+    if len(sql) > MAX_SQL_CHARS:
+        return "rejected", f"the SQL is longer than {MAX_SQL_CHARS:,} characters"
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as e:  # ParserException: the model wrote invalid SQL
@@ -106,6 +138,9 @@ def _reject_reason(sql: str, known_tables: set[str]) -> tuple[str, str] | None:
             return "rejected", f"table {'.'.join(p for p in (catalog, schema, table) if p)} is not a table of this database"
         if table not in known and not (schema == "" and table in ctes):
             return "rejected", f"unknown table {ref.get('table_name', '')!r}: known tables are {sorted(known)[:20]}"
+    for call in _nodes(tree["statements"], lambda n: n.get("class") == "FUNCTION" and "function_name" in n):
+        if call["function_name"].lower() in DENIED_FUNCTIONS:
+            return "rejected", f"{call['function_name']}() is not allowed: it reveals the server, not the data"
     reason = _size_reason(tree["statements"])
     return None if reason is None else ("rejected", reason)
 
@@ -123,8 +158,13 @@ def _size_reason(tree: Any) -> str | None:
                 return f"{name}() may not be nested in another size-setting function"
         if name in _FORMAT_FUNCTIONS:
             fmt = args[0].get("literal", {}) if args else {}
-            if fmt.get("kind") != "STRING" or any(int(d) > MAX_SIZE_ARG for d in re.findall(r"\d+", fmt.get("text", ""))):
-                return f"{name}() needs a literal format string with widths of at most {MAX_SIZE_ARG}"
+            text = fmt.get("text", "")
+            # printf('%*d', 20000000, 1) and format('{:>{}}', 'x', 20000000) take the width from an argument.
+            dynamic = "*" in text if name == "printf" else re.search(r"\{[^{}]*\{", text) is not None
+            if (fmt.get("kind") != "STRING" or dynamic
+                    or any(int(d) > MAX_SIZE_ARG for d in re.findall(r"\d+", text))):
+                return (f"{name}() needs a literal format string with literal widths of at most {MAX_SIZE_ARG} "
+                        "(no '*' or nested '{}' widths)")
     return None
 
 
@@ -158,8 +198,11 @@ def _constant_number(node: dict[str, Any]) -> float | None:
 def _table_refs(node: Any, ctes: frozenset[str]) -> Iterator[tuple[dict[str, Any], frozenset[str]]]:
     """Every table ref in DuckDB's parse tree, with the CTE names in scope where it appears.
 
-    Table refs are the dicts with "alias" and "sample" that are neither expressions ("class") nor query
-    nodes ("modifiers"); looking at every dict, not only known keys, keeps this an allow-list.
+    Scoped as DuckDB binds: the main query sees all of its CTEs; a CTE's body sees only those defined before
+    it, never itself (WITH pg_settings AS (SELECT * FROM pg_settings) reads the system view); a recursive
+    CTE sees itself in its recursive part only. Table refs are the dicts with "alias" and "sample" that are
+    neither expressions ("class") nor query nodes ("modifiers"); looking at every dict, not only known keys,
+    keeps this an allow-list.
     """
     if isinstance(node, list):
         for item in node:
@@ -167,13 +210,21 @@ def _table_refs(node: Any, ctes: frozenset[str]) -> Iterator[tuple[dict[str, Any
         return
     if not isinstance(node, dict):
         return
-    cte_map = node.get("cte_map")
-    if isinstance(cte_map, dict) and cte_map.get("map"):
-        ctes = ctes | {entry["key"].lower() for entry in cte_map["map"]}
     if "alias" in node and "sample" in node and "class" not in node and "modifiers" not in node:
         yield node, ctes
-    for value in node.values():
-        yield from _table_refs(value, ctes)
+    cte_map = node.get("cte_map")
+    entries = cte_map.get("map", []) if isinstance(cte_map, dict) else []
+    before = ctes
+    for entry in entries:
+        yield from _table_refs(entry.get("value"), before)
+        before = before | {entry["key"].lower()}
+    for key, value in node.items():
+        if key == "cte_map":
+            continue
+        if node.get("type") == "RECURSIVE_CTE_NODE" and key == "right":
+            yield from _table_refs(value, before | {node.get("cte_name", "").lower()})
+        else:
+            yield from _table_refs(value, before)
 
 
 def check_sql(sql: str, known_tables: set[str]) -> str | None:
@@ -206,6 +257,8 @@ class Sandbox:
         self.timeout_s = timeout_s
         self.max_rows = max_rows
         self.max_result_bytes = max_result_bytes
+        self.path = None if db_path is None else Path(db_path)  # None: in memory
+        self.memory_limit = memory_limit
         if db_path is None:
             # An in-memory database cannot be opened read_only; the SELECT-only check keeps it unchanged.
             self._con = duckdb.connect(":memory:", config=dict(_CONNECT_CONFIG))
@@ -238,17 +291,28 @@ class Sandbox:
         return cls(None, setup_sql=setup_sql, **kwargs)
 
     def execute(self, sql: str, *, max_rows: int | None = None, timeout_s: float | None = None) -> ExecutionResult:
-        max_rows = self.max_rows if max_rows is None else max_rows
-        timeout_s = self.timeout_s if timeout_s is None else timeout_s
+        """Never raises: whatever happens (a bug in the analysis included) is a status with a reason."""
         start = time.perf_counter()
+        try:
+            result = self._execute(sql, max_rows=self.max_rows if max_rows is None else max_rows,
+                                   timeout_s=self.timeout_s if timeout_s is None else timeout_s, start=start)
+        except RecursionError:
+            result = ExecutionResult("rejected", error="the query is nested too deeply to be checked")
+        except Exception as e:  # noqa: BLE001 - failures are data
+            result = ExecutionResult("error", error=f"the query could not be run ({type(e).__name__})")
+        result.error = _PATH.sub("<path>", result.error)
+        result.elapsed_s = time.perf_counter() - start
+        return result
+
+    def _execute(self, sql: str, *, max_rows: int, timeout_s: float, start: float) -> ExecutionResult:
         rejected = _reject_reason(sql, self.tables)
         if rejected is not None:
             status, reason = rejected
-            return ExecutionResult(status, error=reason, elapsed_s=time.perf_counter() - start)
+            return ExecutionResult(status, error=reason)
 
         with self._lock:  # cursor() on a closed connection raises; close() takes the same lock
             if self._closed:
-                return ExecutionResult("error", error="sandbox is closed", elapsed_s=time.perf_counter() - start)
+                return ExecutionResult("error", error="sandbox is closed")
             cursor = self._con.cursor()
         timed_out = threading.Event()
 
@@ -257,23 +321,39 @@ class Sandbox:
             cursor.interrupt()
 
         # interrupt() from another thread is what stops a running DuckDB query (DESIGN.md): asyncio and
-        # signal-based timeouts cannot preempt the C++ call.
-        timer = threading.Timer(timeout_s, stop)
+        # signal-based timeouts cannot preempt the C++ call. The time already spent checking counts.
+        timer = threading.Timer(max(0.0, timeout_s - (time.perf_counter() - start)), stop)
         timer.daemon = True
         timer.start()
+        too_big = False
         try:
             cursor.execute(sql)
             columns = [d[0] for d in cursor.description or []]
-            rows = cursor.fetchmany(max_rows + 1)
+            rows, size = [], 0
+            # Fetched in chunks with a byte budget: 6 rows of printf('%20000000d', ...) are 120 MB.
+            while len(rows) <= max_rows:
+                chunk = cursor.fetchmany(min(1000, max_rows + 1 - len(rows)))
+                if not chunk:
+                    break
+                size += sum(_value_size(v) for row in chunk for v in row)
+                if size > self.max_result_bytes:
+                    too_big = True
+                    break
+                rows.extend(chunk)
             status, error = "ok", ""
+        except duckdb.OutOfMemoryException as e:
+            columns, rows = [], []
+            status, error = "rejected", f"the query needs more memory than its limit ({e})"
         except duckdb.Error as e:
             columns, rows = [], []
             status, error = ("timeout", f"stopped after {timeout_s:g} s") if timed_out.is_set() else ("error", str(e))
         finally:
             timer.cancel()
             cursor.close()
+        if too_big:
+            return ExecutionResult("rejected", error=f"the result is larger than {self.max_result_bytes:,} bytes")
         truncated = len(rows) > max_rows
-        return ExecutionResult(status, columns, rows[:max_rows], truncated, error, time.perf_counter() - start)
+        return ExecutionResult(status, columns, rows[:max_rows], truncated, error)
 
     def close(self) -> None:
         with self._lock:
@@ -286,6 +366,17 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _value_size(value: Any) -> int:
+    """Bytes a fetched value holds, roughly (the budget is about strings, blobs and lists that grow)."""
+    if isinstance(value, (str, bytes)):
+        return len(value) + 16
+    if isinstance(value, (list, tuple)):
+        return 16 + sum(_value_size(v) for v in value)
+    if isinstance(value, dict):
+        return 16 + sum(_value_size(k) + _value_size(v) for k, v in value.items())
+    return 16
 
 
 def _size(value: str) -> str:

@@ -37,6 +37,8 @@ def parse_sql(sql: str, dialect: str = "duckdb") -> ParsedSQL:
         trees = [t for t in sqlglot.parse(text, read=dialect, error_level=ErrorLevel.RAISE) if t is not None]
     except sqlglot.errors.SqlglotError as e:  # ParseError, TokenError
         return ParsedSQL(sql, False, str(e), None)
+    except RecursionError:  # SELECT 1+1+...+1 with hundreds of terms: too deep for sqlglot, not a crash
+        return ParsedSQL(sql, False, "the SQL is nested too deeply to parse", None)
     if len(trees) != 1:
         return ParsedSQL(sql, False, f"expected one statement, got {len(trees)}", None)
     return ParsedSQL(sql, True, "", trees[0])
@@ -154,7 +156,7 @@ def _statement_end(text: str) -> int:
 def _parses(sql: str, dialect: str) -> bool:
     try:
         trees = sqlglot.parse(sql, read=dialect, error_level=ErrorLevel.RAISE)
-    except sqlglot.errors.SqlglotError:
+    except (sqlglot.errors.SqlglotError, RecursionError):  # RecursionError: nested hundreds of levels deep
         return False
     # sqlglot falls back to an opaque Command for statements it does not know: not evidence of SQL.
     return len(trees) == 1 and trees[0] is not None and not isinstance(trees[0], exp.Command)

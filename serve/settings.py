@@ -15,9 +15,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, CliPositionalArg, CliSuppress, SettingsConfigDict
 
+from eval.database import DEFOG_DATABASES as DEMO_DATABASES  # the defog-data databases, listed once
 from sqlft.config import EMBEDDED_MODEL
-
-DEMO_DATABASES = ("academic", "advising", "atis", "geography", "restaurants", "scholar", "yelp")  # defog-data
 
 
 def _seconds(name: str, default: float, help: str):  # noqa: A002 - the flag's help text

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from eval.isolation import IsolatedExecutor, isolate
 from eval.postgres import redact
 from serve.batching import Backend, MicroBatcher
 from serve.registry import Database, close_databases, open_databases
@@ -79,6 +80,9 @@ class ServerState:
         # Pools of their own: six slow prunings cannot make a SELECT 1 wait (the default pool is shared).
         self.execute_pool = ThreadPoolExecutor(settings.execute_workers, thread_name_prefix="sqlft-execute")
         self.prune_pool = ThreadPoolExecutor(settings.prune_workers, thread_name_prefix="sqlft-prune")
+        # One worker process per execution thread: SQL runs where it can be killed (eval/isolation.py).
+        self.isolated = IsolatedExecutor(settings.execute_workers, memory_limit=settings.memory_limit,
+                                         max_result_bytes=settings.max_result_bytes)
         self._lock = threading.Lock()  # load() runs in its own thread; close() may come while it runs
         self._closed = False
 
@@ -90,8 +94,11 @@ class ServerState:
                                        max_rows=settings.max_rows, memory_limit=settings.memory_limit,
                                        max_result_bytes=settings.max_result_bytes, pool_size=settings.pool_size,
                                        pool_wait_s=settings.pool_wait_s)
+            for database in databases.values():  # DuckDB and SQLite files: queries in killable processes
+                database.sandbox = isolate(database.sandbox, self.isolated)
             with self._lock:
                 self.databases = databases
+            self.isolated.warm()
             backend = self._load_backend(settings)
             batch, wait = (settings.max_batch, settings.max_wait_ms / 1000) if settings.batching else (1, 0.0)
             with self._lock:
@@ -117,4 +124,5 @@ class ServerState:
                 self.batcher.close(timeout_s=self.settings.request_timeout_s)  # finishes queued prompts
             self.prune_pool.shutdown(wait=False, cancel_futures=True)
             self.execute_pool.shutdown(wait=True, cancel_futures=True)  # running SQL stops at its deadline
+            self.isolated.close()
             close_databases(self.databases)

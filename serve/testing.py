@@ -7,7 +7,6 @@
 """
 
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from fastapi import FastAPI
 
 from sqlft.config import GenerationConfig
 from sqlft.generate import Generation
+from sqlft.net import free_port, wait_for_http
 from sqlft.templates import sql_prompt
 
 
@@ -58,17 +58,9 @@ class FakeBackend:
         return f"SELECT * FROM {table.group(1)} LIMIT 5" if table else "SELECT 1"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def running_server(app: FastAPI, *, port: int | None = None, ready_timeout_s: float = 60.0) -> Iterator[str]:
     """Serve `app` with uvicorn on 127.0.0.1 in a thread; yields its base URL once /readyz answers 200."""
-    import httpx
-
     port = port or free_port()
     from serve.protocol import guarded_protocol
 
@@ -78,17 +70,8 @@ def running_server(app: FastAPI, *, port: int | None = None, ready_timeout_s: fl
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + ready_timeout_s
     try:
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError(f"the server on {url} did not become ready in {ready_timeout_s:g} s")
-            time.sleep(0.05)
+        wait_for_http(f"{url}/readyz", timeout_s=ready_timeout_s, alive=thread.is_alive, interval_s=0.05)
         yield url
     finally:
         server.should_exit = True

@@ -15,13 +15,14 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from sqlft.net import free_port
 
 
 class PostgresUnavailable(RuntimeError):
@@ -38,12 +39,6 @@ def server_bin_dir() -> Path:
         return Path(on_path).resolve().parent
     raise PostgresUnavailable("no PostgreSQL server binary (initdb) in /usr/lib/postgresql/*/bin or on PATH: "
                               "install it with `apt-get install -y postgresql`")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

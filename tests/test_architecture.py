@@ -5,6 +5,7 @@ every module is in a layer, and no module-level import cycle exists.
 """
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -128,3 +129,19 @@ def test_the_layer_check_sees_an_upward_import(tmp_path, monkeypatch, capsys, ed
             del sys.modules[m]
         sys.modules.update(cached)
     assert code == 1 and "model-free SQL stack BROKEN" in capsys.readouterr().out
+
+
+def test_the_readme_draws_every_layer_of_the_contract():
+    """The README's picture and the contract cannot drift apart: each layer's modules appear in its rows."""
+    (layers,) = [c["layers"] for c in importlinter_config()["contracts"] if c["type"] == "layers"]
+    readme = (ROOT / "README.md").read_text()
+    picture = readme.split("The packages hold three layers", 1)[1].split("```")[1]
+    drawn = [set(block.split()) for block in re_split_layers(picture)]
+    for layer, names in zip(layers, drawn):
+        missing = [m.strip() for m in layer.replace("|", ":").split(":") if m.strip() not in names]
+        assert not missing, f"README's layer picture lacks {missing}"
+
+
+def re_split_layers(picture: str) -> list[str]:
+    """The picture's three layers, top first: text between the lines that start with '|' (and a note)."""
+    return re.split(r"\n\s+\|[^\n]*", picture)

@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+
+from sqlft.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_DDP = ROOT / "configs" / "accelerate" / "cpu_ddp_2proc.yaml"
@@ -31,12 +32,6 @@ def tensors_hash(tensors: dict[str, torch.Tensor]) -> str:
         digest.update(name.encode())
         digest.update(tensors[name].detach().float().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def free_port() -> int:
-    with socket.socket() as s:  # other tests on this machine may hold accelerate's default 29500
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def launch_two_processes(tmp_path: Path, model: Path, data: Path, method: str) -> tuple[Path, Path, str]:

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -17,7 +16,8 @@ from streamlit.testing.v1 import AppTest
 
 from serve.app import create_app
 from serve.settings import Settings
-from serve.testing import FakeBackend, free_port, running_server
+from serve.testing import FakeBackend, running_server
+from sqlft.net import free_port, wait_for_http
 from ui.charts import Chart, choose_chart
 from ui.client import ApiClient, result_problem
 
@@ -117,16 +117,7 @@ def test_api_down_is_said_in_plain_words(monkeypatch):
 
 
 def wait_http(url: str, timeout_s: float = 90, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert proc is None or proc.poll() is None, f"process exited with {proc.returncode}"
-        assert time.monotonic() < deadline, f"{url} did not answer in {timeout_s} s"
-        time.sleep(0.2)
+    wait_for_http(url, timeout_s=timeout_s, alive=lambda: proc is None or proc.poll() is None)
 
 
 def stop(proc: subprocess.Popen) -> int:

@@ -10,10 +10,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
+
+from sqlft.net import wait_for_http
 
 APP = Path(__file__).with_name("app.py")
 
@@ -44,16 +45,11 @@ def streamlit_command(host: str, port: int) -> list[str]:
 
 def wait_for(url: str, process: subprocess.Popen, timeout_s: float) -> None:
     """Until `url` answers at all (the API's /healthz: it is up even while the model still loads)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"sqlft ui: the server exited with status {process.returncode} before answering")
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    sys.exit(f"sqlft ui: nothing answered at {url} within {timeout_s:g} s")
+    try:
+        wait_for_http(url, timeout_s=timeout_s, alive=lambda: process.poll() is None, status=None)
+    except RuntimeError as err:
+        code = f" (exit status {process.returncode})" if process.poll() is not None else ""
+        sys.exit(f"sqlft ui: {err}{code}")
 
 
 def main(argv: list[str] | None = None) -> None:
