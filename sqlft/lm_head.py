@@ -69,7 +69,10 @@ def _label_only_forward(model, fused_forward):
         mask = targets != IGNORE  # [batch, seq - 1]
         # [n_labelled, hidden] -> [n_labelled, vocab]: a few hundred rows instead of batch x seq. Under autocast the
         # matmul runs in bf16 and the loss in fp32, as transformers' own ForCausalLMLoss does.
-        logits = model.get_output_embeddings()(hidden[:, :-1][mask]).float()
+        # The head may be held in another dtype than the backbone output (seen: a bf16 head after added special
+        # tokens resized it, under fp32 training without autocast): cast to the head, as TRL's head does.
+        head = model.get_output_embeddings()
+        logits = head(hidden[:, :-1][mask].to(head.weight.dtype)).float()
         token_log_probs = -F.cross_entropy(logits, targets[mask], reduction="none")
         # Back to [batch, seq - 1], zero where there is no label (what TRL's head returns); masked_scatter keeps a
         # batch without labels connected to the graph (a differentiable zero).
