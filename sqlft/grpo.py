@@ -25,11 +25,11 @@ from sqlft.data import build_training_data, held_out_sql_rows
 from sqlft.formats import DataError
 from sqlft.generate import stop_token_ids
 from sqlft.merge import SAMPLE_PROMPTS
-from sqlft.modeling import add_lora, has_gpu, load_base_model, load_tokenizer, memory_mb, parameter_counts
+from sqlft.modeling import add_lora, load_base_model, load_tokenizer, memory_mb, parameter_counts
 from sqlft.record import Record
 from sqlft.templates import OWN_BOS, render_prompt
 from sqlft.train import (StopOnNonFiniteLoss, _first_non_finite, _non_finite, is_main_process, newest_checkpoint,
-                         prepare_run_dir, save_outputs)
+                         optimisation_args, prepare_run_dir, save_outputs)
 
 
 def train_grpo(config: Config, resume: bool = False) -> Path:
@@ -154,22 +154,7 @@ def grpo_args(config: Config, run_dir: Path):
                 vllm_server_base_url=g.vllm_server_url or None,
                 vllm_max_model_length=config.data.max_length + g.max_completion_length) if g.use_vllm else {}
     return GRPOConfig(
-        output_dir=str(run_dir / "checkpoints"),
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps if t.max_steps > 0 else -1,
-        per_device_train_batch_size=t.batch_size,  # answers, not prompts: batch_size / num_generations prompts
-        gradient_accumulation_steps=t.grad_accum,
-        learning_rate=t.lr,
-        lr_scheduler_type=t.scheduler,
-        warmup_steps=t.warmup_steps if t.warmup_steps > 0 else t.warmup_ratio,  # an int: steps; a float < 1: share
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm,
-        optim=t.optim,
-        bf16=autocast == "bf16",
-        fp16=autocast == "fp16",
-        use_cpu=not has_gpu(),
-        activation_checkpointing=t.gradient_checkpointing,  # transformers 5's name for gradient checkpointing
-        activation_checkpointing_kwargs={"use_reentrant": t.use_reentrant},
+        **optimisation_args(t, autocast, run_dir),
         save_strategy="steps",
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,

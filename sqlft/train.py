@@ -188,24 +188,8 @@ def training_args(config: Config, run_dir: Path, data):
     evaluate = t.eval_strategy != "no" and len(data.validation) > 0 and (t.eval_strategy == "epoch" or t.eval_steps > 0)
     early_stop = evaluate and t.early_stopping_patience > 0
     return SFTConfig(
-        output_dir=str(run_dir / "checkpoints"),
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps if t.max_steps > 0 else -1,
-        per_device_train_batch_size=t.batch_size,
+        **optimisation_args(t, autocast, run_dir),
         per_device_eval_batch_size=t.eval_batch_size or t.batch_size,
-        gradient_accumulation_steps=t.grad_accum,
-        learning_rate=t.lr,
-        lr_scheduler_type=t.scheduler,
-        # transformers 5 has one argument: an int is a number of steps, a float < 1 a share of the steps.
-        warmup_steps=t.warmup_steps if t.warmup_steps > 0 else t.warmup_ratio,
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm,
-        optim=t.optim,
-        bf16=autocast == "bf16",
-        fp16=autocast == "fp16",
-        use_cpu=not has_gpu(),
-        activation_checkpointing=t.gradient_checkpointing,  # transformers 5's name for gradient checkpointing
-        activation_checkpointing_kwargs={"use_reentrant": t.use_reentrant},
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         eval_strategy=t.eval_strategy if evaluate else "no",
         eval_steps=t.eval_steps if evaluate and t.eval_strategy == "steps" else None,
@@ -350,3 +334,27 @@ def plot_loss(history: list[dict], path: Path) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def optimisation_args(t, autocast: str, run_dir: Path) -> dict:
+    """The trainer arguments SFT and GRPO share (TrainingArguments fields): steps, batch, optimizer, schedule,
+    precision, checkpointing. `autocast` is the resolved train.precision (bf16, fp16 or fp32)."""
+    return dict(
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps if t.max_steps > 0 else -1,
+        per_device_train_batch_size=t.batch_size,  # GRPO: answers, not prompts (batch_size / num_generations prompts)
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.lr,
+        lr_scheduler_type=t.scheduler,
+        # transformers 5 has one argument: an int is a number of steps, a float < 1 a share of the steps.
+        warmup_steps=t.warmup_steps if t.warmup_steps > 0 else t.warmup_ratio,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        optim=t.optim,
+        bf16=autocast == "bf16",
+        fp16=autocast == "fp16",
+        use_cpu=not has_gpu(),
+        activation_checkpointing=t.gradient_checkpointing,  # transformers 5's name for gradient checkpointing
+        activation_checkpointing_kwargs={"use_reentrant": t.use_reentrant},
+    )
