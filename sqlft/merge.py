@@ -20,7 +20,7 @@ from sqlft.config import Config, GenerationConfig, to_dict
 from sqlft.generate import InferenceModel, resolve_ref, stop_token_ids
 from sqlft.modeling import DTYPES, fit_embeddings, has_gpu, load_tokenizer, resolve_model_path
 from sqlft.progress import progress
-from sqlft.run_folder import RunFolder, write_merged_meta
+from sqlft.run_folder import RunFolder, open_run, write_merged_meta
 
 
 def parse_args(argv=None):
@@ -52,11 +52,11 @@ def merge(run_dir: Path, out: Path | None = None, dtype: str = "auto", verify: b
     from transformers import AutoModelForCausalLM
     from transformers import GenerationConfig as HFGenerationConfig
 
-    run = RunFolder(run_dir)
+    run = open_run(run_dir)  # NotARunError (a FileNotFoundError) says what a run folder holds
+    if not run.has_adapter:
+        raise FileNotFoundError(f"{run_dir} is a full fine-tune: its model/ folder is already a plain model, "
+                                "there is no adapter to merge")
     ref = resolve_ref(str(run_dir))
-    if ref.kind != "run":
-        raise FileNotFoundError(f"{run_dir} is not a training run with an adapter (expected config.yaml and "
-                                "adapter/; a full fine-tune's model/ folder is already a plain model)")
     out = out or run.merged
     remote = ref.trust_remote_code  # the model's own code (Yuan 2.0, ...) runs here as it did in training
     dtype = base_dtype(ref.base, remote) if dtype == "auto" else dtype

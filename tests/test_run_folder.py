@@ -111,3 +111,13 @@ def test_only_the_run_folder_module_spells_the_layout():
                       for node in ast.walk(ast.parse(path.read_text()))
                       if isinstance(node, ast.Constant) and node.value in LAYOUT_NAMES]
     assert not spelt, f"use sqlft.run_folder.RunFolder instead of spelling the run folder's files: {spelt}"
+
+
+def test_merge_refuses_a_folder_that_is_not_a_run_with_an_adapter(tmp_path):
+    from sqlft.merge import main
+
+    with pytest.raises(SystemExit, match="sqlft merge: .* is not a training run folder: it has no config.yaml"):
+        main([str(tmp_path)])
+    run = make_run(tmp_path / "full", "model.method=full", weights="model")
+    with pytest.raises(SystemExit, match="is a full fine-tune: .* no adapter to merge"):
+        main([str(run.path)])
