@@ -334,10 +334,6 @@ def plot_loss(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-if __name__ == "__main__":
-    main()
-
-
 def optimisation_args(t, autocast: str, run_dir: Path) -> dict:
     """The trainer arguments SFT and GRPO share (TrainingArguments fields): steps, batch, optimizer, schedule,
     precision, checkpointing. `autocast` is the resolved train.precision (bf16, fp16 or fp32)."""
@@ -360,3 +356,7 @@ def optimisation_args(t, autocast: str, run_dir: Path) -> dict:
         activation_checkpointing=t.gradient_checkpointing,  # transformers 5's name for gradient checkpointing
         activation_checkpointing_kwargs={"use_reentrant": t.use_reentrant},
     )
+
+
+if __name__ == "__main__":
+    main()

@@ -145,3 +145,17 @@ def test_the_readme_draws_every_layer_of_the_contract():
 def re_split_layers(picture: str) -> list[str]:
     """The picture's three layers, top first: text between the lines that start with '|' (and a note)."""
     return re.split(r"\n\s+\|[^\n]*", picture)
+
+
+def test_a_main_block_comes_last():
+    """`python -m sqlft.train` runs the `if __name__ == "__main__"` block as soon as it is reached: a function
+    defined below it does not exist yet (this broke `python -m sqlft.train` once, while `sqlft train` worked)."""
+    late = []
+    for name, path in modules().items():
+        body = ast.parse(path.read_text()).body
+        for i, node in enumerate(body):
+            if (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)
+                    and isinstance(node.test.left, ast.Name) and node.test.left.id == "__name__"
+                    and i != len(body) - 1):
+                late.append(f"{name}: line {node.lineno}")
+    assert not late, f"code after the __main__ block: {late}"
