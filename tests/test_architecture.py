@@ -159,3 +159,29 @@ def test_a_main_block_comes_last():
                     and i != len(body) - 1):
                 late.append(f"{name}: line {node.lineno}")
     assert not late, f"code after the __main__ block: {late}"
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_function_over_60_lines_without_its_reason_beside_it():
+    """Small units: a function over MAX_FUNCTION_LINES lines (def to last line, docstring included) is split, or
+    a comment right above it (above its decorators) says why it is kept whole, with the words "kept whole"."""
+    unexplained = []
+    for name, path in modules().items():
+        lines = path.read_text().split("\n")
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            length = node.end_lineno - node.lineno + 1
+            if length <= MAX_FUNCTION_LINES:
+                continue
+            top = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1  # 0-based index of the first line
+            above = []
+            while top > 0 and lines[top - 1].strip().startswith("#"):
+                top -= 1
+                above.append(lines[top])
+            if "kept whole" not in " ".join(above).lower():
+                unexplained.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length} lines)")
+    assert not unexplained, (f"functions over {MAX_FUNCTION_LINES} lines: {unexplained}; split them, or write why "
+                             "one is kept whole in a comment right above it (# ... kept whole: <why>)")
