@@ -107,6 +107,22 @@ def test_spider_without_tables_json_is_a_problem(tmp_path):
     assert "no tables.json next to the data file" in problems[0].message
 
 
+def test_spider_rows_keep_their_positions_and_labels(tmp_path):
+    from sqlft.formats import is_spider_file, read_spider
+
+    rows = [{"db_id": "x", "question": "q?", "query": "SELECT 1", "hardness": "easy", "question_toks": ["q"]},
+            {"db_id": "x", "question": "", "query": "SELECT 2"},
+            {"db_id": "x", "question": "r?", "query": "SELECT 3", "id": 12, "context": "CREATE TABLE t (a INT)"}]
+    (tmp_path / "dev.json").write_text(json.dumps(rows))
+    assert is_spider_file(str(tmp_path / "dev.json")) and not is_spider_file(str(FIXTURES / "alpaca.json"))
+    records, problems = read_spider(str(tmp_path / "dev.json"), tables_json=False)  # the schema comes elsewhere
+    assert [(p, r.answer, r.context) for p, r in records] == [(0, "SELECT 1", ""), (2, "SELECT 3", "CREATE TABLE t (a INT)")]
+    assert records[0][1].meta == {"hardness": "easy"} and records[1][1].meta == {"id": 12}
+    assert [(p.source, p.reason) for p in problems] == [("dev.json[1]", "empty_field")]
+    _, problems = read_spider(str(tmp_path / "dev.json"))  # for training, a schema is required
+    assert [p.reason for p in problems] == ["missing_schema", "empty_field"]
+
+
 def test_alpaca_history_system_and_input():
     records, _ = load(FIXTURES / "alpaca.json")
     assert (records[0].context, records[0].task) == ("Good morning", "instruct")
