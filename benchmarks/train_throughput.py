@@ -1,15 +1,17 @@
-"""Training throughput, two variants side by side in one run, on ../shared/data/spider_train.
+"""Training throughput, variants side by side in one run, on ../shared/data/spider_train (or --data demo:train).
 
-    python benchmarks/train_throughput.py [--compare packing|head] [--steps 12] [--rounds 2] [--precision auto]
-                                          [--out FILE.json]
+    python benchmarks/train_throughput.py [--compare packing|head|method|memory] [--steps 12] [--rounds 2]
+                                          [--precision auto] [--data FILE|demo:train] [--out FILE.json]
 
 --compare packing: packing vs the seed tutorials' setup (no packing, every row padded to max_length), on the
-  default config (embedded SmolLM2-135M, QLoRA).
+  default config (embedded SmolLM2-135M, LoRA).
 --compare head: the Spider recipe (configs/smollm2-135m-spider-cpu.yaml: LoRA, 4 x 768 packed tokens, no activation
-  checkpointing) with TRL's LM head on every position plus its entropy/accuracy metrics (train.token_metrics=true,
-  sqlft before issue 10) vs the head on the answer positions only (sqlft.lm_head, the default).
+  checkpointing) as shipped (LM head on the answer positions only, sqlft.lm_head; no LoRA dropout) vs sqlft before
+  issue 10 (TRL's head on every position plus its entropy/accuracy metrics, LoRA dropout 0.05).
+--compare method: the quickstart config in LoRA vs QLoRA NF4 (use --data demo:train --max-length 384).
+--compare memory: the Spider recipe vs LoRA dropout 0.05 vs a micro-batch of 2 with 2 accumulation steps.
 Variants alternate A, B, A, B ... so that a noisy, shared machine slows both alike. Each run is a fresh process (so
-peak RSS is its own). Reported: the machine, real (non-padding) tokens/s, s/step, peak RSS, and the ratio.
+peak RSS is its own). Reported: the machine, real (non-padding) tokens/s, s/step, peak RSS, and the ratios.
 """
 
 import argparse
@@ -32,7 +34,8 @@ COMPARISONS = {  # name -> (config, {variant: overrides}); the first variant is 
         "padded_to_max_length": ["data.packing=false", "data.pad_to_max_length=true"]}),
     "head": (SPIDER_RECIPE, {
         "label_only_head": ["train.token_metrics=false"],
-        "full_head_with_token_metrics": ["train.token_metrics=true"]}),
+        # sqlft before issue 10: TRL's head on every position with its token metrics, and LoRA dropout 0.05
+        "before_full_head_dropout_0.05": ["train.token_metrics=true", "lora.dropout=0.05"]}),
     # The quickstart's method: QLoRA dequantizes every 4-bit weight in each forward and backward, which on a CPU
     # costs more time than it saves memory for a 135M model (run with --data demo:train --max-length 384).
     "method": (DEMO, {
@@ -42,8 +45,8 @@ COMPARISONS = {  # name -> (config, {variant: overrides}); the first variant is 
     # a micro-batch of 2 with 2 accumulation steps holds half the activations for the same optimizer step.
     "memory": (SPIDER_RECIPE, {
         "recipe": [],
-        "dropout_0": ["lora.dropout=0"],
-        "dropout_0_microbatch_2": ["lora.dropout=0", "train.batch_size=2", "train.grad_accum=2"]}),
+        "lora_dropout_0.05": ["lora.dropout=0.05"],
+        "microbatch_2_accum_2": ["train.batch_size=2", "train.grad_accum=2"]}),
 }
 
 
