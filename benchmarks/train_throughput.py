@@ -5,11 +5,14 @@
 
 --compare packing: packing vs the seed tutorials' setup (no packing, every row padded to max_length), on the
   default config (embedded SmolLM2-135M, LoRA).
---compare head: the Spider recipe (configs/smollm2-135m-spider-cpu.yaml: LoRA, 4 x 768 packed tokens, no activation
-  checkpointing) as shipped (LM head on the answer positions only, sqlft.lm_head; no LoRA dropout) vs sqlft before
-  issue 10 (TRL's head on every position plus its entropy/accuracy metrics, LoRA dropout 0.05).
+--compare head: the Spider recipe (configs/smollm2-135m-spider-cpu.yaml: LoRA, 4 x 768 packed tokens per step, no
+  activation checkpointing) as shipped (LM head on the answer positions only, sqlft.lm_head; no LoRA dropout;
+  micro-batch 2) vs sqlft before issue 10 (TRL's head on every position plus its entropy/accuracy metrics, LoRA
+  dropout 0.05, micro-batch 4).
 --compare method: the quickstart config in LoRA vs QLoRA NF4 (use --data demo:train --max-length 384).
---compare memory: the Spider recipe vs LoRA dropout 0.05 vs a micro-batch of 2 with 2 accumulation steps.
+--compare memory: the Spider recipe (micro-batch 2 x 2 accumulation steps, no LoRA dropout) vs LoRA dropout 0.05,
+  a micro-batch of 4 and a micro-batch of 1 x 4.
+--compare microbatch: the quickstart config with micro-batches of 4, 2 x 2 and 1 x 4 (--data demo:train).
 Variants alternate A, B, A, B ... so that a noisy, shared machine slows both alike. Each run is a fresh process (so
 peak RSS is its own). Reported: the machine, real (non-padding) tokens/s, s/step, peak RSS, and the ratios.
 """
@@ -35,18 +38,25 @@ COMPARISONS = {  # name -> (config, {variant: overrides}); the first variant is 
     "head": (SPIDER_RECIPE, {
         "label_only_head": ["train.token_metrics=false"],
         # sqlft before issue 10: TRL's head on every position with its token metrics, and LoRA dropout 0.05
-        "before_full_head_dropout_0.05": ["train.token_metrics=true", "lora.dropout=0.05"]}),
+        "before_full_head_dropout_0.05_microbatch_4": ["train.token_metrics=true", "lora.dropout=0.05",
+                                                      "train.batch_size=4", "train.grad_accum=1"]}),
     # The quickstart's method: QLoRA dequantizes every 4-bit weight in each forward and backward, which on a CPU
     # costs more time than it saves memory for a 135M model (run with --data demo:train --max-length 384).
     "method": (DEMO, {
         "lora": ["model.method=lora"],
         "qlora_nf4": ["model.method=qlora"]}),
-    # The Spider recipe's memory: LoRA dropout keeps a dropped copy of every adapted layer's input for backward;
-    # a micro-batch of 2 with 2 accumulation steps holds half the activations for the same optimizer step.
+    # The Spider recipe's memory and speed: LoRA dropout keeps a dropped copy of every adapted layer's input for
+    # backward; the micro-batch (rows per forward) sets how many activations are held; the optimizer step is 4 rows.
     "memory": (SPIDER_RECIPE, {
         "recipe": [],
         "lora_dropout_0.05": ["lora.dropout=0.05"],
-        "microbatch_2_accum_2": ["train.batch_size=2", "train.grad_accum=2"]}),
+        "microbatch_4": ["train.batch_size=4", "train.grad_accum=1"],
+        "microbatch_1_accum_4": ["train.batch_size=1", "train.grad_accum=4"]}),
+    # The same micro-batch choice on the quickstart config (run with --data demo:train --max-length 384).
+    "microbatch": (DEMO, {
+        "microbatch_4": ["train.batch_size=4", "train.grad_accum=1"],
+        "microbatch_2_accum_2": ["train.batch_size=2", "train.grad_accum=2"],
+        "microbatch_1_accum_4": ["train.batch_size=1", "train.grad_accum=4"]}),
 }
 
 
