@@ -5,6 +5,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from conftest import shared_data
 
 from eval import run as eval_run
 from eval.inputs import expand_alternatives
@@ -242,9 +243,8 @@ def test_expand_alternatives():
 
 
 def test_defog_questions_expand(tmp_path):
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "defog" / "questions"
-    if not (shared / "questions_gen_postgres.csv").is_file():
-        pytest.skip("../shared/data/defog is absent")
+    shared = shared_data("defog", "questions")
+    shared_data("defog", "questions", "questions_gen_postgres.csv")
     import csv
     rows = list(csv.DictReader(open(shared / "questions_gen_postgres.csv", encoding="utf-8")))
     golds = [expand_alternatives(row["query"]) for row in rows]

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import shared_data as conftest_shared_data
 
 from sqlft.config import DatasetSpec
 from sqlft.formats import DataError, load_records
@@ -15,10 +16,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "data"
 
 def shared_data(relative: str) -> Path:
     """A file under ../shared/data (real public samples), or skip when this checkout has none."""
-    path = Path(__file__).resolve().parents[2] / "shared" / "data" / relative
-    if not path.exists():
-        pytest.skip(f"real data sample not available: {path} (../shared/data is absent in this checkout)")
-    return path
+    return conftest_shared_data(*relative.split("/"))
 
 
 def load(path, **spec) -> tuple[list, list]:
