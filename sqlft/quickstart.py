@@ -2,7 +2,7 @@
 
     sqlft quickstart [CONFIG] [section.key=value ...]
 
-Defaults to configs/smollm2-135m-qlora-cpu.yaml (SmolLM2-135M-Instruct, QLoRA, the demo questions over the
+Defaults to configs/smollm2-135m-lora-cpu.yaml (SmolLM2-135M-Instruct, LoRA, the demo questions over the
 defog-data databases); about 15 minutes on a 2-core CPU. A rerun reuses a finished run and resumes a killed one.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlft.config import Config, ConfigError, load_config
 from sqlft.run_folder import RunFolder
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "smollm2-135m-qlora-cpu.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "smollm2-135m-lora-cpu.yaml"
 DEMO_QUESTION = ("How many authors are there?", "CREATE TABLE author (aid BIGINT, homepage VARCHAR, name VARCHAR, "
                  "oid BIGINT, PRIMARY KEY (aid));")
 

@@ -3,7 +3,7 @@
 train.stage: grpo runs the reinforcement stage instead (sqlft/grpo.py: TRL GRPOTrainer, execution reward).
 
     sqlft train CONFIG [section.key=value ...] [--resume]
-    python -m sqlft.train configs/smollm2-135m-qlora-cpu.yaml train.max_steps=20
+    python -m sqlft.train configs/smollm2-135m-lora-cpu.yaml train.max_steps=20
 
 The run folder (train.output_dir) gets: config.yaml (resolved), data_report.json, adapter/ (or model/ for full
 fine-tuning) with the tokenizer, metrics.json, loss.png, logs/ (TensorBoard) and checkpoints/ (sqlft.run_folder

@@ -339,6 +339,29 @@ def test_threads_share_one_sandbox(box, monkeypatch):
         assert stuck.result().status == "timeout"
 
 
+def test_a_thread_reuses_its_connection_and_it_comes_back_clean(db):
+    """One connection per thread, reused: after a refused, failing, stopped or truncated query the next one on
+    the same connection is authorized anew and runs with its own deadline; close() closes every thread's."""
+    endless = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT max(x) FROM n"
+    with SqliteSandbox(db, timeout_s=0.2, max_rows=2) as b:
+        for sql, status in [("SELECT * FROM sqlite_master", "rejected"), ("SELECT nam FROM singer", "error"),
+                            (endless, "timeout"), ("SELECT name FROM singer", "ok"),
+                            ("SELECT load_extension('x')", "rejected")]:
+            assert b.execute(sql).status == status, sql
+            again = b.execute("SELECT count(*) FROM singer")
+            assert (again.status, again.rows) == ("ok", [(6,)]), sql
+        assert len(b._connections) == 1  # the same connection all along
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            assert list(pool.map(lambda _: b.execute("SELECT count(*) FROM concert").rows, range(30))) == [[(6,)]] * 30
+        opened = list(b._connections)
+        assert 2 <= len(opened) <= 4  # this thread's and one per pool thread that ran a query
+    assert b._connections == []
+    for con in opened:
+        with pytest.raises(sqlite3.ProgrammingError):  # closed
+            con.execute("SELECT 1")
+    assert b.execute("SELECT 1").status == "error"  # a closed sandbox opens nothing new
+
+
 # ------------------------------------------------------------------ faithfulness to the official verdict
 
 
