@@ -122,8 +122,18 @@ class InferenceModel:
         return sql_prompt(db_schema, question, self.template, self.tokenizer, system=self.system,
                           schema_format=self.ref.schema_format)
 
+    def encode(self, prompt: str) -> list[int]:
+        """A rendered prompt's token ids, as generation reads it (a BOS only where the template has none)."""
+        return self.tokenizer(prompt, add_special_tokens=self.template not in OWN_BOS)["input_ids"]
+
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=self.template not in OWN_BOS)["input_ids"])
+        return len(self.encode(text))
+
+    @torch.inference_mode()
+    def greedy_ids(self, prompts: list[str], max_new_tokens: int) -> list[list[int]]:
+        """Greedy answers as token ids (the stop token included), one batch: what `sqlft merge` checks."""
+        gen = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=max(1, len(prompts)))
+        return self._decode([self.encode(p) for p in prompts], gen)
 
     @torch.inference_mode()
     def generate(self, prompts: list[str], gen: GenerationConfig | None = None,
@@ -142,7 +152,7 @@ class InferenceModel:
 
     def _generate_batch(self, prompts: list[str], gen: GenerationConfig,
                         on_answer: Callable[[int], None] | None = None) -> list[Generation]:
-        ids = [self.tokenizer(p, add_special_tokens=self.template not in OWN_BOS)["input_ids"] for p in prompts]
+        ids = [self.encode(p) for p in prompts]
         start = time.perf_counter()
         if gen.num_beams == 1 and gen.repetition_penalty == 1.0:
             new = self._decode(ids, gen, on_answer)

@@ -119,3 +119,21 @@ def test_run_folder_config_yaml_records_the_choice(cpu, tmp_path):
     config = resolve_precision(load_config(None, ["model.method=qlora", f"train.output_dir={tmp_path / 'run'}"]))
     saved = yaml.safe_load((prepare_run_dir(config, resume=False) / "config.yaml").read_text())
     assert saved["train"]["precision"] == "fp32" and saved["model"]["compute_dtype"] == "float32"
+
+
+def test_the_offline_kernel_notice_of_bitsandbytes_is_dropped_and_nothing_else():
+    import logging
+
+    import sqlft  # noqa: F401  (installs the filter)
+
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger.addHandler(handler)
+    try:
+        logger.warning("Failed to load CPU gemm_4bit_forward from kernels-community: %s.", "No module named 'kernels'")
+        logger.warning("another bitsandbytes warning")
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["another bitsandbytes warning"]

@@ -167,3 +167,30 @@ def test_merged_model_equals_adapter_and_loads_plainly(tiny_model_dir, sql_jsonl
     ids = torch.tensor([[1, 2, 3, 4, 5]])
     adapter = InferenceModel.load(str(run_dir), dtype="float32")
     assert torch.allclose(adapter.model(ids).logits, plain(ids).logits, atol=1e-4)
+
+
+def test_a_16_bit_merge_passes_its_check_and_a_wrong_merge_fails_it(tiny_model_dir, sql_jsonl, tmp_path):
+    """In 16 bits a random tiny model is full of near ties (greedy text of merged and adapter models often
+    differs), so the check follows the adapter's answers token by token and forgives only ties within rounding;
+    a merge that moved one layer's weights is refused."""
+    from safetensors.torch import load_file, save_file
+
+    from sqlft.generate import InferenceModel
+    from sqlft.merge import MergeMismatch, reference_answers, verify_merge
+    from sqlft.run_folder import open_run
+    from sqlft.merge import merge
+    from sqlft.train import train
+
+    run_dir = train(tiny_config(tiny_model_dir, sql_jsonl, tmp_path / "run"))
+    merged_dir = merge(run_dir, dtype="bfloat16")  # verifies; raised before on ties
+    prompts = open_run(run_dir).read_sample_prompts()
+    expected = reference_answers(InferenceModel.load(str(run_dir), dtype="bfloat16"), prompts)
+    assert sum(len(r.answer_ids) for r in expected) > 0
+    verify_merge(expected, merged_dir, "bfloat16")  # the adapter loaded apart agrees too
+
+    weights = load_file(merged_dir / "model.safetensors")
+    name = next(n for n in weights if n.endswith("layers.0.mlp.down_proj.weight"))
+    weights[name] = weights[name] * 3  # what a wrong LoRA scaling does to one layer, exaggerated
+    save_file(weights, merged_dir / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(MergeMismatch, match="does not follow the adapter model"):
+        verify_merge(expected, merged_dir, "bfloat16")
