@@ -298,6 +298,8 @@ class Sandbox:
                                    timeout_s=self.timeout_s if timeout_s is None else timeout_s, start=start)
         except RecursionError:
             result = ExecutionResult("rejected", error="the query is nested too deeply to be checked")
+        except MemoryError:  # Python's side past the worker's memory cap (eval/isolation.py)
+            result = ExecutionResult("rejected", error="the query needs more memory than its limit")
         except Exception as e:  # noqa: BLE001 - failures are data
             result = ExecutionResult("error", error=f"the query could not be run ({type(e).__name__})")
         result.error = _PATH.sub("<path>", result.error)
@@ -343,7 +345,8 @@ class Sandbox:
             status, error = "ok", ""
         except duckdb.OutOfMemoryException as e:
             columns, rows = [], []
-            status, error = "rejected", f"the query needs more memory than its limit ({e})"
+            # The first line: the rest is DuckDB's advice to its operator (threads, temp directory).
+            status, error = "rejected", f"the query needs more memory than its limit ({(str(e).splitlines() or [''])[0]})"
         except duckdb.Error as e:
             columns, rows = [], []
             status, error = ("timeout", f"stopped after {timeout_s:g} s") if timed_out.is_set() else ("error", str(e))
