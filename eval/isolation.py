@@ -12,14 +12,15 @@ query's data.
 Memory, three lines, so that a query's RSS growth stays under `memory_limit` (the limit L) with a margin:
   1. the engines' own limits at DUCKDB_SHARE * L: DuckDB's memory_limit (per database), SQLite's
      hard_heap_limit (per process); a query past them fails inside the engine ("rejected");
-  2. a kernel cap, RLIMIT_DATA, on the worker's private writable memory: its resident private memory at
-     start plus CAP_SHARE * L. It holds whatever allocates (DuckDB's vectors outside memory_limit, Python),
+  2. a kernel cap, RLIMIT_DATA, on the worker's private writable address space: what it held when started
+     (and after each database it opened) plus CAP_SHARE * L (_Cap). It holds whatever allocates (DuckDB's
+     vectors outside memory_limit, Python),
      however busy the CPU: an allocation past it fails ("Out of Memory", MemoryError, "rejected"). A
      polling watcher alone overshot: it saw +1,113 MB at a 1 GB limit before its kill (issue 15);
   3. the watcher, as before, kills a worker whose RSS grew past POLL_SHARE * L (file pages the cap does
      not count) or that passed its deadline.
 DuckDB's allocator keeps the address space of freed memory, which still counts against the cap: a worker
-whose private memory stays above half its cap after a query retires and a fresh one takes its place.
+left with less than half its budget after a query retires and a fresh one takes its place.
 Measured per hostile example by benchmarks/hostile_memory.py.
 """
 
@@ -130,7 +131,7 @@ class _Cap:
             yield
             return
         before = _status().get("VmData", 0)
-        self._set(self._hard if self._hard != resource.RLIM_INFINITY else resource.RLIM_INFINITY)
+        self._set(self._hard)
         try:
             yield
         finally:
