@@ -19,7 +19,10 @@ import sys
 import time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: sqlft
 from machine import print_machine  # noqa: E402
+
+from sqlft.run_folder import RunFolder  # noqa: E402
 
 DEFOG = Path(__file__).resolve().parents[2] / "shared" / "data" / "defog" / "questions" / "questions_gen_sqlite.csv"
 BASE = "embedded:smollm2-135m-instruct"
@@ -57,10 +60,9 @@ def run_variant(name: str, model: str, extra: list[str], data: str, args) -> dic
 
 
 def train_tokens_per_s(model: str) -> str:
-    metrics = Path(model) / "metrics.json"
-    if not metrics.is_file():
+    m = RunFolder(Path(model)).read_metrics()
+    if not m:
         return "-"
-    m = json.loads(metrics.read_text())
     return f"{m['tokens_per_s']} ({m['train_runtime_s'] / 60:.1f} min)"
 
 

@@ -29,6 +29,7 @@ from eval.database import column_names, prepare_database  # noqa: E402
 from eval.sql import has_order_by  # noqa: E402
 from eval.inputs import expand_alternatives  # noqa: E402
 from tests.pg_cluster import throwaway_cluster  # noqa: E402
+from machine import print_machine  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 DEFOG = ROOT.parent / "shared" / "data" / "defog"
 
@@ -60,6 +61,7 @@ def main() -> None:
     p.add_argument("--defog", type=Path, default=DEFOG, help="folder with questions/ and databases/ "
                    "(default %(default)s)")
     args = p.parse_args()
+    print_machine("fp32")  # model-free: the precision does not apply
     defog = args.defog
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,15 +1,20 @@
-"""Training throughput, two variants side by side in one run, on ../shared/data/spider_train.
+"""Training throughput, variants side by side in one run, on ../shared/data/spider_train (or --data demo:train).
 
-    python benchmarks/train_throughput.py [--compare packing|head] [--steps 12] [--rounds 2] [--precision auto]
-                                          [--out FILE.json]
+    python benchmarks/train_throughput.py [--compare packing|head|method|memory] [--steps 12] [--rounds 2]
+                                          [--precision auto] [--data FILE|demo:train] [--out FILE.json]
 
 --compare packing: packing vs the seed tutorials' setup (no packing, every row padded to max_length), on the
-  default config (embedded SmolLM2-135M, QLoRA).
---compare head: the Spider recipe (configs/smollm2-135m-spider-cpu.yaml: LoRA, 4 x 768 packed tokens, no activation
-  checkpointing) with TRL's LM head on every position plus its entropy/accuracy metrics (train.token_metrics=true,
-  sqlft before issue 10) vs the head on the answer positions only (sqlft.lm_head, the default).
+  default config (embedded SmolLM2-135M, LoRA).
+--compare head: the Spider recipe (configs/smollm2-135m-spider-cpu.yaml: LoRA, 4 x 768 packed tokens per step, no
+  activation checkpointing) as shipped (LM head on the answer positions only, sqlft.lm_head; no LoRA dropout;
+  micro-batch 2) vs sqlft before issue 10 (TRL's head on every position plus its entropy/accuracy metrics, LoRA
+  dropout 0.05, micro-batch 4).
+--compare method: the quickstart config in LoRA vs QLoRA NF4 (use --data demo:train --max-length 384).
+--compare memory: the Spider recipe (micro-batch 2 x 2 accumulation steps, no LoRA dropout) vs LoRA dropout 0.05,
+  a micro-batch of 4 and a micro-batch of 1 x 4.
+--compare microbatch: the quickstart config with micro-batches of 4, 2 x 2 and 1 x 4 (--data demo:train).
 Variants alternate A, B, A, B ... so that a noisy, shared machine slows both alike. Each run is a fresh process (so
-peak RSS is its own). Reported: the machine, real (non-padding) tokens/s, s/step, peak RSS, and the ratio.
+peak RSS is its own). Reported: the machine, real (non-padding) tokens/s, s/step, peak RSS, and the ratios.
 """
 
 import argparse
@@ -24,13 +29,34 @@ from machine import print_machine
 
 ROOT = Path(__file__).resolve().parents[1]
 SPIDER = ROOT.parent / "shared" / "data" / "spider_train" / "spider_train.jsonl"
-COMPARISONS = {  # name -> (config, {variant: overrides}); the first variant is the baseline of the ratio
-    "packing": (ROOT / "configs" / "smollm2-135m-qlora-cpu.yaml", {
+DEMO = ROOT / "configs" / "smollm2-135m-lora-cpu.yaml"
+SPIDER_RECIPE = ROOT / "configs" / "smollm2-135m-spider-cpu.yaml"
+COMPARISONS = {  # name -> (config, {variant: overrides}); the first variant is the baseline of the ratios
+    "packing": (DEMO, {
         "packing": ["data.packing=true"],
         "padded_to_max_length": ["data.packing=false", "data.pad_to_max_length=true"]}),
-    "head": (ROOT / "configs" / "smollm2-135m-spider-cpu.yaml", {
+    "head": (SPIDER_RECIPE, {
         "label_only_head": ["train.token_metrics=false"],
-        "full_head_with_token_metrics": ["train.token_metrics=true"]}),
+        # sqlft before issue 10: TRL's head on every position with its token metrics, and LoRA dropout 0.05
+        "before_full_head_dropout_0.05_microbatch_4": ["train.token_metrics=true", "lora.dropout=0.05",
+                                                      "train.batch_size=4", "train.grad_accum=1"]}),
+    # The quickstart's method: QLoRA dequantizes every 4-bit weight in each forward and backward, which on a CPU
+    # costs more time than it saves memory for a 135M model (run with --data demo:train --max-length 384).
+    "method": (DEMO, {
+        "lora": ["model.method=lora"],
+        "qlora_nf4": ["model.method=qlora"]}),
+    # The Spider recipe's memory and speed: LoRA dropout keeps a dropped copy of every adapted layer's input for
+    # backward; the micro-batch (rows per forward) sets how many activations are held; the optimizer step is 4 rows.
+    "memory": (SPIDER_RECIPE, {
+        "recipe": [],
+        "lora_dropout_0.05": ["lora.dropout=0.05"],
+        "microbatch_4": ["train.batch_size=4", "train.grad_accum=1"],
+        "microbatch_1_accum_4": ["train.batch_size=1", "train.grad_accum=4"]}),
+    # The same micro-batch choice on the quickstart config (run with --data demo:train --max-length 384).
+    "microbatch": (DEMO, {
+        "microbatch_4": ["train.batch_size=4", "train.grad_accum=1"],
+        "microbatch_2_accum_2": ["train.batch_size=2", "train.grad_accum=2"],
+        "microbatch_1_accum_4": ["train.batch_size=1", "train.grad_accum=4"]}),
 }
 
 
@@ -39,10 +65,12 @@ def run_once(config: Path, name: str, extra: list[str], args, workdir: Path, ind
     cmd = [sys.executable, "-m", "sqlft.train", str(config),
            f"data.train=[{{path: {args.data}, max_records: {args.records}}}]", f"data.max_length={args.max_length}",
            "data.val_fraction=0", "data.val_dbs=[]", f"train.max_steps={args.steps}",
-           f"train.batch_size={args.batch_size}", f"train.precision={args.precision}", "train.eval_steps=0",
+           f"train.precision={args.precision}", "train.eval_steps=0",
            f"train.save_steps={args.steps * 10}", "train.report_to=none", "train.gradient_checkpointing=false",
            f"train.output_dir={out}", *extra]
-    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode:
+        sys.exit(f"{name} failed (exit {done.returncode}): {' '.join(cmd)}\n{done.stderr[-3000:]}")
     metrics = json.loads((out / "metrics.json").read_text())
     return {"tokens_per_s": metrics["tokens_per_s"], "peak_memory_mb": metrics["peak_memory_mb"],
             "s_per_step": round(metrics["train_runtime_s"] / metrics["global_step"], 1),
@@ -56,12 +84,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--records", type=int, default=400)
-    parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--max-length", type=int, default=768, help="Spider prompts hold the whole schema")
-    parser.add_argument("--data", type=Path, default=SPIDER, help="spider_train.jsonl (default: ../shared/data)")
+    parser.add_argument("--data", default=str(SPIDER), help="spider_train.jsonl (default: ../shared/data) or demo:train")
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args()
-    if not args.data.is_file():
+    if ":" not in args.data and not Path(args.data).is_file():
         sys.exit(f"{args.data} is absent: this benchmark needs ../shared/data (or --data)")
 
     machine = print_machine(args.precision)
@@ -77,17 +104,18 @@ def main() -> None:
                       "s_per_step": statistics.median(r["s_per_step"] for r in runs),
                       "peak_memory_mb": max(r["peak_memory_mb"] for r in runs), "runs": runs}
                for name, runs in results.items()}
-    first, second = variants
-    ratio = summary[first]["tokens_per_s"] / summary[second]["tokens_per_s"]
-    summary[f"ratio_{first}_over_{second}"] = round(ratio, 2)
+    first, *others = variants
+    for other in others:
+        summary[f"ratio_{first}_over_{other}"] = round(summary[first]["tokens_per_s"] / summary[other]["tokens_per_s"], 2)
     summary["settings"] = {**vars(args), "config": str(config.relative_to(ROOT))}
     summary["machine"] = machine
-    print(f"\n{config.name}, {args.steps} steps x {args.rounds} round(s), batch {args.batch_size} x "
+    print(f"\n{config.name} on {args.data}, {args.steps} steps x {args.rounds} round(s), rows of <= "
           f"{args.max_length} tokens")
     for name in variants:
         print(f"  {name:30} {summary[name]['tokens_per_s']:7.1f} real tokens/s  {summary[name]['s_per_step']:6.1f} "
               f"s/step  peak RSS {summary[name]['peak_memory_mb'] / 1024:5.2f} GiB")
-    print(f"  {first} / {second}: x{ratio:.2f} tokens/s")
+    for other in others:
+        print(f"  {first} / {other}: x{summary[f'ratio_{first}_over_{other}']:.2f} tokens/s")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(summary, indent=2, default=str))

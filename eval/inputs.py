@@ -16,7 +16,7 @@ from pathlib import Path
 from eval.database import DatabaseError, defog_database_names, prepare_database, schema_ddl
 from eval.postgres import PostgresError, database_url, is_postgres_url, read_url_schema
 from sqlft.config import DatasetSpec
-from sqlft.formats import DataError, detect_format, load_records
+from sqlft.formats import DataError, is_spider_file, load_records, read_spider
 from sqlft.paths import DEMO_PREFIX, resolve_data_path
 from sqlft.record import Record
 
@@ -64,9 +64,9 @@ def load_eval_set(data: str, *, fmt: str = "auto", db_root: str | None = None, l
         raise DataError(f"eval set not found: {data} (give a .jsonl/.json/.csv/.parquet file or demo:eval)")
     if path.lower().endswith(".csv") and DEFOG_COLUMNS <= set(_csv_header(path)):
         examples, problems, kind = _defog_examples(path, db_root), [], "defog"
-    elif db_root and fmt in ("auto", "spider") and (rows := _spider_rows(path)) is not None:
+    elif db_root and fmt in ("auto", "spider") and is_spider_file(path):
         # Spider files usually carry no schema: take it from the database under --db-root.
-        examples, problems, kind = _spider_examples(rows, path, db_root)
+        examples, problems, kind = _spider_examples(path, db_root)
     else:
         examples, problems = _record_examples(path, fmt, db_root)
         kind = "records"
@@ -161,40 +161,16 @@ def _defog_examples(path: str, db_root: str | None) -> list[Example]:
 # ------------------------------------------------------------------ Spider with --db-root
 
 
-def _spider_rows(path: str) -> list[dict] | None:
-    """The rows of a JSON/JSONL file in Spider's layout (question, query, db_id), else None."""
-    if not path.lower().endswith((".json", ".jsonl")):
-        return None
-    text = Path(path).read_text(encoding="utf-8-sig")
-    try:
-        rows = json.loads(text)
-    except json.JSONDecodeError:
-        try:
-            rows = [json.loads(line) for line in text.split("\n") if line.strip()]
-        except json.JSONDecodeError:
-            return None  # let load_records report the bad line
-    if isinstance(rows, dict):
-        rows = rows.get("data")
-    if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
-        return None
-    return rows if detect_format(rows, path) == "spider" else None
-
-
-def _spider_examples(rows: list[dict], path: str, db_root: str) -> tuple[list[Example], list[str], str]:
-    examples, problems = [], []
-    for i, row in enumerate(rows):
-        source = f"{Path(path).name}[{i}]"
-        missing = [k for k in ("question", "query", "db_id") if not isinstance(row.get(k), str) or not row[k].strip()]
-        if missing:
-            problems.append(f"{source}: missing or empty {', '.join(missing)}; the record is skipped")
-            continue
-        example = Example(id=str(row.get("id", i)), question=row["question"], gold_sqls=[row["query"]],
-                          db_id=row["db_id"], db_schema=row.get("context") or "",
-                          difficulty=str(row.get("difficulty") or row.get("hardness") or ""),
-                          category=str(row.get("category") or ""), source=source)
+def _spider_examples(path: str, db_root: str) -> tuple[list[Example], list[str], str]:
+    """Spider's rows (read by sqlft.formats, the one Spider reader) with their databases under --db-root; a row's
+    id is its own `id` or its position in the file, as Spider numbers its questions."""
+    records, problems = read_spider(path, tables_json=False)
+    examples = []
+    for position, record in records:
+        example = _example(record, str(record.meta.get("id", position)))
         _locate_database(example, db_root)
         examples.append(example)
-    return examples, problems, "spider"
+    return examples, [f"{p.source}: {p.message}" for p in problems], "spider"
 
 
 # ------------------------------------------------------------------ records in any sqlft format
@@ -215,17 +191,21 @@ def _record_examples(path: str, fmt: str, db_root: str | None) -> tuple[list[Exa
 def record_example(record: Record, example_id: str, db_root: str | None = None) -> Example:
     """A SQL record as an Example: its database is the record's db_path, a database for its db_id under db_root or
     among defog-data's, else synthesized from its schema. (Also how the GRPO reward finds a record's database.)"""
-    extra = record.meta
-    example = Example(id=example_id, question=record.question, gold_sqls=[record.answer],
-                      db_id=record.db_id, db_schema=record.context,
-                      difficulty=str(extra.get("difficulty") or extra.get("hardness") or ""),
-                      category=str(extra.get("category") or ""), source=record.source)
-    db_path = extra.get("db_path", "")
+    example = _example(record, example_id)
+    db_path = record.meta.get("db_path", "")
     if db_path:
         example.database = db_path
     else:
         _locate_database(example, db_root, required=False)
     return example
+
+
+def _example(record: Record, example_id: str) -> Example:
+    """A SQL record's question, gold, schema and labels as an Example (its database is the caller's to find)."""
+    extra = record.meta
+    return Example(id=example_id, question=record.question, gold_sqls=[record.answer], db_id=record.db_id,
+                   db_schema=record.context, difficulty=str(extra.get("difficulty") or extra.get("hardness") or ""),
+                   category=str(extra.get("category") or ""), source=record.source)
 
 
 # ------------------------------------------------------------------ databases

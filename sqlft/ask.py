@@ -2,7 +2,7 @@
 through the training prompt template.
 
     sqlft ask MODEL "How many singers are there?" --schema schema.sql
-    sqlft ask runs/smollm2-135m-qlora-demo/merged "..." --schema "CREATE TABLE singer (id INT, name TEXT)"
+    sqlft ask runs/smollm2-135m-lora-demo/merged "..." --schema "CREATE TABLE singer (id INT, name TEXT)"
     sqlft ask runs/guanaco/merged "What is a large language model?" --temperature 0.7 --top-p 0.9
 
 MODEL is a base model (embedded:smollm2-135m-instruct, hub id, folder), a training run, or a merged folder.

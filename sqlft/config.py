@@ -223,7 +223,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
             raise ConfigError(f"{path} is not valid YAML: {err}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping of sections (model:, data:, train:, ...)")
-    config = build_config(Config, raw, overrides, CHOICES, _check_values, where=f" in {path}" if path else "")
+    return config_from_raw(raw, overrides, where=f" in {path}" if path else "")
+
+
+def config_from_raw(raw: dict, overrides: typing.Sequence[str] = (), where: str = "") -> Config:
+    """The checked Config of a raw mapping (a YAML file's, or a run's saved config.yaml: sqlft.run_folder)."""
+    config = build_config(Config, raw, overrides, CHOICES, _check_values, where=where)
     if config.data.sql_dialect == "auto":  # the run's saved config.yaml records the dialect itself
         config.data.sql_dialect = training_dialect(config.data.train)
     train_raw = raw.get("train") if isinstance(raw.get("train"), dict) else {}  # overrides applied

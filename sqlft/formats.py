@@ -81,8 +81,34 @@ def load_records(spec: DatasetSpec) -> tuple[list[Record], list[Problem]]:
         convert = _tagged_converter(fmt, spec.tags)
     else:
         convert = _CONVERTERS[fmt]
+    positioned, problems = _convert_rows(rows, fmt, convert)
+    return [record for _, record in positioned], problems
+
+
+def read_spider(path: str, *, tables_json: bool = True) -> tuple[list[tuple[int, Record]], list[Problem]]:
+    """Spider's rows (question, query, db_id) as SQL records, each with its row's position in the file (Spider's
+    question ids are positions). The one Spider reader: training data goes through it (load_records), and so does
+    `sqlft eval --db-root` with tables_json=False: a record's schema is then its own `context` or "" (the eval
+    reads the schema from the database itself, so the prompt shows the database's real DDL)."""
+    return _convert_rows(_read_rows(DatasetSpec(path=path)), "spider", _spider_converter(path, tables_json))
+
+
+def is_spider_file(path: str) -> bool:
+    """Whether a local .json/.jsonl file holds Spider rows (question, query, db_id)."""
+    if not path.lower().endswith((".json", ".jsonl")):
+        return False
+    try:
+        rows = [row for _, row in _read_rows(DatasetSpec(path=path)) if not isinstance(row, Problem)]
+        return detect_format(rows, path) == "spider"
+    except DataError:  # unreadable: reading it as records reports why
+        return False
+
+
+def _convert_rows(rows: list[tuple[str, Any]], fmt: str,
+                  convert: Callable[[dict], Record]) -> tuple[list[tuple[int, Record]], list[Problem]]:
+    """(position in the file, record) for each row that converts, a Problem for each that does not."""
     records, problems = [], []
-    for source, row in rows:
+    for position, (source, row) in enumerate(rows):
         if isinstance(row, Problem):  # a line that was not valid JSON
             problems.append(row)
             continue
@@ -95,7 +121,7 @@ def load_records(spec: DatasetSpec) -> tuple[list[Record], list[Problem]]:
             problems.append(Problem(source, bad.reason, bad.message))
             continue
         record.source = source
-        records.append(record)
+        records.append((position, record))
     return records, problems
 
 
@@ -276,22 +302,28 @@ def _know_sql(row: dict) -> Record:
                       system=_text(row, "system", required=False) or SQL_SYSTEM, meta=meta)
 
 
-def _spider_converter(path: str) -> Callable[[dict], Record]:
-    """Spider rows need a schema: their own `context`, else Spider's tables.json beside the data file."""
+SPIDER_EXTRA = ("id", "difficulty", "hardness", "category")  # plain fields a Spider-style row may carry: reports use them
+
+
+def _spider_converter(path: str, tables_json: bool = True) -> Callable[[dict], Record]:
+    """Spider rows need a schema: their own `context`, else Spider's tables.json beside the data file (with
+    tables_json=False: their own `context` or none, for a caller that reads it from the database)."""
     folder = Path(path).expanduser().parent
-    schemas = _spider_schemas(folder / "tables.json")
+    schemas = _spider_schemas(folder / "tables.json") if tables_json else {}
 
     def convert(row: dict) -> Record:
         question, query, db_id = _fields(row, "spider", ("question", "query", "db_id"))
         db_schema = _text(row, "context", required=False) or schemas.get(db_id, "")
-        if not db_schema:
+        if not db_schema and tables_json:
             where = "no tables.json next to the data file" if not schemas else f"'{db_id}' is not in tables.json"
             raise _Bad("missing_schema", f"no schema for database '{db_id}': no 'context' field and {where}; put "
                                          "Spider's tables.json beside the file or add a 'context' with the "
                                          "CREATE TABLE statements")
+        meta = {k: row[k] for k in SPIDER_EXTRA if isinstance(row.get(k), (str, int, float)) and row[k] != ""}
         db_file = folder / "database" / db_id / f"{db_id}.sqlite"  # Spider's layout, when the databases are there
-        return sql_record(db_schema, question, query, db_id=db_id,
-                          meta={"db_path": str(db_file)} if db_file.is_file() else None)
+        if db_file.is_file():
+            meta["db_path"] = str(db_file)
+        return sql_record(db_schema, question, query, db_id=db_id, meta=meta)
     return convert
 
 

@@ -12,16 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 
-from sqlft.config import Config, GenerationConfig, ModelConfig, training_dialect
+from sqlft.config import GenerationConfig
 from sqlft.decoding import decode, pad_after_prefix
 from sqlft.modeling import fit_embeddings, has_gpu, load_tokenizer, resolve_model_path
 from sqlft.precision import weights_dtype
 from sqlft.record import SQL_SYSTEM, Record, Turn
+from sqlft.run_folder import RunFolder, read_merged_meta
 from sqlft.templates import OWN_BOS, check_template, render_prompt, sql_prompt, stop_strings
 
-SQLFT_META = "sqlft.yaml"  # written into merged folders: base model, template, system text, training metrics
 
 
 @dataclass
@@ -48,19 +47,17 @@ class ModelRef:
 
 def resolve_ref(ref: str) -> ModelRef:
     path = Path(ref)
-    if (path / "config.yaml").is_file() and ((path / "adapter").is_dir() or (path / "model").is_dir()):
-        cfg = yaml.safe_load((path / "config.yaml").read_text())
-        base, template, system = cfg["model"]["name"], cfg["data"]["template"], cfg["data"]["system"]
-        schema_format = cfg["data"].get("schema_format", "ddl")  # runs made before the option wrote DDL
-        dialect = cfg["data"].get("sql_dialect") or training_dialect(cfg["data"].get("train") or [])
-        remote = bool(cfg["model"].get("trust_remote_code", False))
-        if (path / "adapter").is_dir():
-            return ModelRef("run", base, base, template, system, adapter=str(path / "adapter"),
-                            schema_format=schema_format, sql_dialect=dialect, trust_remote_code=remote)
-        return ModelRef("full_run", str(path / "model"), base, template, system, schema_format=schema_format,
-                        sql_dialect=dialect, trust_remote_code=remote)
-    if (path / SQLFT_META).is_file():
-        meta = yaml.safe_load((path / SQLFT_META).read_text())
+    run = RunFolder(path)
+    if run.is_run():
+        cfg = run.config()  # typed: defaults fill what older runs did not record (schema_format, sql_dialect)
+        base, template, system = cfg.model.name, cfg.data.template, cfg.data.system
+        common = dict(schema_format=cfg.data.schema_format, sql_dialect=cfg.data.sql_dialect,
+                      trust_remote_code=cfg.model.trust_remote_code)
+        if run.has_adapter:
+            return ModelRef("run", base, base, template, system, adapter=str(run.adapter), **common)
+        return ModelRef("full_run", str(run.model), base, template, system, **common)
+    meta = read_merged_meta(path)
+    if meta is not None:
         return ModelRef("merged", str(path), meta["base_model"], meta["template"], meta["system"],
                         schema_format=meta.get("schema_format", "ddl"), sql_dialect=meta.get("sql_dialect"),
                         trust_remote_code=bool(meta.get("trust_remote_code", False)))

@@ -6,8 +6,9 @@ TRL's GRPOTrainer samples grpo.num_generations answers to each SQL record's prom
 it: same template, system text and schema format); eval.reward runs each one beside the gold SQL on the record's
 database, as `sqlft eval` scores it, and the policy moves towards the answers that beat their group's mean. It
 starts from a base or merged model (model.name) or continues an SFT run's adapter (model.adapter), with LoRA, QLoRA
-or full fine-tuning. The run folder is an SFT run's (config.yaml, data_report.json, adapter/ or model/, metrics.json,
-loss.png, logs/, checkpoints/, validation.jsonl): --resume, TensorBoard and `sqlft merge` work the same.
+or full fine-tuning. The run folder is an SFT run's (sqlft.run_folder: config.yaml, data_report.json, adapter/ or
+model/, metrics.json, loss.png, logs/, checkpoints/, validation.jsonl): --resume, TensorBoard and `sqlft merge` work
+the same.
 """
 
 import json
@@ -24,9 +25,9 @@ from sqlft.config import Config, ConfigError
 from sqlft.data import build_training_data, held_out_sql_rows
 from sqlft.formats import DataError
 from sqlft.generate import stop_token_ids
-from sqlft.merge import SAMPLE_PROMPTS
 from sqlft.modeling import add_lora, load_base_model, load_tokenizer, memory_mb, parameter_counts
 from sqlft.record import Record
+from sqlft.run_folder import RunFolder
 from sqlft.templates import OWN_BOS, render_prompt
 from sqlft.train import (StopOnNonFiniteLoss, _first_non_finite, _non_finite, is_main_process, newest_checkpoint,
                          optimisation_args, prepare_run_dir, save_outputs)
@@ -60,21 +61,10 @@ def train_grpo(config: Config, resume: bool = False) -> Path:
         write_reports(run_dir, data, records, reward, len(data.train_records) - len(records))
 
     args = grpo_args(config, run_dir)
-    model = load_base_model(config.model, for_training=True, tokenizer=tokenizer)
-    # Answers end at the template's end-of-turn token as at inference (sqlft.generate), not only at the EOS.
-    model.generation_config.eos_token_id = stop_token_ids(config.data.template, tokenizer)
-    model = add_lora(model, config)
-    trainable, total = parameter_counts(model)
-    if main_process:
-        print(f"[sqlft] {config.model.name} ({config.model.method}"
-              f"{', from ' + config.model.adapter if config.model.adapter else ''}): {trainable:,} trainable of "
-              f"{total:,} parameters, weights {memory_mb(model):.0f} MiB; {config.grpo.num_generations} answers per "
-              f"prompt, {config.train.batch_size * config.train.grad_accum // config.grpo.num_generations} prompts "
-              "per step")
-
+    model = policy_model(config, tokenizer, verbose=main_process)
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=dataset,
                           processing_class=tokenizer, callbacks=[StopOnNonFiniteLoss()])
-    checkpoint = newest_checkpoint(run_dir / "checkpoints") if resume else None
+    checkpoint = newest_checkpoint(RunFolder(run_dir).checkpoints) if resume else None
     if resume and main_process:
         print(f"[sqlft] resuming from {checkpoint}" if checkpoint else "[sqlft] no complete checkpoint: starting anew")
     start = time.perf_counter()
@@ -91,8 +81,24 @@ def train_grpo(config: Config, resume: bool = False) -> Path:
                  "Lower train.lr, then --resume from the last good checkpoint.")
     save_outputs(config, trainer, tokenizer, run_dir, result, seconds)
     if trainer.is_world_process_zero():
-        add_reward_summary(run_dir / "metrics.json", trainer.state.log_history)
+        add_reward_summary(RunFolder(run_dir).metrics, trainer.state.log_history)
     return run_dir
+
+
+def policy_model(config: Config, tokenizer, verbose: bool = True):
+    """The model GRPO trains: the base (or merged) model with LoRA added or an SFT run's adapter continued."""
+    model = load_base_model(config.model, for_training=True, tokenizer=tokenizer)
+    # Answers end at the template's end-of-turn token as at inference (sqlft.generate), not only at the EOS.
+    model.generation_config.eos_token_id = stop_token_ids(config.data.template, tokenizer)
+    model = add_lora(model, config)
+    trainable, total = parameter_counts(model)
+    if verbose:
+        print(f"[sqlft] {config.model.name} ({config.model.method}"
+              f"{', from ' + config.model.adapter if config.model.adapter else ''}): {trainable:,} trainable of "
+              f"{total:,} parameters, weights {memory_mb(model):.0f} MiB; {config.grpo.num_generations} answers per "
+              f"prompt, {config.train.batch_size * config.train.grad_accum // config.grpo.num_generations} prompts "
+              "per step")
+    return model
 
 
 def reward_settings(config: Config, tokenizer) -> RewardSettings:
@@ -149,7 +155,7 @@ def grpo_args(config: Config, run_dir: Path):
         if importlib.util.find_spec("vllm") is None:
             raise ConfigError("grpo.use_vllm=true needs vLLM (pip install vllm, on a GPU machine); or set "
                               "grpo.use_vllm=false to sample with transformers")
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "logs")  # transformers 5 has no logging_dir argument
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(RunFolder(run_dir).logs)  # transformers 5: no logging_dir argument
     vllm = dict(vllm_mode=g.vllm_mode, vllm_gpu_memory_utilization=g.vllm_gpu_memory_utilization,
                 vllm_server_base_url=g.vllm_server_url or None,
                 vllm_max_model_length=config.data.max_length + g.max_completion_length) if g.use_vllm else {}
@@ -186,7 +192,8 @@ def write_reports(run_dir: Path, data, records: list[Record], reward: ExecutionR
     the held-out records for `sqlft eval`."""
     reasons = Counter(_reason_kind(why) for why in reward.dropped.values())
     examples = [{"record": records[int(i)].source, "reason": why} for i, why in list(reward.dropped.items())[:20]]
-    (run_dir / "data_report.json").write_text(json.dumps(
+    run = RunFolder(run_dir)
+    run.data_report.write_text(json.dumps(
         {"train": data.report.to_dict(), "mix": data.mix_info,
          "validation": data.validation_report.to_dict() if data.validation_report else None,
          "examples": {"train": len(data.train), "validation": len(data.validation)},
@@ -194,9 +201,8 @@ def write_reports(run_dir: Path, data, records: list[Record], reward: ExecutionR
                   "dropped_by_reason": dict(reasons), "dropped_examples": examples,
                   "reward": vars(reward.settings) | {"stop_token_ids": list(reward.settings.stop_token_ids)}}},
         indent=2))
-    (run_dir / SAMPLE_PROMPTS).write_text(json.dumps(data.sample_prompts, indent=2))
-    with open(run_dir / "validation.jsonl", "w") as f:  # never trained on: score it with `sqlft eval`
-        f.writelines(json.dumps(row) + "\n" for row in held_out_sql_rows(data.validation_records))
+    run.write_sample_prompts(data.sample_prompts)
+    run.write_validation(held_out_sql_rows(data.validation_records))  # never trained on: for `sqlft eval`
 
 
 def _reason_kind(reason: str) -> str:

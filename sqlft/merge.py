@@ -16,12 +16,11 @@ from pathlib import Path
 
 import yaml
 
-from sqlft.config import GenerationConfig
-from sqlft.generate import SQLFT_META, InferenceModel, resolve_ref, stop_token_ids
+from sqlft.config import Config, GenerationConfig, to_dict
+from sqlft.generate import InferenceModel, resolve_ref, stop_token_ids
 from sqlft.modeling import DTYPES, fit_embeddings, has_gpu, load_tokenizer, resolve_model_path
 from sqlft.progress import progress
-
-SAMPLE_PROMPTS = "sample_prompts.json"  # written by train: a few validation prompts, used to verify the merge
+from sqlft.run_folder import RunFolder, open_run, write_merged_meta
 
 
 def parse_args(argv=None):
@@ -53,14 +52,15 @@ def merge(run_dir: Path, out: Path | None = None, dtype: str = "auto", verify: b
     from transformers import AutoModelForCausalLM
     from transformers import GenerationConfig as HFGenerationConfig
 
+    run = open_run(run_dir)  # NotARunError (a FileNotFoundError) says what a run folder holds
+    if not run.has_adapter:
+        raise FileNotFoundError(f"{run_dir} is a full fine-tune: its model/ folder is already a plain model, "
+                                "there is no adapter to merge")
     ref = resolve_ref(str(run_dir))
-    if ref.kind != "run":
-        raise FileNotFoundError(f"{run_dir} is not a training run with an adapter (expected config.yaml and "
-                                "adapter/; a full fine-tune's model/ folder is already a plain model)")
-    out = out or run_dir / "merged"
+    out = out or run.merged
     remote = ref.trust_remote_code  # the model's own code (Yuan 2.0, ...) runs here as it did in training
     dtype = base_dtype(ref.base, remote) if dtype == "auto" else dtype
-    prompts = sample_prompts(run_dir) if verify else []
+    prompts = sample_prompts(run) if verify else []
     base = AutoModelForCausalLM.from_pretrained(resolve_model_path(ref.base), dtype=DTYPES[dtype],
                                                 trust_remote_code=remote)
     fit_embeddings(base, load_tokenizer(ref.adapter, trust_remote_code=remote))  # tokens the run added
@@ -78,12 +78,12 @@ def merge(run_dir: Path, out: Path | None = None, dtype: str = "auto", verify: b
     tokenizer.save_pretrained(tmp)
     HFGenerationConfig(eos_token_id=stop_token_ids(ref.template, tokenizer), pad_token_id=tokenizer.pad_token_id,
                        bos_token_id=tokenizer.bos_token_id, do_sample=False).save_pretrained(tmp)
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    (tmp / SQLFT_META).write_text(yaml.safe_dump({
-        "base_model": config["model"]["name"], "template": ref.template, "system": ref.system,
-        "schema_format": ref.schema_format, "sql_dialect": ref.sql_dialect, "method": config["model"]["method"],
-        "dtype": dtype, "trust_remote_code": remote, "run": str(run_dir.resolve())}, sort_keys=False))
-    (tmp / "README.md").write_text(model_card(run_dir, config, dtype))
+    config = run.config()
+    write_merged_meta(tmp, {
+        "base_model": config.model.name, "template": ref.template, "system": ref.system,
+        "schema_format": ref.schema_format, "sql_dialect": ref.sql_dialect, "method": config.model.method,
+        "dtype": dtype, "trust_remote_code": remote, "run": str(run_dir.resolve())})
+    (tmp / "README.md").write_text(model_card(run, config, dtype))
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
@@ -103,11 +103,11 @@ def base_dtype(base: str, trust_remote_code: bool = False) -> str:
     return "bfloat16" if "bfloat16" in stored else "float16"
 
 
-def sample_prompts(run_dir: Path) -> list[str]:
-    prompts_file = run_dir / SAMPLE_PROMPTS
-    prompts = json.loads(prompts_file.read_text()) if prompts_file.is_file() else []
+def sample_prompts(run: RunFolder) -> list[str]:
+    prompts = run.read_sample_prompts()
     if not prompts:
-        raise MergeMismatch(f"{prompts_file} is missing: cannot verify; rerun with --no-verify to skip the check")
+        raise MergeMismatch(f"{run.sample_prompts} is missing: cannot verify; rerun with --no-verify to skip the "
+                            "check")
     return prompts
 
 
@@ -129,25 +129,24 @@ def verify_merge(expected: list[str], prompts: list[str], merged_dir: Path, dtyp
     print(f"[sqlft] verified: merged == adapter on {len(prompts)} prompts (greedy, {dtype})")
 
 
-def model_card(run_dir: Path, config: dict, dtype: str) -> str:
-    metrics_file = run_dir / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+def model_card(run: RunFolder, config: Config, dtype: str) -> str:
+    metrics = run.read_metrics()
     metrics.pop("log_history", None)
-    data = ", ".join(d["path"] for d in config["data"]["train"])
+    data = ", ".join(d.path for d in config.data.train)
     return f"""---
-base_model: {config['model']['name']}
+base_model: {config.model.name}
 library_name: transformers
-tags: [text-to-sql, sqlft, {config['model']['method']}]
+tags: [text-to-sql, sqlft, {config.model.method}]
 ---
-# {config['name']} (merged)
+# {config.name} (merged)
 
-A {config['model']['name']} fine-tuned for text-to-SQL with sqlft ({config['model']['method']}, LoRA r={config['lora']['r']},
-alpha={config['lora']['alpha']}), adapter merged into {dtype} weights.
+A {config.model.name} fine-tuned for text-to-SQL with sqlft ({config.model.method}, LoRA r={config.lora.r},
+alpha={config.lora.alpha}), adapter merged into {dtype} weights.
 
 - Training data: {data}
-- Prompt template: `{config['data']['template']}` (see sqlft.templates); system text: "{config['data']['system']}"
-- Schema in prompts: `{config['data'].get('schema_format', 'ddl')}` (see sqlft.schema; prompts must write it the same way)
-- Max length: {config['data']['max_length']} tokens; packing: {config['data']['packing']}
+- Prompt template: `{config.data.template}` (see sqlft.templates); system text: "{config.data.system}"
+- Schema in prompts: `{config.data.schema_format}` (see sqlft.schema; prompts must write it the same way)
+- Max length: {config.data.max_length} tokens; packing: {config.data.packing}
 
 ## Training metrics
 ```json
@@ -156,7 +155,7 @@ alpha={config['lora']['alpha']}), adapter merged into {dtype} weights.
 
 ## Full config
 ```yaml
-{yaml.safe_dump(config, sort_keys=False)}```
+{yaml.safe_dump(to_dict(config), sort_keys=False)}```
 
 ## Use
 ```python

@@ -12,6 +12,7 @@ import torch
 from sqlft import precision
 from sqlft.config import Config, ConfigError, ModelConfig
 from sqlft.embedded import is_embedded, resolve_embedded
+from sqlft.run_folder import RunFolder
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -259,22 +260,18 @@ def add_lora(model, config: Config):
 def adapter_dir(config: Config) -> Path:
     """The adapter folder that model.adapter names (a run folder or the adapter itself). A run must have been
     trained on the same base, template, system text and schema format: its prompts are the ones it learnt."""
-    import yaml
-
-    path = Path(config.model.adapter)
-    folder = path / "adapter" if (path / "adapter").is_dir() else path
+    run = RunFolder(Path(config.model.adapter))
+    folder = run.adapter if run.has_adapter else run.path
     if not (folder / "adapter_config.json").is_file():
         raise ConfigError(f"model.adapter={config.model.adapter}: no LoRA adapter there (expected a training run "
                           "folder with adapter/, or a folder with adapter_config.json)")
-    run_config = path / "config.yaml"
-    if folder != path and run_config.is_file():
-        run = yaml.safe_load(run_config.read_text())
-        ours = {"model.name": config.model.name, "data.template": config.data.template,
-                "data.system": config.data.system, "data.schema_format": config.data.schema_format}
-        theirs = {"model.name": run["model"]["name"], "data.template": run["data"]["template"],
-                  "data.system": run["data"]["system"],
-                  "data.schema_format": run["data"].get("schema_format", "ddl")}
-        differ = [f"{k}={theirs[k]!r} (this config: {ours[k]!r})" for k in ours if ours[k] != theirs[k]]
+    if run.is_run():
+        trained = run.config()
+        pairs = {"model.name": (config.model.name, trained.model.name),
+                 "data.template": (config.data.template, trained.data.template),
+                 "data.system": (config.data.system, trained.data.system),
+                 "data.schema_format": (config.data.schema_format, trained.data.schema_format)}
+        differ = [f"{k}={theirs!r} (this config: {ours!r})" for k, (ours, theirs) in pairs.items() if ours != theirs]
         if differ:
             raise ConfigError(f"model.adapter={config.model.adapter} was trained with " + ", ".join(differ)
                               + ": set the same values here, so that prompts are the ones the adapter learnt")

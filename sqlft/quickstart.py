@@ -2,7 +2,7 @@
 
     sqlft quickstart [CONFIG] [section.key=value ...]
 
-Defaults to configs/smollm2-135m-qlora-cpu.yaml (SmolLM2-135M-Instruct, QLoRA, the demo questions over the
+Defaults to configs/smollm2-135m-lora-cpu.yaml (SmolLM2-135M-Instruct, LoRA, the demo questions over the
 defog-data databases); about 15 minutes on a 2-core CPU. A rerun reuses a finished run and resumes a killed one.
 """
 
@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 from sqlft.config import Config, ConfigError, load_config
+from sqlft.run_folder import RunFolder
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "smollm2-135m-qlora-cpu.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "smollm2-135m-lora-cpu.yaml"
 DEMO_QUESTION = ("How many authors are there?", "CREATE TABLE author (aid BIGINT, homepage VARCHAR, name VARCHAR, "
                  "oid BIGINT, PRIMARY KEY (aid));")
 
@@ -48,9 +49,10 @@ def quickstart(config: Config, eval_data: str = "demo:eval") -> dict:
     from sqlft.train import train
 
     run_dir = config.run_dir
+    run = RunFolder(run_dir)
     timings = {}
     start = time.perf_counter()
-    if (run_dir / "metrics.json").is_file():
+    if run.trained:
         print(f"[quickstart] 1/4 train: {run_dir} is already trained, reusing it (delete it to train again)")
     else:
         print(f"[quickstart] 1/4 train {config.model.name} ({config.model.method}) -> {run_dir}")
@@ -65,7 +67,7 @@ def quickstart(config: Config, eval_data: str = "demo:eval") -> dict:
     results = {}
     for label, model in (("base", config.model.name), ("fine-tuned", str(merged))):
         start = time.perf_counter()
-        out = run_dir / f"eval-{'base' if label == 'base' else 'merged'}"
+        out = run.eval_dir("base" if label == "base" else "merged")
         print(f"[quickstart] 3/4 eval the {label} model on {eval_data} -> {out}")
         # The base model gets the run's template too, so that both see the very same prompts.
         results[label] = run_eval(eval_config({
@@ -86,7 +88,7 @@ def quickstart(config: Config, eval_data: str = "demo:eval") -> dict:
     print(f"  question: {question}\n  answer:   {sql}")
     print("  timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
     summary = {"base": base_ex, "fine_tuned": tuned_ex, "timings_s": timings, "merged": str(merged), "sql": sql}
-    (run_dir / "quickstart.json").write_text(json.dumps(summary, indent=2))
+    run.quickstart.write_text(json.dumps(summary, indent=2))
     return summary
 
 

@@ -3,10 +3,11 @@
 train.stage: grpo runs the reinforcement stage instead (sqlft/grpo.py: TRL GRPOTrainer, execution reward).
 
     sqlft train CONFIG [section.key=value ...] [--resume]
-    python -m sqlft.train configs/smollm2-135m-qlora-cpu.yaml train.max_steps=20
+    python -m sqlft.train configs/smollm2-135m-lora-cpu.yaml train.max_steps=20
 
 The run folder (train.output_dir) gets: config.yaml (resolved), data_report.json, adapter/ (or model/ for full
-fine-tuning) with the tokenizer, metrics.json, loss.png, logs/ (TensorBoard) and checkpoints/.
+fine-tuning) with the tokenizer, metrics.json, loss.png, logs/ (TensorBoard) and checkpoints/ (sqlft.run_folder
+owns that layout).
 Several GPUs (or CPU processes): `accelerate launch --config_file configs/accelerate/ddp.yaml -m sqlft.train CONFIG`;
 every process trains, the main process alone writes the run folder.
 """
@@ -29,9 +30,9 @@ from sqlft.config import Config, ConfigError, load_config, save_config
 from sqlft.data import build_training_data, held_out_sql_rows, to_hf_dataset
 from sqlft.formats import DataError
 from sqlft.lm_head import use_label_only_head
-from sqlft.merge import SAMPLE_PROMPTS
 from sqlft.modeling import (add_lora, check_device_options, has_gpu, load_base_model, load_tokenizer, memory_mb,
                             parameter_counts, resolve_max_length)
+from sqlft.run_folder import RunFolder
 
 
 def parse_args(argv=None):
@@ -75,13 +76,13 @@ def train(config: Config, resume: bool = False) -> Path:
     data = build_training_data(config, tokenizer)
     if main_process:
         print(data.report.summary())
-        (run_dir / "data_report.json").write_text(json.dumps(
+        run = RunFolder(run_dir)
+        run.data_report.write_text(json.dumps(
             {"train": data.report.to_dict(), "mix": data.mix_info,
              "validation": data.validation_report.to_dict() if data.validation_report else None,
              "examples": {"train": len(data.train), "validation": len(data.validation)}}, indent=2))
-        (run_dir / SAMPLE_PROMPTS).write_text(json.dumps(data.sample_prompts, indent=2))
-        with open(run_dir / "validation.jsonl", "w") as f:  # never trained on: score it with `sqlft eval`
-            f.writelines(json.dumps(row) + "\n" for row in held_out_sql_rows(data.validation_records))
+        run.write_sample_prompts(data.sample_prompts)
+        run.write_validation(held_out_sql_rows(data.validation_records))  # never trained on: for `sqlft eval`
 
     # Before the model: under a launcher this joins the process group and picks this process's GPU (4-bit
     # weights load onto it), and under ZeRO-3 it tells from_pretrained to load the weights partitioned.
@@ -96,7 +97,7 @@ def train(config: Config, resume: bool = False) -> Path:
               f"{args.world_size} process(es)")
 
     trainer = build_trainer(config, model, tokenizer, data, run_dir, args)
-    checkpoint = newest_checkpoint(run_dir / "checkpoints") if resume else None
+    checkpoint = newest_checkpoint(RunFolder(run_dir).checkpoints) if resume else None
     if resume and main_process:
         print(f"[sqlft] resuming from {checkpoint}" if checkpoint else "[sqlft] no complete checkpoint: starting anew")
     start = time.perf_counter()
@@ -172,7 +173,7 @@ def prepare_run_dir(config: Config, resume: bool) -> Path:
         raise DataError(f"run folder {run_dir} already holds a run: pass --resume to continue it, or choose "
                         f"another name (name=... or train.output_dir=...)")
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
+    save_config(config, RunFolder(run_dir).config_file)
     return run_dir
 
 
@@ -182,7 +183,7 @@ def training_args(config: Config, run_dir: Path, data):
 
     t = config.train
     autocast = precision.resolve(t.precision)  # already concrete when train() resolved it; `auto` for other callers
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "logs")  # transformers 5 has no logging_dir argument
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(RunFolder(run_dir).logs)  # transformers 5: no logging_dir argument
     if t.report_to == "wandb" and t.wandb_project:
         os.environ["WANDB_PROJECT"] = t.wandb_project
     evaluate = t.eval_strategy != "no" and len(data.validation) > 0 and (t.eval_strategy == "epoch" or t.eval_steps > 0)
@@ -282,7 +283,8 @@ def peak_memory_mb() -> float:
 
 
 def save_outputs(config: Config, trainer, tokenizer, run_dir: Path, result, seconds: float) -> None:
-    out = run_dir / ("model" if config.model.method == "full" else "adapter")
+    run = RunFolder(run_dir)
+    out = run.weights(config.model.method)
     # save_model, not model.save_pretrained: it writes from the main process only, and gathers the weights
     # that ZeRO-3 / FSDP hold in shards (the tokenizer goes along as the trainer's processing_class).
     trainer.save_model(str(out))
@@ -304,8 +306,8 @@ def save_outputs(config: Config, trainer, tokenizer, run_dir: Path, result, seco
         "device": "cuda" if has_gpu() else "cpu",
         "log_history": history,
     }
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    plot_loss(history, run_dir / "loss.png")
+    run.metrics.write_text(json.dumps(metrics, indent=2))
+    plot_loss(history, run.loss_plot)
     print(f"[sqlft] done: step {metrics['global_step']}, train loss {metrics['final_logged_loss']}, "
           f"eval loss {metrics['eval_loss']}, {metrics['tokens_per_s']} tokens/s, "
           f"peak memory {metrics['peak_memory_mb']:.0f} MiB -> {run_dir}")
@@ -332,15 +334,11 @@ def plot_loss(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-if __name__ == "__main__":
-    main()
-
-
 def optimisation_args(t, autocast: str, run_dir: Path) -> dict:
     """The trainer arguments SFT and GRPO share (TrainingArguments fields): steps, batch, optimizer, schedule,
     precision, checkpointing. `autocast` is the resolved train.precision (bf16, fp16 or fp32)."""
     return dict(
-        output_dir=str(run_dir / "checkpoints"),
+        output_dir=str(RunFolder(run_dir).checkpoints),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps if t.max_steps > 0 else -1,
         per_device_train_batch_size=t.batch_size,  # GRPO: answers, not prompts (batch_size / num_generations prompts)
@@ -358,3 +356,7 @@ def optimisation_args(t, autocast: str, run_dir: Path) -> dict:
         activation_checkpointing=t.gradient_checkpointing,  # transformers 5's name for gradient checkpointing
         activation_checkpointing_kwargs={"use_reentrant": t.use_reentrant},
     )
+
+
+if __name__ == "__main__":
+    main()

@@ -145,3 +145,43 @@ def test_the_readme_draws_every_layer_of_the_contract():
 def re_split_layers(picture: str) -> list[str]:
     """The picture's three layers, top first: text between the lines that start with '|' (and a note)."""
     return re.split(r"\n\s+\|[^\n]*", picture)
+
+
+def test_a_main_block_comes_last():
+    """`python -m sqlft.train` runs the `if __name__ == "__main__"` block as soon as it is reached: a function
+    defined below it does not exist yet (this broke `python -m sqlft.train` once, while `sqlft train` worked)."""
+    late = []
+    for name, path in modules().items():
+        body = ast.parse(path.read_text()).body
+        for i, node in enumerate(body):
+            if (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)
+                    and isinstance(node.test.left, ast.Name) and node.test.left.id == "__name__"
+                    and i != len(body) - 1):
+                late.append(f"{name}: line {node.lineno}")
+    assert not late, f"code after the __main__ block: {late}"
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_function_over_60_lines_without_its_reason_beside_it():
+    """Small units: a function over MAX_FUNCTION_LINES lines (def to last line, docstring included) is split, or
+    a comment right above it (above its decorators) says why it is kept whole, with the words "kept whole"."""
+    unexplained = []
+    for name, path in modules().items():
+        lines = path.read_text().split("\n")
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            length = node.end_lineno - node.lineno + 1
+            if length <= MAX_FUNCTION_LINES:
+                continue
+            top = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1  # 0-based index of the first line
+            above = []
+            while top > 0 and lines[top - 1].strip().startswith("#"):
+                top -= 1
+                above.append(lines[top])
+            if "kept whole" not in " ".join(above).lower():
+                unexplained.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length} lines)")
+    assert not unexplained, (f"functions over {MAX_FUNCTION_LINES} lines: {unexplained}; split them, or write why "
+                             "one is kept whole in a comment right above it (# ... kept whole: <why>)")

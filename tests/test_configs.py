@@ -92,7 +92,7 @@ GPU_ONLY = [  # (override, words the message must contain)
 @cpu_only
 @pytest.mark.parametrize("override, words", GPU_ONLY, ids=[o for o, _ in GPU_ONLY])
 def test_gpu_only_option_is_refused_on_a_cpu_with_what_to_set(override, words):
-    config = load_config(CONFIGS / "smollm2-135m-qlora-cpu.yaml", [override])
+    config = load_config(CONFIGS / "smollm2-135m-lora-cpu.yaml", ["model.method=qlora", override])
     with pytest.raises(ConfigError, match="GPU-only options") as err:
         check_device_options(config)
     for word in words:
@@ -101,7 +101,7 @@ def test_gpu_only_option_is_refused_on_a_cpu_with_what_to_set(override, words):
 
 @cpu_only
 def test_all_gpu_only_options_are_reported_at_once():
-    config = load_config(CONFIGS / "smollm2-135m-qlora-cpu.yaml", [o for o, _ in GPU_ONLY[1:]])
+    config = load_config(CONFIGS / "smollm2-135m-lora-cpu.yaml", ["model.method=qlora", *(o for o, _ in GPU_ONLY[1:])])
     with pytest.raises(ConfigError) as err:
         check_device_options(config)
     assert len(str(err.value).splitlines()) == 1 + 4  # header + one line per option
@@ -109,7 +109,7 @@ def test_all_gpu_only_options_are_reported_at_once():
 
 @cpu_only
 def test_cpu_config_passes_and_gpu_config_is_refused_on_a_cpu():
-    check_device_options(load_config(CONFIGS / "smollm2-135m-qlora-cpu.yaml"))
+    check_device_options(load_config(CONFIGS / "smollm2-135m-lora-cpu.yaml"))
     with pytest.raises(ConfigError, match="paged_adamw_8bit"):
         check_device_options(load_config(CONFIGS / "llama2-7b-qlora.yaml"))
 
@@ -119,6 +119,6 @@ def test_train_cli_exits_with_the_message(tmp_path):
     from sqlft.train import main
 
     with pytest.raises(SystemExit, match="flash_attention_2 needs a GPU"):
-        main([str(CONFIGS / "smollm2-135m-qlora-cpu.yaml"), "model.attn_implementation=flash_attention_2",
+        main([str(CONFIGS / "smollm2-135m-lora-cpu.yaml"), "model.attn_implementation=flash_attention_2",
               f"train.output_dir={tmp_path / 'run'}"])
     assert not (tmp_path / "run").exists(), "refused before anything was written"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import shared_data
 
 from eval.database import (DatabaseError, defog_database_names, prepare_database, schema_ddl,
                            table_names)
@@ -159,9 +160,7 @@ def test_bad_dump_names_the_statement_and_leaves_nothing(tmp_path, cache):
 
 def test_real_defog_dumps_with_inserts():
     """An INSERT-style dump of ../shared/data with its own schema (consumer_div), where present."""
-    dump = Path(__file__).resolve().parents[2] / "shared" / "data" / "defog" / "databases" / "ewallet.sql"
-    if not dump.exists():
-        pytest.skip(f"{dump} is absent (../shared/data is not beside this checkout)")
+    dump = shared_data("defog", "databases", "ewallet.sql")
     db_path = prepare_database(dump)
     assert "consumer_div.users" in table_names(db_path)
     assert rows(db_path, "SELECT COUNT(*) FROM consumer_div.users")[0][0] > 0

@@ -5,6 +5,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from conftest import shared_data
 
 from eval import run as eval_run
 from eval.inputs import expand_alternatives
@@ -205,6 +206,31 @@ def test_spider_file_with_db_root(tmp_path, db_root):
     assert all(p.startswith("CREATE TABLE singer (singer_id BIGINT, name VARCHAR") for p in model.prompts)
 
 
+def test_spider_rows_are_read_by_the_one_spider_reader(tmp_path, db_root):
+    """sqlft.formats reads Spider for training and for `sqlft eval --db-root` alike. The eval keeps Spider's ids
+    (a row's position, or its own id), reports a bad row, and takes the schema from the database even where a
+    tables.json lies beside the file (the prompt shows the database's real DDL)."""
+    from eval.inputs import load_eval_set
+
+    data = tmp_path / "dev.json"
+    data.write_text(json.dumps([
+        {"db_id": "concert", "question": "How many singers?", "query": "SELECT count(*) FROM singer"},
+        {"db_id": "concert", "question": "No query?"},
+        {"db_id": "concert", "question": "Oldest?", "query": "SELECT max(age) FROM singer", "id": "q7"},
+        {"db_id": "concert", "question": "Names?", "query": "SELECT name FROM singer", "hardness": "easy"},
+    ]))
+    (tmp_path / "tables.json").write_text((Path(__file__).parent / "fixtures" / "data" / "spider" /
+                                           "tables.json").read_text())
+    evalset = load_eval_set(str(data), db_root=str(db_root))
+    assert evalset.kind == "spider"
+    assert [e.id for e in evalset.examples] == ["0", "q7", "3"]
+    assert evalset.examples[2].difficulty == "easy"
+    (problem,) = evalset.problems
+    assert problem.startswith("dev.json[1]: missing field 'query'")
+    assert all(e.db_schema.startswith("CREATE TABLE singer (singer_id BIGINT") for e in evalset.examples)
+    assert all(e.database == str(db_root / "concert" / "concert.sqlite") for e in evalset.examples)
+
+
 def test_defog_csv_alternatives(tmp_path):
     (tmp_path / "databases").mkdir()
     (tmp_path / "questions").mkdir()
@@ -242,9 +268,8 @@ def test_expand_alternatives():
 
 
 def test_defog_questions_expand(tmp_path):
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "defog" / "questions"
-    if not (shared / "questions_gen_postgres.csv").is_file():
-        pytest.skip("../shared/data/defog is absent")
+    shared = shared_data("defog", "questions")
+    shared_data("defog", "questions", "questions_gen_postgres.csv")
     import csv
     rows = list(csv.DictReader(open(shared / "questions_gen_postgres.csv", encoding="utf-8")))
     golds = [expand_alternatives(row["query"]) for row in rows]

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import shared_data as conftest_shared_data
 
 from sqlft.config import DatasetSpec
 from sqlft.formats import DataError, load_records
@@ -15,10 +16,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "data"
 
 def shared_data(relative: str) -> Path:
     """A file under ../shared/data (real public samples), or skip when this checkout has none."""
-    path = Path(__file__).resolve().parents[2] / "shared" / "data" / relative
-    if not path.exists():
-        pytest.skip(f"real data sample not available: {path} (../shared/data is absent in this checkout)")
-    return path
+    return conftest_shared_data(*relative.split("/"))
 
 
 def load(path, **spec) -> tuple[list, list]:
@@ -107,6 +105,22 @@ def test_spider_without_tables_json_is_a_problem(tmp_path):
     records, problems = load(tmp_path / "dev.jsonl")
     assert records == [] and problems[0].reason == "missing_schema"
     assert "no tables.json next to the data file" in problems[0].message
+
+
+def test_spider_rows_keep_their_positions_and_labels(tmp_path):
+    from sqlft.formats import is_spider_file, read_spider
+
+    rows = [{"db_id": "x", "question": "q?", "query": "SELECT 1", "hardness": "easy", "question_toks": ["q"]},
+            {"db_id": "x", "question": "", "query": "SELECT 2"},
+            {"db_id": "x", "question": "r?", "query": "SELECT 3", "id": 12, "context": "CREATE TABLE t (a INT)"}]
+    (tmp_path / "dev.json").write_text(json.dumps(rows))
+    assert is_spider_file(str(tmp_path / "dev.json")) and not is_spider_file(str(FIXTURES / "alpaca.json"))
+    records, problems = read_spider(str(tmp_path / "dev.json"), tables_json=False)  # the schema comes elsewhere
+    assert [(p, r.answer, r.context) for p, r in records] == [(0, "SELECT 1", ""), (2, "SELECT 3", "CREATE TABLE t (a INT)")]
+    assert records[0][1].meta == {"hardness": "easy"} and records[1][1].meta == {"id": 12}
+    assert [(p.source, p.reason) for p in problems] == [("dev.json[1]", "empty_field")]
+    _, problems = read_spider(str(tmp_path / "dev.json"))  # for training, a schema is required
+    assert [p.reason for p in problems] == ["missing_schema", "empty_field"]
 
 
 def test_alpaca_history_system_and_input():

@@ -586,7 +586,7 @@ def test_the_run_records_the_dialect_its_model_writes(tmp_path):
     from sqlft.config import load_config, save_config
     from sqlft.generate import resolve_ref
     root = Path(__file__).resolve().parents[1]
-    assert load_config(root / "configs" / "smollm2-135m-qlora-cpu.yaml").data.sql_dialect == "duckdb"  # demo data
+    assert load_config(root / "configs" / "smollm2-135m-lora-cpu.yaml").data.sql_dialect == "duckdb"  # demo data
     assert load_config(root / "configs" / "smollm2-135m-spider-cpu.yaml").data.sql_dialect == "sqlite"  # Spider
     run = tmp_path / "run"
     (run / "adapter").mkdir(parents=True)

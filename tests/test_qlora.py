@@ -57,8 +57,9 @@ def test_real_embedded_model_qlora_trains_and_answers(embedded_model_dir, sql_js
     from sqlft.generate import InferenceModel
     from sqlft.train import train
 
-    config = load_config("configs/smollm2-135m-qlora-cpu.yaml", [
-        f"data.train=[{{path: {sql_jsonl}}}]", "data.max_length=96", f"train.output_dir={tmp_path / 'run'}",
+    config = load_config("configs/smollm2-135m-lora-cpu.yaml", [
+        "model.method=qlora", f"data.train=[{{path: {sql_jsonl}}}]", "data.max_length=96",
+        f"train.output_dir={tmp_path / 'run'}",
         "train.max_steps=2", "train.batch_size=2", "train.eval_steps=0", "train.save_steps=2",
         "train.report_to=none"])
     run_dir = train(config)

@@ -297,20 +297,69 @@ def test_result_size_limit(db):
         assert result.status == "error" and "larger than" in result.error
 
 
-def test_threads_share_one_sandbox(box):
+class HeldClock:
+    """The sandbox's clock, held still by a test: a query that only a timeout ends runs until the test moves it."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    monotonic = perf_counter
+
+    def __getattr__(self, name):  # sleep, time, ...: the real module's
+        return getattr(time, name)
+
+
+def test_threads_share_one_sandbox(box, monkeypatch):
+    """A slow query blocks nobody: 120 queries from 8 threads all finish while an endless one is still running
+    (it cannot end before the test moves the clock past its timeout)."""
+    import eval.sqlite_sandbox as module
+
+    clock = HeldClock()
+    monkeypatch.setattr(module, "time", clock)
     queries = [(f"SELECT count(*) FROM concert WHERE concert_id <= {i % 7}", [(i % 7,)]) for i in range(120)]
-    slow = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT count(*) FROM n"
+    endless = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT count(*) FROM n"
 
     def run(item):
         sql, expected = item
         return box.execute(sql).rows == expected
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        stuck = pool.submit(box.execute, slow, timeout_s=1.0)
-        start = time.perf_counter()
-        assert all(pool.map(run, queries))
-        assert time.perf_counter() - start < 1.0 or not stuck.done()  # the slow query blocks nobody
+        stuck = pool.submit(box.execute, endless, timeout_s=1.0)
+        try:
+            while not stuck.running() and not stuck.done():
+                time.sleep(0.001)  # until a worker is inside execute()
+            # timeout: only a guard against a sandbox that serialises queries (they would wait forever)
+            assert all(pool.map(run, queries, timeout=300))
+            assert not stuck.done(), "the endless query ended before its timeout"
+        finally:
+            clock.now = 2.0  # past its timeout: the endless query stops
         assert stuck.result().status == "timeout"
+
+
+def test_a_thread_reuses_its_connection_and_it_comes_back_clean(db):
+    """One connection per thread, reused: after a refused, failing, stopped or truncated query the next one on
+    the same connection is authorized anew and runs with its own deadline; close() closes every thread's."""
+    endless = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) SELECT max(x) FROM n"
+    with SqliteSandbox(db, timeout_s=0.2, max_rows=2) as b:
+        for sql, status in [("SELECT * FROM sqlite_master", "rejected"), ("SELECT nam FROM singer", "error"),
+                            (endless, "timeout"), ("SELECT name FROM singer", "ok"),
+                            ("SELECT load_extension('x')", "rejected")]:
+            assert b.execute(sql).status == status, sql
+            again = b.execute("SELECT count(*) FROM singer")
+            assert (again.status, again.rows) == ("ok", [(6,)]), sql
+        assert len(b._connections) == 1  # the same connection all along
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            assert list(pool.map(lambda _: b.execute("SELECT count(*) FROM concert").rows, range(30))) == [[(6,)]] * 30
+        opened = list(b._connections)
+        assert 2 <= len(opened) <= 4  # this thread's and one per pool thread that ran a query
+    assert b._connections == []
+    for con in opened:
+        with pytest.raises(sqlite3.ProgrammingError):  # closed
+            con.execute("SELECT 1")
+    assert b.execute("SELECT 1").status == "error"  # a closed sandbox opens nothing new
 
 
 # ------------------------------------------------------------------ faithfulness to the official verdict

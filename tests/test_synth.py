@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import SHARED_DATA
 
 from eval import synth
 from eval.gold_check import GoldCheck, check_gold
@@ -19,7 +20,7 @@ from eval.literals import harvest
 from eval.synth import synthesize
 from sqlft.schema import parse_tables, schema_from_ddl
 
-SPIDER = Path(__file__).resolve().parents[2] / "shared" / "data" / "spider_train" / "spider_train.jsonl"
+SPIDER = SHARED_DATA / "spider_train" / "spider_train.jsonl"
 needs_spider = pytest.mark.skipif(not SPIDER.exists(), reason=f"shared Spider data not found at {SPIDER}")
 
 # Spider-style DDL (as in spider_train's `context`) plus forms Spider's DDL does not happen to use.

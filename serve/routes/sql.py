@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from eval.sql import extract_sql, parse_sql
-from serve.batching import BatcherClosed, PromptTooLong
+from serve.batching import BatcherClosed, MicroBatcher, PromptTooLong, Result
 from serve.deps import BatcherDep, DatabasesDep, ReadyDep, SettingsDep, SlotDep
 from serve.errors import ApiError
 from serve.execution import engine_sql, execute_response, run_sql, vote_on
@@ -51,19 +51,7 @@ async def sql(body: SQLRequest, state: ReadyDep, batcher: BatcherDep, databases:
         if body.prune_schema:  # sqlglot parsing of a big schema takes a while: off the event loop
             db_schema, kept = await run_on(state.prune_pool, slot, prune_schema, db_schema, body.question)
         prompt = batcher.backend.sql_prompt(db_schema, body.question)
-        greedy = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=1)
-        # Voting: the samples go to the batcher together (one generate call when they fit in a batch).
-        sampling = dataclasses.replace(greedy, do_sample=True, temperature=greedy.candidate_temperature)
-        try:
-            answers = await asyncio.gather(batcher.generate(prompt, greedy),
-                                           *[batcher.generate(prompt, sampling) for _ in range(body.candidates - 1)])
-        except PromptTooLong as e:
-            raise context_too_long(e, kept) from None
-        except BatcherClosed:
-            raise ApiError(503, "shutting_down", "The server is shutting down; retry on another instance.") from None
-        except Exception as e:
-            log.exception("generation failed")
-            raise ApiError(502, "backend_error", f"The model backend failed: {type(e).__name__}: {e}") from None
+        answers = await generate_answers(batcher, prompt, max_new_tokens, body.candidates, kept)
         generated = time.perf_counter()
         done = answers[0]
         raw = done.generation.text
@@ -103,6 +91,24 @@ async def sql(body: SQLRequest, state: ReadyDep, batcher: BatcherDep, databases:
             result=result, vote=vote)
 
     return await within_timeout(answer(), settings.request_timeout_s)
+
+
+async def generate_answers(batcher: MicroBatcher, prompt: str, max_new_tokens: int, candidates: int,
+                           kept: list[str] | None) -> list[Result]:
+    """The greedy answer, then candidates - 1 samples for voting; the backend's failures become API errors."""
+    greedy = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=1)
+    # Voting: the samples go to the batcher together (one generate call when they fit in a batch).
+    sampling = dataclasses.replace(greedy, do_sample=True, temperature=greedy.candidate_temperature)
+    try:
+        return await asyncio.gather(batcher.generate(prompt, greedy),
+                                    *[batcher.generate(prompt, sampling) for _ in range(candidates - 1)])
+    except PromptTooLong as e:
+        raise context_too_long(e, kept) from None
+    except BatcherClosed:
+        raise ApiError(503, "shutting_down", "The server is shutting down; retry on another instance.") from None
+    except Exception as e:
+        log.exception("generation failed")
+        raise ApiError(502, "backend_error", f"The model backend failed: {type(e).__name__}: {e}") from None
 
 
 @router.post("/execute")
