@@ -6,8 +6,22 @@
 Why processes: some DuckDB work is outside both memory_limit and interrupt(). A nested list_transform builds
 gigabytes of vectors in one expression (6 GB and 27 s past a 1 GB limit and a 5 s timeout, issue 15) and an
 interrupt is only seen between chunks. A worker process running eval.sandbox.Sandbox can be killed: the
-caller gets "timeout" at most `grace_s` after the deadline, "rejected" once the worker's memory grew by more
-than the limit, and the server's own memory never holds the query's data.
+caller gets "timeout" at most `grace_s` after the deadline, and the server's own memory never holds the
+query's data.
+
+Memory, three lines, so that a query's RSS growth stays under `memory_limit` (the limit L) with a margin:
+  1. the engines' own limits at DUCKDB_SHARE * L: DuckDB's memory_limit (per database), SQLite's
+     hard_heap_limit (per process); a query past them fails inside the engine ("rejected");
+  2. a kernel cap, RLIMIT_DATA, on the worker's private writable address space: what it held when started
+     (and after each database it opened) plus CAP_SHARE * L (_Cap). It holds whatever allocates (DuckDB's
+     vectors outside memory_limit, Python),
+     however busy the CPU: an allocation past it fails ("Out of Memory", MemoryError, "rejected"). A
+     polling watcher alone overshot: it saw +1,113 MB at a 1 GB limit before its kill (issue 15);
+  3. the watcher, as before, kills a worker whose RSS grew past POLL_SHARE * L (file pages the cap does
+     not count) or that passed its deadline.
+DuckDB's allocator keeps the address space of freed memory, which still counts against the cap: a worker
+left with less than half its budget after a query retires and a fresh one takes its place.
+Measured per hostile example by benchmarks/hostile_memory.py.
 """
 
 from __future__ import annotations
@@ -15,19 +29,28 @@ from __future__ import annotations
 import os
 import pickle
 import queue
+import resource
+import sqlite3
 import select
 import struct
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from eval.sandbox import _PATH, ExecutionResult, Sandbox
+from eval.sandbox import _PATH, ExecutionResult, Sandbox, check_sql
 from eval.sqlite_sandbox import SqliteSandbox
 
 POLL_S = 0.01  # how often the worker's memory is looked at while it runs
+START_S = 60.0  # how long a worker may take to start (import DuckDB) on a busy machine
+READY = "ready"  # a worker's first message: started and bounded
+DUCKDB_SHARE = 0.5  # of the memory limit: DuckDB's memory_limit and SQLite's hard_heap_limit
+CAP_SHARE = 0.75  # of the memory limit: the kernel cap on the worker's private memory above its start
+POLL_SHARE = 0.9  # of the memory limit: RSS growth at which the watcher kills the worker
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -50,6 +73,79 @@ def _rss(pid: int) -> int:
         return 0
 
 
+def _status(pid: int | str = "self") -> dict[str, int]:
+    """Bytes from /proc/PID/status (VmData, VmHWM, RssAnon ...); {} where there is no /proc."""
+    found = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if value.strip().endswith("kB"):
+                    found[key] = int(value.split()[0]) * 1024
+    except (OSError, ValueError):
+        return {}
+    return found
+
+
+def _reset_peak(pid: int) -> bool:
+    """Start the kernel's peak-RSS count (VmHWM) of `pid` again from its current RSS (Linux >= 4.0)."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class _Cap:
+    """RLIMIT_DATA of this worker: its private address space (VmData) may grow by `budget` bytes past what its
+    infrastructure holds. Opening a database is infrastructure, not a query: DuckDB starts ~8 threads per
+    database whose 8 MB stacks are address space but barely resident, so the cap is lifted while a database
+    opens and raised by what the opening took. Resident private memory can only grow into address space that
+    is counted here (or into reserve that was counted before: see retire()), so a query's RSS growth stays
+    about `budget`, however late the watcher polls."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self._hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
+        data = _status().get("VmData")
+        self.limit = None if data is None else data + budget
+        if not self._set(self.limit):
+            self.limit = None
+
+    def _set(self, soft: int | None) -> bool:
+        if soft is None:
+            return False
+        if self._hard != resource.RLIM_INFINITY:
+            soft = min(soft, self._hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_DATA, (soft, self._hard))
+            return True
+        except (ValueError, OSError):
+            return False
+
+    @contextmanager
+    def lifted(self) -> Iterator[None]:
+        """No cap while a database opens; afterwards the cap grows by the address space the opening took."""
+        if self.limit is None:
+            yield
+            return
+        before = _status().get("VmData", 0)
+        self._set(self._hard)
+        try:
+            yield
+        finally:
+            self.limit += max(0, _status().get("VmData", 0) - before)
+            self._set(self.limit)
+
+    def retire(self) -> bool:
+        """Whether less than half the budget is left: DuckDB's allocator keeps the address space of memory a
+        query freed (not resident, but counted), and after an "Out of Memory" none is left. A fresh worker
+        then takes this one's place. Keeping reserve under half the budget also bounds what a later query
+        could make resident without the cap seeing it: reserve + new <= budget."""
+        return self.limit is not None and _status().get("VmData", 0) > self.limit - self.budget // 2
+
+
 def _send(stream: Any, obj: Any) -> None:
     data = pickle.dumps(obj)
     stream.write(struct.pack("<Q", len(data)) + data)
@@ -63,12 +159,27 @@ def _recv(stream: Any) -> Any:
     return pickle.loads(stream.read(struct.unpack("<Q", head)[0]))
 
 
+def bound_memory(limit_bytes: int) -> tuple[str, _Cap]:
+    """Bound this process (a worker) for queries that may grow by at most limit_bytes: SQLite's heap limit and
+    the kernel cap; returns DuckDB's memory_limit to open databases with, and the cap."""
+    engine_limit = int(DUCKDB_SHARE * limit_bytes)
+    con = sqlite3.connect(":memory:")
+    try:  # process-wide: every SQLite connection of this worker
+        con.execute(f"PRAGMA hard_heap_limit = {engine_limit}")
+    finally:
+        con.close()
+    check_sql("SELECT 1", set())  # the parser's own database opens before the cap (infrastructure)
+    return f"{engine_limit}B", _Cap(int(CAP_SHARE * limit_bytes))
+
+
 def main() -> None:
     """The worker process (python -m eval.isolation): one sandbox per database file, one query at a time,
     requests on stdin and results on stdout, until stdin closes."""
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write to the result pipe
     sandbox_kwargs = _recv(stdin)
+    sandbox_kwargs["memory_limit"], cap = bound_memory(sandbox_kwargs.pop("memory_bytes"))
+    _send(stdout, READY)  # the caller measures a query's memory from here, not from the interpreter's start
     boxes: dict[tuple[str, str], Sandbox | SqliteSandbox] = {}
     while True:
         try:
@@ -78,15 +189,21 @@ def main() -> None:
         try:
             box = boxes.get((engine, path))
             if box is None:
-                if engine == "sqlite":
-                    box = SqliteSandbox(path, max_result_bytes=sandbox_kwargs["max_result_bytes"])
-                else:
-                    box = Sandbox(path, **sandbox_kwargs)
+                with cap.lifted():
+                    if engine == "sqlite":
+                        box = SqliteSandbox(path, max_result_bytes=sandbox_kwargs["max_result_bytes"])
+                    else:
+                        box = Sandbox(path, **sandbox_kwargs)
                 boxes[(engine, path)] = box
             result = box.execute(sql, max_rows=max_rows, timeout_s=timeout_s)
+        except MemoryError:
+            result = ExecutionResult("rejected", error="the query needed more memory than its limit")
         except Exception as e:  # noqa: BLE001 - opening the database failed: an answer, not a dead worker
             result = ExecutionResult("error", error=f"the database could not be opened ({type(e).__name__})")
-        _send(stdout, result)
+        retire = cap.retire()
+        _send(stdout, (result, retire))
+        if retire:
+            return
 
 
 class _Worker:
@@ -96,10 +213,20 @@ class _Worker:
         self.process = subprocess.Popen([sys.executable, "-m", "eval.isolation"], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.pid = self.process.pid
+        self.started = False  # READY received
         _send(self.process.stdin, sandbox_kwargs)
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def wait_started(self, wait_s: float) -> bool:
+        """Whether the worker is started and bounded (it imports DuckDB first: seconds on a busy CPU)."""
+        if not self.started:
+            try:
+                self.started = self.ready(wait_s) and self.recv() == READY
+            except (EOFError, OSError, pickle.UnpicklingError):
+                return False
+        return self.started
 
     def send(self, request: tuple) -> None:
         _send(self.process.stdin, request)
@@ -128,14 +255,17 @@ class IsolatedExecutor:
         self.memory_limit = memory_limit
         self.memory_bytes = parse_size(memory_limit)
         self.grace_s = grace_s
-        self._kwargs = {"memory_limit": memory_limit, "max_result_bytes": max_result_bytes, "threads": 1}
+        self._kwargs = {"memory_bytes": self.memory_bytes, "max_result_bytes": max_result_bytes, "threads": 1}
         self._size = workers
         self._idle: queue.Queue[_Worker | None] = queue.Queue()
         for _ in range(workers):
             self._idle.put(None)  # a place; its process starts on first use
         self._closed = False
         self._lock = threading.Lock()
-        self.killed = 0  # workers killed at a deadline or a memory cap (for tests and logs)
+        self.killed = 0  # workers killed at a deadline or a memory cap, or retired (for tests and logs)
+        # RSS growth of the latest query's worker at its peak (the kernel's VmHWM; sampled where there is
+        # none), in bytes: what the memory limit bounds (for tests, logs and benchmarks/hostile_memory.py).
+        self.last_peak_bytes = 0
 
     def execute(self, db_path: str | Path, sql: str, *, max_rows: int, timeout_s: float,
                 engine: str = "duckdb") -> ExecutionResult:
@@ -147,36 +277,58 @@ class IsolatedExecutor:
                 return ExecutionResult("error", error="the server is shutting down")
             if worker is None or not worker.alive():
                 worker = _Worker(self._kwargs)
-            result, worker = self._run(worker, (engine, str(db_path), sql, max_rows, timeout_s), timeout_s, start)
+            if not worker.wait_started(START_S):
+                worker.kill()
+                worker = None
+                return ExecutionResult("error", error=f"the SQL worker did not start within {START_S:g} s")
+            result, worker = self._run(worker, (engine, str(db_path), sql, max_rows, timeout_s), timeout_s)
+            if worker is None and not self._closed:
+                worker = _Worker(self._kwargs)  # the replacement starts now, not when the next query comes
         finally:
             self._idle.put(worker)
         result.error = _PATH.sub("<path>", result.error)  # "cannot open /home/...": not the client's business
         result.elapsed_s = time.perf_counter() - start
         return result
 
-    def _run(self, worker: _Worker, request: tuple, timeout_s: float,
-             start: float) -> tuple[ExecutionResult, _Worker | None]:
+    def _run(self, worker: _Worker, request: tuple, timeout_s: float) -> tuple[ExecutionResult, _Worker | None]:
+        """The request on a started worker; the worker back, or None when it was stopped."""
         baseline = _rss(worker.pid)
-        deadline = start + timeout_s + self.grace_s
-        peak = baseline
+        exact = _reset_peak(worker.pid)
+        deadline = time.perf_counter() + timeout_s + self.grace_s
+        sampled = baseline
+
+        def peak() -> int:
+            high = _status(worker.pid).get("VmHWM", 0) if exact else 0
+            return max(high, sampled) - baseline
+
         try:
             worker.send(request)
             while True:
                 if worker.ready(POLL_S):
-                    return worker.recv(), worker
-                peak = max(peak, _rss(worker.pid))
-                if peak - baseline > self.memory_bytes:
-                    worker.kill()
-                    self.killed += 1
+                    result, retire = worker.recv()
+                    self.last_peak_bytes = peak()
+                    if retire:
+                        self._stop(worker)
+                        return result, None
+                    return result, worker
+                sampled = max(sampled, _rss(worker.pid))
+                if sampled - baseline > POLL_SHARE * self.memory_bytes:
+                    self.last_peak_bytes = peak()
+                    self._stop(worker)
                     return ExecutionResult("rejected", error=f"stopped: the query needed more than "
                                            f"{self.memory_limit} of memory"), None
                 if time.perf_counter() > deadline:
-                    worker.kill()
-                    self.killed += 1
+                    self.last_peak_bytes = peak()
+                    self._stop(worker)
                     return ExecutionResult("timeout", error=f"stopped after {timeout_s:g} s"), None
         except (EOFError, OSError, pickle.UnpicklingError):  # the worker died (the OS killed it, or a crash)
             worker.kill()
+            self.last_peak_bytes = sampled - baseline
             return ExecutionResult("rejected", error="the query stopped its worker (out of memory?)"), None
+
+    def _stop(self, worker: _Worker) -> None:
+        worker.kill()
+        self.killed += 1
 
     def warm(self) -> None:
         """Start every worker now (a fresh interpreter importing duckdb takes a while on a busy CPU)."""

@@ -18,7 +18,10 @@ What sqlft guarantees, whatever the role may do (each is a separate layer):
     statement and anything that is not a query (COPY, SET, CALL, DO, DDL), data-modifying WITH included;
   - in a READ ONLY transaction (also the session default), with statement_timeout, lock_timeout and
     idle_in_transaction_session_timeout; always rolled back, then DISCARD ALL before the connection is reused;
-  - rows are fetched in chunks up to max_rows + 1 and max_result_bytes, then the query is cancelled;
+  - rows are fetched in chunks up to max_rows + 1 and max_result_bytes, then the query is cancelled; the
+    server itself counts the bytes it sends (a running sum over each row's text) and stops the query with an
+    error before a row would pass max_result_bytes: a chunk, or one value (repeat('x', 500000000)), never
+    reaches sqlft's memory whole (issue 15);
   - a bounded pool: past pool_size queries at once, execute() raises PoolBusy (serve answers 429).
 What only the role can guarantee: that user-defined functions or views reached by an allowed query do nothing
 outside the database, and which rows and columns may be read. Connect with a role that has SELECT grants only.
@@ -63,6 +66,8 @@ _WRITES = (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create, exp.Drop, 
 
 DEFAULT_MAX_RESULT_BYTES = 50_000_000
 _CURSOR = "sqlft_result"  # the server-side cursor each query runs in
+_BYTES = "sqlft_result_bytes_"  # the running byte count the server adds as a last column (dropped here)
+_TOO_BIG = "sqlft: result larger than its byte budget"  # in the error the server raises past it
 
 
 class PostgresError(ValueError):
@@ -320,6 +325,8 @@ class PostgresSandbox:
                 pg_errors.FeatureNotSupported) as err:
             return done("rejected", _message(err))
         except psycopg.Error as err:
+            if _TOO_BIG in str(err):  # the server's own byte count (bounded())
+                return done("error", f"result larger than {self.max_result_bytes} bytes")
             return done("error", _message(err))
         if too_big:
             return done("error", f"result larger than {self.max_result_bytes} bytes")
@@ -331,7 +338,8 @@ class PostgresSandbox:
             cur.execute(f"SET LOCAL statement_timeout = {_ms(timeout_s)}")  # opens the READ ONLY transaction
             # Extended protocol (binary=True forces it; DECLARE returns no rows): one statement, and DECLARE
             # takes only a query. NO SCROLL: rows are produced as they are fetched, never all at once.
-            cur.execute(f"DECLARE {_CURSOR} NO SCROLL CURSOR FOR {statement}", binary=True)  # type: ignore[arg-type]
+            cur.execute(f"DECLARE {_CURSOR} NO SCROLL CURSOR FOR {bounded(statement, self.max_result_bytes)}",
+                        binary=True)  # type: ignore[arg-type]
             rows: list[tuple] = []
             size, too_big = 0, False
             # Chunked fetching needs libpq >= 17 (psycopg's binary wheels bundle it); older: row by row.
@@ -339,6 +347,7 @@ class PostgresSandbox:
             # FETCH is the statement that runs the query: statement_timeout bounds it. Streaming in chunks
             # bounds client memory; leaving the loop early cancels the rest on the server.
             for row in cur.stream(f"FETCH FORWARD {max_rows + 1} FROM {_CURSOR}", size=chunk):  # type: ignore[arg-type]
+                row = row[:-1]  # without the server's byte count
                 rows.append(row)
                 size += sum(_value_size(v) for v in row)
                 if size > self.max_result_bytes:
@@ -346,7 +355,7 @@ class PostgresSandbox:
                     break
                 if len(rows) > max_rows:
                     break
-            columns = [d.name for d in cur.description or []]
+            columns = [d.name for d in cur.description or []][:-1]
         return columns, rows[:max_rows], len(rows) > max_rows, too_big
 
     @property
@@ -365,6 +374,17 @@ class PostgresSandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def bounded(statement: str, max_bytes: int) -> str:
+    """`statement` as a subquery the server stops, with an error naming _TOO_BIG, before the rows it has sent
+    would pass max_bytes (counted as each row's text). Rows come in the statement's order (a window without
+    ORDER BY keeps it; the subquery is not flattened) with the running count as an extra last column;
+    the count is computed as rows are fetched, so a billion-row query still stops after max_rows + 1.
+    The THEN branch depends on the row: a constant there would be evaluated, and raise, at planning."""
+    return (f"SELECT sqlft_r.* FROM (SELECT sqlft_q.*, sum(octet_length(sqlft_q::text)) OVER "
+            f"(ROWS UNBOUNDED PRECEDING) AS {_BYTES} FROM (\n{statement}\n) AS sqlft_q) AS sqlft_r "
+            f"WHERE (CASE WHEN {_BYTES} > {int(max_bytes)} THEN ('{_TOO_BIG} ' || {_BYTES})::int END) IS NULL")
 
 
 def _configure(conn: psycopg.Connection) -> None:

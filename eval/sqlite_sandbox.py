@@ -449,6 +449,8 @@ class SqliteSandbox:
                 return done("timeout", f"stopped after {timeout_s:g} s")
             if denied:
                 return done("rejected", denied[0])
+            if isinstance(e, MemoryError):  # SQLite's hard_heap_limit or the worker's cap (eval/isolation.py)
+                return done("rejected", "the query needs more memory than its limit")
             return done("error", str(e) or type(e).__name__)
         finally:
             self._disarm(con, cursor)

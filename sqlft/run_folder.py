@@ -34,26 +34,33 @@ class NotARunError(FileNotFoundError):
     """A folder given as a run that is none: the message says what a run folder holds."""
 
 
+def _inside(name: str) -> property:
+    """A path inside the run folder (a property of RunFolder)."""
+    def path(self: "RunFolder") -> Path:
+        return self.path / name
+    return property(path, doc=f"RUN/{name}")
+
+
 @dataclass(frozen=True)
 class RunFolder:
     """Paths inside one run folder (nothing is read or created by building one)."""
     path: Path
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
 
-    config_file = property(lambda self: self.path / CONFIG)
-    adapter = property(lambda self: self.path / "adapter")
-    model = property(lambda self: self.path / "model")  # a full fine-tune's weights
-    checkpoints = property(lambda self: self.path / "checkpoints")
-    logs = property(lambda self: self.path / "logs")
-    metrics = property(lambda self: self.path / "metrics.json")
-    loss_plot = property(lambda self: self.path / "loss.png")
-    data_report = property(lambda self: self.path / "data_report.json")
-    sample_prompts = property(lambda self: self.path / "sample_prompts.json")
-    validation = property(lambda self: self.path / "validation.jsonl")
-    merged = property(lambda self: self.path / "merged")
-    quickstart = property(lambda self: self.path / "quickstart.json")
+    config_file = _inside(CONFIG)
+    adapter = _inside("adapter")
+    model = _inside("model")  # a full fine-tune's weights
+    checkpoints = _inside("checkpoints")
+    logs = _inside("logs")
+    metrics = _inside("metrics.json")
+    loss_plot = _inside("loss.png")
+    data_report = _inside("data_report.json")
+    sample_prompts = _inside("sample_prompts.json")
+    validation = _inside("validation.jsonl")
+    merged = _inside("merged")
+    quickstart = _inside("quickstart.json")
 
     def weights(self, method: str) -> Path:
         """Where training writes the result of model.method: model/ for full fine-tuning, adapter/ otherwise."""

@@ -163,6 +163,41 @@ def test_result_bytes_are_capped_while_fetching(reader_url):
         assert box.execute("SELECT count(*) FROM big").rows == [(1000,)]  # the connection is fine afterwards
 
 
+def _peak_growth(run):
+    """run() and how far this process's RSS rose above its start meanwhile (the kernel's VmHWM, reset first)."""
+    def field(name):
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(name + ":"))
+    before = field("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    result = run()
+    return result, field("VmHWM") - before
+
+
+HOSTILE_SIZES = [  # issue 15's memory examples on PostgreSQL: one huge value, or many rows a chunk would hold
+    ("repeat_50M", "SELECT repeat('x', 50000000)"),
+    ("lpad_50M", "SELECT lpad('x', 50000000)"),
+    ("format_width_50M", "SELECT format('%50000000s', 'x')"),
+    ("string_doubling_cte", "WITH RECURSIVE r(s) AS (SELECT 'x' UNION ALL SELECT s || s FROM r WHERE length(s) < "
+     "50000000) SELECT s FROM r ORDER BY length(s) DESC LIMIT 1"),
+    ("rows_of_100kB", "SELECT repeat('x', 100000) || a.n FROM big a, big b"),  # 500-row chunks: 50 MB each
+]
+
+
+@pytest.mark.parametrize("sql", [sql for _, sql in HOSTILE_SIZES], ids=[name for name, _ in HOSTILE_SIZES])
+def test_hostile_sizes_are_stopped_by_the_server(reader_url, sql):
+    """The server counts the bytes it sends and stops the query before they pass max_result_bytes: no value and
+    no chunk reaches this process whole (before, repeat('x', 50000000) arrived in full, then was refused)."""
+    with PostgresSandbox(reader_url, timeout_s=5, max_result_bytes=1_000_000, pool_size=1) as box:
+        assert box.execute("SELECT 1").status == "ok"
+        r, growth = _peak_growth(lambda: box.execute(sql))
+        assert r.status in ("error", "timeout"), r
+        assert r.status == "timeout" or r.error == "result larger than 1000000 bytes", r.error
+        assert growth < 16_000_000, f"this process grew by {growth:,} bytes"
+        assert box.execute("SELECT n FROM big ORDER BY n DESC LIMIT 2").rows == [(1000,), (999,)]
+
+
 def test_timeouts_statement_and_lock(cluster, reader_url):
     with PostgresSandbox(reader_url, timeout_s=0.5, lock_timeout_s=0.3, pool_size=1) as box:
         r = box.execute("SELECT pg_sleep(30)")
