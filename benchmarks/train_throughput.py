@@ -1,17 +1,17 @@
 """Training throughput, variants side by side in one run, on ../shared/data/spider_train (or --data demo:train).
 
-    python benchmarks/train_throughput.py [--compare packing|head|method|memory] [--steps 12] [--rounds 2]
+    python benchmarks/train_throughput.py [--compare packing|head|method|memory|microbatch] [--steps 12] [--rounds 2]
                                           [--precision auto] [--data FILE|demo:train] [--out FILE.json]
 
 --compare packing: packing vs the seed tutorials' setup (no packing, every row padded to max_length), on the
   default config (embedded SmolLM2-135M, LoRA).
 --compare head: the Spider recipe (configs/smollm2-135m-spider-cpu.yaml: LoRA, 4 x 768 packed tokens per step, no
-  activation checkpointing) as shipped (LM head on the answer positions only, sqlft.lm_head; no LoRA dropout;
-  micro-batch 2) vs sqlft before issue 10 (TRL's head on every position plus its entropy/accuracy metrics, LoRA
-  dropout 0.05, micro-batch 4).
+  activation checkpointing) as shipped (LM head on the answer positions only, sqlft.lm_head; 1 row per forward,
+  4 accumulation steps) vs sqlft before issue 10 (TRL's head on every position plus its entropy/accuracy metrics,
+  4 rows per forward).
 --compare method: the quickstart config in LoRA vs QLoRA NF4 (use --data demo:train --max-length 384).
---compare memory: the Spider recipe (micro-batch 2 x 2 accumulation steps, no LoRA dropout) vs LoRA dropout 0.05,
-  a micro-batch of 4 and a micro-batch of 1 x 4.
+--compare memory: the Spider recipe (micro-batch 1 x 4 accumulation steps, LoRA dropout 0.05) vs no LoRA dropout,
+  micro-batches of 2 x 2 and of 4.
 --compare microbatch: the quickstart config with micro-batches of 4, 2 x 2 and 1 x 4 (--data demo:train).
 Variants alternate A, B, A, B ... so that a noisy, shared machine slows both alike. Each run is a fresh process (so
 peak RSS is its own). Reported: the machine, real (non-padding) tokens/s, s/step, peak RSS, and the ratios.
@@ -37,9 +37,8 @@ COMPARISONS = {  # name -> (config, {variant: overrides}); the first variant is 
         "padded_to_max_length": ["data.packing=false", "data.pad_to_max_length=true"]}),
     "head": (SPIDER_RECIPE, {
         "label_only_head": ["train.token_metrics=false"],
-        # sqlft before issue 10: TRL's head on every position with its token metrics, and LoRA dropout 0.05
-        "before_full_head_dropout_0.05_microbatch_4": ["train.token_metrics=true", "lora.dropout=0.05",
-                                                      "train.batch_size=4", "train.grad_accum=1"]}),
+        # sqlft before issue 10: TRL's head on every position with its token metrics, 4 rows per forward
+        "before_full_head_microbatch_4": ["train.token_metrics=true", "train.batch_size=4", "train.grad_accum=1"]}),
     # The quickstart's method: QLoRA dequantizes every 4-bit weight in each forward and backward, which on a CPU
     # costs more time than it saves memory for a 135M model (run with --data demo:train --max-length 384).
     "method": (DEMO, {
@@ -49,14 +48,9 @@ COMPARISONS = {  # name -> (config, {variant: overrides}); the first variant is 
     # backward; the micro-batch (rows per forward) sets how many activations are held; the optimizer step is 4 rows.
     "memory": (SPIDER_RECIPE, {
         "recipe": [],
-        "lora_dropout_0.05": ["lora.dropout=0.05"],
-        "microbatch_4": ["train.batch_size=4", "train.grad_accum=1"],
-        "microbatch_1_accum_4": ["train.batch_size=1", "train.grad_accum=4"]}),
-    # LoRA dropout 0.05 (the recipe's accuracy was measured with it) at micro-batches of 2 and 1.
-    "dropout": (SPIDER_RECIPE, {
-        "dropout_0.05_microbatch_2": ["lora.dropout=0.05"],
-        "dropout_0.05_microbatch_1_accum_4": ["lora.dropout=0.05", "train.batch_size=1", "train.grad_accum=4"],
-        "dropout_0_microbatch_2": ["lora.dropout=0"]}),
+        "lora_dropout_0": ["lora.dropout=0"],
+        "microbatch_2_accum_2": ["train.batch_size=2", "train.grad_accum=2"],
+        "microbatch_4": ["train.batch_size=4", "train.grad_accum=1"]}),
     # The same micro-batch choice on the quickstart config (run with --data demo:train --max-length 384).
     "microbatch": (DEMO, {
         "microbatch_4": ["train.batch_size=4", "train.grad_accum=1"],

@@ -30,7 +30,6 @@ from sqlft.config import Config, ConfigError, load_config, save_config
 from sqlft.data import build_training_data, held_out_sql_rows, to_hf_dataset
 from sqlft.formats import DataError
 from sqlft.lm_head import use_label_only_head
-from sqlft.memory import ReturnFreedMemory
 from sqlft.modeling import (add_lora, check_device_options, has_gpu, load_base_model, load_tokenizer, memory_mb,
                             parameter_counts, resolve_max_length)
 from sqlft.run_folder import RunFolder
@@ -231,8 +230,6 @@ def build_trainer(config: Config, model, tokenizer, data, run_dir: Path, args=No
     evaluate = args.eval_strategy != "no"
     early_stop = args.load_best_model_at_end
     callbacks = [StopOnNonFiniteLoss()]
-    if not has_gpu():
-        callbacks.append(ReturnFreedMemory())  # sqlft.memory: resident memory otherwise grows with packed rows
     if early_stop:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience))
     trainer = SFTTrainer(model=model, args=args, train_dataset=to_hf_dataset(data.train),
