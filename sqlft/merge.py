@@ -9,9 +9,11 @@ answer token the merged model must pick the same next token, and its logits must
 the adapter's. Anything else fails the merge loudly.
 
 Why not compare generated text: in 16 bits two candidate tokens are often tied or nearly so (bf16 logits step by
-1/16 at magnitude 16), and W + BA rounded once picks differently from W and BA rounded apart, so correct merges
-failed now and then (1 of 4 prompts in a `sqlft quickstart` on an AVX512-BF16 CPU). A choice that differs where the
-adapter's own margin is within the measured deviation is such a tie; a wrong merge moves logits by whole units.
+1/16 at magnitude 16), and any change in rounding (W + BA rounded once instead of apart, another batch shape while
+decoding) can flip a greedy choice and everything after it. A correct merge failed a `sqlft quickstart` that way
+(1 of 4 prompts on an AVX512-BF16 CPU; followed token by token, the same merge agreed everywhere). A choice that
+differs where the adapter's own margin is within the measured deviation is such a tie; a wrong merge moves logits
+by whole units.
 """
 
 import argparse
