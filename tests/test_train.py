@@ -176,9 +176,8 @@ def test_a_16_bit_merge_passes_its_check_and_a_wrong_merge_fails_it(tiny_model_d
     from safetensors.torch import load_file, save_file
 
     from sqlft.generate import InferenceModel
-    from sqlft.merge import MergeMismatch, reference_answers, verify_merge
+    from sqlft.merge import MergeMismatch, merge, reference_answers, verify_merge
     from sqlft.run_folder import open_run
-    from sqlft.merge import merge
     from sqlft.train import train
 
     run_dir = train(tiny_config(tiny_model_dir, sql_jsonl, tmp_path / "run"))
