@@ -1,6 +1,7 @@
 """Training throughput, variants side by side in one run, on ../shared/data/spider_train (or --data demo:train).
 
-    python benchmarks/train_throughput.py [--compare packing|head|method|memory|microbatch] [--steps 12] [--rounds 2]
+    python benchmarks/train_throughput.py [--compare packing|head|method|memory|microbatch|shapes] [--steps 12]
+                                          [--rounds 2]
                                           [--precision auto] [--data FILE|demo:train] [--out FILE.json]
 
 --compare packing: packing vs the seed tutorials' setup (no packing, every row padded to max_length), on the
@@ -13,6 +14,8 @@
 --compare memory: the Spider recipe (micro-batch 1 x 4 accumulation steps, LoRA dropout 0.05) vs no LoRA dropout,
   micro-batches of 2 x 2 and of 4.
 --compare microbatch: the quickstart config with micro-batches of 4, 2 x 2 and 1 x 4 (--data demo:train).
+--compare shapes: the Spider recipe with packed rows rounded up to a multiple of 64 tokens (shipped) vs their exact
+  lengths (data.pad_packed_to_multiple_of=0); run it with --steps 16 or more, as the memory grows with the steps.
 Variants alternate A, B, A, B ... so that a noisy, shared machine slows both alike. Each run is a fresh process (so
 peak RSS is its own). Reported: the machine, real (non-padding) tokens/s, s/step, peak RSS, and the ratios.
 """
@@ -56,6 +59,10 @@ COMPARISONS = {  # name -> (config, {variant: overrides}); the first variant is 
         "microbatch_4": ["train.batch_size=4", "train.grad_accum=1"],
         "microbatch_2_accum_2": ["train.batch_size=2", "train.grad_accum=2"],
         "microbatch_1_accum_4": ["train.batch_size=1", "train.grad_accum=4"]}),
+    # Resident memory over many steps: each distinct row length adds kernels to oneDNN's primitive cache on a CPU.
+    "shapes": (SPIDER_RECIPE, {
+        "rounded_to_64": ["data.pad_packed_to_multiple_of=64"],
+        "exact_lengths": ["data.pad_packed_to_multiple_of=0"]}),
 }
 
 

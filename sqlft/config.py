@@ -76,6 +76,10 @@ class DataConfig:
     val_dbs: list[str] = field(default_factory=list)  # hold out exactly these databases (a fixed test set)
     packing: bool = False  # pack several examples per row (no padding tokens) instead of one padded row each
     pad_to_max_length: bool = False  # unpacked rows padded to max_length (the seed tutorials' way) not the longest
+    # Packed rows' lengths rounded up to a multiple of this (0: not rounded). On a CPU every new input shape adds
+    # kernels to oneDNN's primitive cache, which keeps them: with exact lengths resident memory grew ~30 MB a step
+    # (Spider recipe); rounded to 64, ~4 MB and no slower (benchmarks/RESULTS.md, issue 10).
+    pad_packed_to_multiple_of: int = 64
     num_records: int = 0  # total training records after mixing (0: all)
     seed: int = 0  # for mixing and splitting
 
@@ -378,6 +382,9 @@ def _check_values(config: Config) -> list[str]:
         problems.append(f"'train.warmup_steps' is {t.warmup_steps}; it must be >= 0")
     if t.eval_batch_size < 0 or config.data.preprocessing_workers < 0:
         problems.append("'train.eval_batch_size' and 'data.preprocessing_workers' must be >= 0")
+    if config.data.pad_packed_to_multiple_of < 0:
+        problems.append(f"'data.pad_packed_to_multiple_of' is {config.data.pad_packed_to_multiple_of}; it must be "
+                        ">= 0 (0: packed rows keep their exact length)")
     if config.train.batch_size < 1 or config.train.grad_accum < 1:
         problems.append("'train.batch_size' and 'train.grad_accum' must be >= 1")
     if config.model.adapter and config.model.method == "full":

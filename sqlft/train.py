@@ -210,9 +210,7 @@ def training_args(config: Config, run_dir: Path, data):
         data_seed=t.seed,
         max_length=config.data.max_length,
         packing=config.data.packing,
-        # Unpacked batches pad to the longest example, or to max_length as the seed tutorials do (benchmarks).
-        pad_to_multiple_of=config.data.max_length if config.data.pad_to_max_length and not config.data.packing
-        else None,
+        pad_to_multiple_of=row_length_multiple(config.data),
         completion_only_loss=True,  # the completion_mask that sqlft.data built for data.loss
         dataset_num_proc=config.data.preprocessing_workers or None,
         include_num_input_tokens_seen="non_padding",
@@ -220,6 +218,14 @@ def training_args(config: Config, run_dir: Path, data):
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
+
+
+def row_length_multiple(data) -> int | None:
+    """Packed rows: rounded up to data.pad_packed_to_multiple_of (a few shapes, not one per length). Unpacked batches:
+    the longest example's length, or max_length as the seed tutorials pad (benchmarks/train_throughput.py)."""
+    if data.packing:
+        return data.pad_packed_to_multiple_of or None
+    return data.max_length if data.pad_to_max_length else None
 
 
 def build_trainer(config: Config, model, tokenizer, data, run_dir: Path, args=None):

@@ -153,3 +153,28 @@ def test_services_that_are_not_here_fail_before_training(monkeypatch):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     with pytest.raises(ConfigError, match="push_to_hub needs the Hugging Face hub.*HF_HUB_OFFLINE"):
         check_services(load_config(None, ["train.push_to_hub=true"]))
+
+
+def test_packed_rows_are_rounded_to_a_few_lengths(tmp_path):
+    """Packed rows are padded up to data.pad_packed_to_multiple_of (64): on a CPU every distinct row length adds
+    kernels to oneDNN's cache, which is what made resident memory grow step after step."""
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from sqlft.train import training_args
+
+    def args(*overrides):
+        return training_args(load_config(None, ["data.max_length=256", "train.report_to=none", *overrides]),
+                             tmp_path, SimpleNamespace(validation=[]))
+
+    packed = args("data.packing=true")
+    assert packed.pad_to_multiple_of == 64
+    # TRL's padding-free collator (what packing uses) with that setting: 50 + 30 tokens become one 128-token row.
+    collate = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True,
+                                              pad_to_multiple_of=packed.pad_to_multiple_of)
+    batch = collate([{"input_ids": list(range(1, 51))}, {"input_ids": list(range(1, 31))}])
+    assert batch["input_ids"].shape == (1, 128) and (batch["labels"][0, 80:] == -100).all()
+    assert args("data.packing=true", "data.pad_packed_to_multiple_of=0").pad_to_multiple_of is None
+    assert args("data.packing=false").pad_to_multiple_of is None  # unpacked: the longest example's length
+    assert args("data.packing=false", "data.pad_to_max_length=true").pad_to_multiple_of == 256
+    with pytest.raises(ConfigError, match="pad_packed_to_multiple_of' is -1"):
+        load_config(None, ["data.pad_packed_to_multiple_of=-1"])

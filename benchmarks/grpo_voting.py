@@ -1,0 +1,141 @@
+"""Issue 11's table: SFT, SFT then GRPO, and SFT for the same total time, each greedy and with voting over executed
+results at N = 4 and 8, on Spider's held-out whole databases (synthesized instances) and on the demo set's real
+defog databases. Every row is a real `sqlft eval` run in its own process.
+
+    python benchmarks/grpo_voting.py --row "SFT recipe=runs/spider-sft" --row "SFT then GRPO=runs/spider-grpo" \
+        --row "SFT, same total time=runs/spider-sft-long" --spider runs/spider-sft/validation.jsonl \
+        --limit 200 --vote-limit 100 --out runs/grpo-voting
+
+Voting at N = 8 samples 7 answers beside the greedy one. N = 4 reuses the greedy answer and the first 3 of those 7
+samples (eval samples them one after the other with a fixed seed, so they are what an N = 4 run draws too; its
+predictions are scored by `sqlft eval --candidates 4 --vote`); its generation seconds are derived: greedy + 3/7 of
+the sampling time of the N = 8 run. Voting rows score the first --vote-limit questions; the greedy figures on the
+same questions (read from the greedy run's results) are printed beside them. A row whose OUT/.../report.json exists is read, not run again.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: sqlft
+from machine import print_machine  # noqa: E402
+
+from sqlft.run_folder import RunFolder  # noqa: E402
+
+
+def sqlft_eval(model: str, data: str, out: Path, limit: int, extra: list[str]) -> dict:
+    report = out / "report.json"
+    if not report.is_file():
+        command = [sys.executable, "-m", "sqlft.cli", "eval", model, "--data", data, "--out", str(out),
+                   "--limit", str(limit), *extra]
+        print("$ sqlft " + " ".join(command[3:]), flush=True)
+        started = time.perf_counter()
+        subprocess.run(command, check=True)
+        (out / "wall_s.txt").write_text(f"{time.perf_counter() - started:.1f}\n")
+    return json.loads(report.read_text())
+
+
+def derive_vote4(vote8: Path, vote4: Path) -> None:
+    """vote4/predictions.jsonl: the greedy answer and the first 3 samples of each N = 8 line, with the settings file
+    that `sqlft eval --candidates 4 --vote` expects, so that it scores them without generating."""
+    if (vote4 / "predictions.jsonl").is_file():
+        return
+    vote4.mkdir(parents=True, exist_ok=True)
+    meta = json.loads((vote8 / "generation.json").read_text())
+    assert meta["fingerprint"]["decoding"]["candidates"] == 8, meta
+    meta["fingerprint"]["decoding"]["candidates"] = 4
+    lines = []
+    for text in (vote8 / "predictions.jsonl").read_text().splitlines():
+        line = json.loads(text)
+        line["candidates"] = line["candidates"][:3]
+        lines.append(json.dumps(line, ensure_ascii=False))
+    (vote4 / "predictions.jsonl").write_text("\n".join(lines) + "\n")
+    (vote4 / "generation.json").write_text(json.dumps(meta, indent=2))
+
+
+def greedy_subset(greedy: Path, voted: Path) -> dict:
+    """The greedy run's figures on the questions a voting run scored (its first --vote-limit): the same answers,
+    so they are read from its results rather than generated again."""
+    ids = {json.loads(line)["id"] for line in (voted / "results.jsonl").read_text().splitlines()}
+    statuses = [json.loads(line)["status"] for line in (greedy / "results.jsonl").read_text().splitlines()
+                if json.loads(line)["id"] in ids]
+    seconds = sum(json.loads(line).get("seconds", 0.0) for line in
+                  (greedy / "predictions.jsonl").read_text().splitlines() if json.loads(line)["id"] in ids)
+    counts = {"match": statuses.count("match"), "gold_error": statuses.count("gold_error"), "total": len(statuses)}
+    scored = counts["total"] - counts["gold_error"]
+    return {"counts": counts, "execution_accuracy": counts["match"] / scored if scored else 0.0,
+            "generation": {"total_s": seconds}}
+
+
+def generation_s(report: dict) -> float:
+    return report["generation"]["total_s"]
+
+
+def n(report: dict) -> int:
+    return report["counts"]["total"]
+
+
+def cell(report: dict) -> str:
+    c = report["counts"]
+    return f"**{100 * report['execution_accuracy']:.1f}%** ({c.get('match', 0)}/{c['total'] - c.get('gold_error', 0)})"
+
+
+def voting_cell(report: dict) -> str:
+    v = report["voting"]
+    return (f"changed {v['changed']} ({v['changed_and_correct']} to right), {v['candidates_ran_mean']} of "
+            f"{v['candidates']} ran, none on {v['none_ran']}")
+
+
+def suite_rows(name: str, model: str, data: str, args, extra: list[str]) -> list[str]:
+    out = Path(args.out) / name
+    greedy = sqlft_eval(model, data, out / "greedy", args.limit, extra)
+    rows = [f"| greedy | {n(greedy)} | {cell(greedy)} | {generation_s(greedy):.0f} | - |"]
+    if not args.vote_limit:
+        return rows
+    vote8 = sqlft_eval(model, data, out / "vote8", args.vote_limit, [*extra, "--candidates", "8", "--vote"])
+    covered = n(greedy) == n(vote8)  # the set has no more questions than the voting rows score
+    same = greedy if covered else greedy_subset(out / "greedy", out / "vote8")
+    derive_vote4(out / "vote8", out / "vote4")
+    vote4 = sqlft_eval(model, data, out / "vote4", args.vote_limit, [*extra, "--candidates", "4", "--vote"])
+    sampling = generation_s(vote8) - generation_s(same)
+    rows += [] if covered else [
+        f"| greedy, same questions | {n(same)} | {cell(same)} | {generation_s(same):.0f} | - |"]
+    rows += [f"| vote N = 4 | {n(vote4)} | {cell(vote4)} | ~{generation_s(same) + 3 / 7 * sampling:.0f} "
+             f"(derived) | {voting_cell(vote4)} |",
+             f"| vote N = 8 | {n(vote8)} | {cell(vote8)} | {generation_s(vote8):.0f} | {voting_cell(vote8)} |"]
+    return rows
+
+
+def training(model: str) -> str:
+    m = RunFolder(Path(model)).read_metrics()
+    return f"{m['train_runtime_s'] / 60:.1f} min, {m.get('tokens_per_s', '-')} tokens/s" if m else "-"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--row", action="append", required=True, help="LABEL=RUN_FOLDER, one per model")
+    parser.add_argument("--spider", help="held-out Spider records (RUN/validation.jsonl of the SFT run)")
+    parser.add_argument("--demo", default="demo:eval", help="real-database eval set ('' to skip)")
+    parser.add_argument("--limit", type=int, default=200, help="greedy rows: first N questions (0: all)")
+    parser.add_argument("--vote-limit", type=int, default=100, help="voting rows: first N questions (0: no voting)")
+    parser.add_argument("--out", default="runs/grpo-voting")
+    args = parser.parse_args()
+    machine = print_machine("auto")
+    suites = [(s, d) for s, d in (("spider", args.spider), ("demo", args.demo)) if d]
+    lines = [f"machine: {machine}"]
+    for label, model in (r.split("=", 1) for r in args.row):
+        for suite, data in suites:
+            lines += [f"\n**{label}** (`{model}`, training {training(model)}) on {suite} ({data})\n",
+                      "| decoding | questions | EX | generation s | voting |", "|---|---|---|---|---|",
+                      *suite_rows(f"{Path(model).name}/{suite}", model, data, args, [])]
+            print("\n".join(lines[-4:]), flush=True)
+    text = "\n".join(lines)
+    print(text)
+    (Path(args.out) / "table.md").write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
