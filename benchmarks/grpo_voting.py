@@ -121,6 +121,7 @@ def main() -> None:
     parser.add_argument("--demo", default="demo:eval", help="real-database eval set ('' to skip)")
     parser.add_argument("--limit", type=int, default=200, help="greedy rows: first N questions (0: all)")
     parser.add_argument("--vote-limit", type=int, default=100, help="voting rows: first N questions (0: no voting)")
+    parser.add_argument("--batch-size", type=int, default=64, help="prompts per generation batch (the recipes' 64)")
     parser.add_argument("--out", default="runs/grpo-voting")
     args = parser.parse_args()
     machine = print_machine("auto")
@@ -130,7 +131,8 @@ def main() -> None:
         for suite, data in suites:
             lines += [f"\n**{label}** (`{model}`, training {training(model)}) on {suite} ({data})\n",
                       "| decoding | questions | EX | generation s | voting |", "|---|---|---|---|---|",
-                      *suite_rows(f"{Path(model).name}/{suite}", model, data, args, [])]
+                      *suite_rows(f"{Path(model).name}/{suite}", model, data, args,
+                                  ["--batch-size", str(args.batch_size)])]
             print("\n".join(lines[-4:]), flush=True)
     text = "\n".join(lines)
     print(text)

@@ -72,3 +72,26 @@ def test_logs_hold_no_full_vocabulary_metrics_unless_asked(tiny_model_dir, sql_j
     trainer.train()
     logged = [e for e in trainer.state.log_history if "loss" in e]
     assert logged and all("entropy" in e and "mean_token_accuracy" in e for e in logged)
+
+
+def lora_update_after_one_sgd_step(tiny_model_dir, sql_jsonl, tmp_path, *overrides) -> dict:
+    trainer = trainer_for(tiny_model_dir, sql_jsonl, tmp_path, "train.max_steps=1", "train.optim=sgd", "train.lr=0.5",
+                          "train.warmup_ratio=0", "train.scheduler=constant", "data.packing=true", *overrides)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    trainer.train()
+    return {n: p.detach() - before[n] for n, p in trainer.model.named_parameters() if p.requires_grad}
+
+
+def test_one_row_per_forward_with_accumulation_makes_the_same_update_as_four_rows_through_trls_head(
+        tiny_model_dir, sql_jsonl, tmp_path):
+    """The Spider recipe's step (1 packed row per forward x 4 accumulation steps, label-only head) against sqlft's
+    step before issue 10 (4 rows in one forward, TRL's head): one optimizer step, SGD (whose update is proportional
+    to the gradient, where Adam's would hide a scale error), must move the LoRA weights alike."""
+    before = lora_update_after_one_sgd_step(tiny_model_dir, sql_jsonl, tmp_path / "before", "train.batch_size=4",
+                                            "train.grad_accum=1", "train.token_metrics=true")
+    now = lora_update_after_one_sgd_step(tiny_model_dir, sql_jsonl, tmp_path / "now", "train.batch_size=1",
+                                         "train.grad_accum=4", "train.token_metrics=false")
+    size = sum(u.norm() ** 2 for u in before.values()) ** 0.5
+    assert size > 0
+    gap = sum((now[k] - before[k]).norm() ** 2 for k in before) ** 0.5
+    assert gap / size < 1e-4, f"the updates differ by {gap / size:.2%}"
