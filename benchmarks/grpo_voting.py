@@ -10,7 +10,8 @@ Voting at N = 8 samples 7 answers beside the greedy one. N = 4 reuses the greedy
 samples (eval samples them one after the other with a fixed seed, so they are what an N = 4 run draws too; its
 predictions are scored by `sqlft eval --candidates 4 --vote`); its generation seconds are derived: greedy + 3/7 of
 the sampling time of the N = 8 run. Voting rows score the first --vote-limit questions; the greedy figures on the
-same questions (read from the greedy run's results) are printed beside them. A row whose OUT/.../report.json exists is read, not run again.
+same questions (read from the greedy run's results) are printed beside them.
+A row whose OUT/.../report.json exists is read, not run again.
 """
 
 import argparse
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.p
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: sqlft
 from machine import print_machine  # noqa: E402
 
+from eval.report import summarize  # noqa: E402
 from sqlft.run_folder import RunFolder  # noqa: E402
 
 
@@ -58,16 +60,15 @@ def derive_vote4(vote8: Path, vote4: Path) -> None:
 
 def greedy_subset(greedy: Path, voted: Path) -> dict:
     """The greedy run's figures on the questions a voting run scored (its first --vote-limit): the same answers,
-    so they are read from its results rather than generated again."""
-    ids = {json.loads(line)["id"] for line in (voted / "results.jsonl").read_text().splitlines()}
-    statuses = [json.loads(line)["status"] for line in (greedy / "results.jsonl").read_text().splitlines()
-                if json.loads(line)["id"] in ids]
-    seconds = sum(json.loads(line).get("seconds", 0.0) for line in
-                  (greedy / "predictions.jsonl").read_text().splitlines() if json.loads(line)["id"] in ids)
-    counts = {"match": statuses.count("match"), "gold_error": statuses.count("gold_error"), "total": len(statuses)}
-    scored = counts["total"] - counts["gold_error"]
-    return {"counts": counts, "execution_accuracy": counts["match"] / scored if scored else 0.0,
-            "generation": {"total_s": seconds}}
+    so they are read from its results rather than generated again, and summarized as `sqlft eval` summarizes."""
+    ids = {row["id"] for row in read_jsonl(voted / "results.jsonl")}
+    rows = [row for row in read_jsonl(greedy / "results.jsonl") if row["id"] in ids]
+    seconds = sum(line.get("seconds", 0.0) for line in read_jsonl(greedy / "predictions.jsonl") if line["id"] in ids)
+    return summarize(rows, settings={}, generation={"total_s": seconds})
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def generation_s(report: dict) -> float:
