@@ -14,7 +14,6 @@ from pathlib import Path
 import torch
 
 from sqlft.config import GenerationConfig
-from sqlft.decoding import decode, pad_after_prefix
 from sqlft.modeling import fit_embeddings, has_gpu, load_tokenizer, resolve_model_path
 from sqlft.precision import weights_dtype
 from sqlft.record import SQL_SYSTEM, Record, Turn
@@ -166,7 +165,9 @@ class InferenceModel:
 
     def _decode(self, ids: list[list[int]], gen: GenerationConfig,
                 on_answer: Callable[[int], None] | None = None) -> list[list[int]]:
-        """sqlft.decoding: the shared prefix read once (gen.prefix_cache), finished rows dropped at once."""
+        """sqlft.decoding: the shared prefix read once (gen.prefix_cache), finished rows dropped in bulk."""
+        from sqlft.decoding import decode  # imports transformers: serve and remote clients import this module
+
         vocab = self.tokenizer.get_vocab()
         text_stops = [s for s in self.stops if s not in vocab]  # single-token stops are in stop_token_ids()
 
@@ -181,6 +182,8 @@ class InferenceModel:
 
     def _hf_generate(self, ids: list[list[int]], gen: GenerationConfig) -> list[list[int]]:
         """Beam search and repetition penalty: transformers' generate() on left-padded rows."""
+        from sqlft.decoding import pad_after_prefix
+
         input_ids, attention_mask = pad_after_prefix(ids, 0, self.tokenizer.pad_token_id)
         sampling = dict(do_sample=True, temperature=gen.temperature, top_p=gen.top_p) if gen.do_sample else \
             dict(do_sample=False, temperature=None, top_p=None, top_k=None)

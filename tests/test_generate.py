@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from sqlft.config import GenerationConfig
-from sqlft.decoding import pad_after_prefix, prefix_groups, shared_prefix_length
+from sqlft.decoding import RoomyLayer, new_cache, pad_after_prefix, prefix_groups, shared_prefix_length
 from sqlft.generate import InferenceModel, cut_at_stop
 
 SCHEMA = ("CREATE TABLE singer (singer_id INT, name TEXT, country TEXT, age INT, PRIMARY KEY (singer_id));\n"
@@ -80,3 +80,43 @@ def test_sampling_is_seeded_and_differs_from_greedy(model):
     torch.manual_seed(0)
     assert [g.text for g in model.generate(prompts, sampling)] == first
     assert first != [g.text for g in model.generate(prompts, GenerationConfig(max_new_tokens=16, batch_size=3))]
+
+
+@pytest.mark.slow  # the real 135M model
+def test_rows_kept_after_they_finish_do_not_change_any_answer(model):
+    """With 9 rows, finished rows stay in the batch until a quarter of it is done (they are fed their last token
+    meanwhile): every answer must still be the one the row gives alone."""
+    model.ref.schema_format = "ddl"
+    questions = QUESTIONS + ["What is the name of the oldest singer?", "How many concerts were held in 2014?",
+                             "List all countries of singers without duplicates.", "What is the average age?",
+                             "Show the year of every concert.", "Which singers are older than 40?"]
+    prompts = [model.sql_prompt(SCHEMA, q) for q in questions]
+    gen = GenerationConfig(max_new_tokens=40, batch_size=9)
+    together = model.generate(prompts, gen)
+    assert len({g.new_tokens for g in together}) > 2  # rows finish at different steps
+    alone = [model.generate([p], GenerationConfig(max_new_tokens=40, batch_size=1))[0] for p in prompts]
+    assert [(g.text, g.new_tokens) for g in together] == [(g.text, g.new_tokens) for g in alone]
+
+
+def test_roomy_layer_holds_what_concatenation_holds_and_grows_when_full():
+    layer, parts = RoomyLayer(room=2), [torch.randn(3, 2, n, 4) for n in (5, 1, 1, 1, 4)]
+    for i, part in enumerate(parts):
+        keys, values = layer.update(part, -part)
+        expected = torch.cat(parts[:i + 1], dim=2)
+        assert torch.equal(keys, expected) and torch.equal(values, -expected)
+        assert layer.get_seq_length() == expected.shape[2]
+    layer.batch_select_indices(torch.tensor([2, 0]))
+    assert torch.equal(layer.keys, torch.cat(parts, dim=2)[[2, 0]])
+    keys, _ = layer.update(torch.ones(2, 2, 1, 4), torch.ones(2, 2, 1, 4))
+    assert keys.shape == (2, 2, 13, 4) and torch.equal(keys[:, :, -1], torch.ones(2, 2, 4))
+
+
+def test_models_with_sliding_window_layers_keep_transformers_cache():
+    from transformers import DynamicCache, LlamaConfig, MistralConfig
+
+    llama = LlamaConfig(num_hidden_layers=2, hidden_size=16, num_attention_heads=2, intermediate_size=32)
+    assert all(isinstance(layer, RoomyLayer) for layer in new_cache(llama, room=8).layers)
+    mistral = MistralConfig(num_hidden_layers=2, hidden_size=16, num_attention_heads=2, intermediate_size=32,
+                            sliding_window=8, layer_types=["sliding_attention", "full_attention"])
+    cache = new_cache(mistral, room=8)
+    assert isinstance(cache, DynamicCache) and not any(isinstance(layer, RoomyLayer) for layer in cache.layers)
