@@ -25,7 +25,7 @@ from sqlft.config import Config, ConfigError
 from sqlft.data import build_training_data, held_out_sql_rows
 from sqlft.formats import DataError
 from sqlft.generate import stop_token_ids
-from sqlft.modeling import add_lora, load_base_model, load_tokenizer, memory_mb, parameter_counts
+from sqlft.modeling import add_lora, has_gpu, load_base_model, load_tokenizer, memory_mb, parameter_counts
 from sqlft.record import Record
 from sqlft.run_folder import RunFolder
 from sqlft.templates import OWN_BOS, render_prompt
@@ -62,6 +62,8 @@ def train_grpo(config: Config, resume: bool = False) -> Path:
 
     args = grpo_args(config, run_dir)
     model = policy_model(config, tokenizer, verbose=main_process)
+    if not has_gpu():
+        small_logprob_tiles()
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=dataset,
                           processing_class=tokenizer, callbacks=[StopOnNonFiniteLoss()])
     checkpoint = newest_checkpoint(RunFolder(run_dir).checkpoints) if resume else None
@@ -101,10 +103,26 @@ def policy_model(config: Config, tokenizer, verbose: bool = True):
     return model
 
 
+# TRL scores every token's log-probability through its LM head in tiles of 4,096 tokens x 32,768 vocabulary columns.
+# Without Triton (a CPU) it folds each tile with torch ops whose backward holds about ten float32 copies of the
+# tile, 512 MiB each: a step of the Spider GRPO recipe peaked at 14.5 GiB resident (20.3 GiB over a whole run)
+# where SFT peaks at 4.1. Smaller tiles add up the same sums (tests/test_grpo.py) in far less memory.
+CPU_LOGPROB_TILE = (512, 8192)  # tokens, vocabulary columns
+
+
+def small_logprob_tiles(tile: tuple[int, int] = CPU_LOGPROB_TILE) -> None:
+    """Set TRL's log-probability tile to `tile` (module constants TRL reads at each call)."""
+    import trl.kernels.chunked_logprob as kernel
+    import trl.trainer.utils as trl_utils
+
+    kernel.TOKEN_CHUNK_SIZE, trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE = tile
+
+
 def reward_settings(config: Config, tokenizer) -> RewardSettings:
     r = config.grpo.reward
     return RewardSettings(
-        dialect=config.data.sql_dialect,  # the training SQL's (load_config resolved auto: duckdb for demo:*) mode=r.mode, timeout_s=r.timeout_s, instances=r.instances, match=r.match, runs=r.runs,
+        dialect=config.data.sql_dialect,  # the training SQL's (load_config resolved auto: duckdb for demo:*)
+        mode=r.mode, timeout_s=r.timeout_s, instances=r.instances, match=r.match, runs=r.runs,
         overlong_penalty=r.overlong_penalty, malformed_penalty=r.malformed_penalty,
         max_completion_tokens=config.grpo.max_completion_length,
         stop_token_ids=tuple(stop_token_ids(config.data.template, tokenizer)),

@@ -128,3 +128,42 @@ def test_config_checks_and_vllm_mapping(tiny_model_dir, sql_jsonl, tmp_path, mon
     assert (args.num_generations, args.max_completion_length, args.temperature, args.beta) == (4, 2, 0.8, 0.01)
     assert args.vllm_max_model_length == 128 + 2
     assert args.per_device_train_batch_size == 8 and args.generation_batch_size == 8
+
+
+def test_reward_keys_of_the_config_reach_the_reward(tiny_model_dir, sql_jsonl, tmp_path):
+    from sqlft.grpo import reward_settings
+
+    config = grpo_config(tiny_model_dir, sql_jsonl, tmp_path, "grpo.reward.match=2.0", "grpo.reward.runs=0.3",
+                         "grpo.reward.instances=2", "grpo.reward.timeout_s=1.5", "grpo.reward.mode=strict",
+                         "grpo.reward.malformed_penalty=0.2")
+    settings = reward_settings(config, load_tokenizer(str(tiny_model_dir)))
+    assert (settings.match, settings.runs, settings.instances, settings.timeout_s, settings.mode,
+            settings.overlong_penalty, settings.malformed_penalty) == (2.0, 0.3, 2, 1.5, "strict", 0.5, 0.2)
+
+
+def test_small_logprob_tiles_give_trls_log_probs_and_gradients(monkeypatch):
+    """On a CPU sqlft shrinks the tiles of TRL's chunked log-probability kernel (memory): the values and gradients
+    must be those of TRL's own tiles. Fails too if TRL renames the constants being set."""
+    import trl.kernels.chunked_logprob as kernel
+    import trl.trainer.utils as trl_utils
+
+    from sqlft.grpo import small_logprob_tiles
+
+    monkeypatch.setattr(kernel, "TOKEN_CHUNK_SIZE", kernel.TOKEN_CHUNK_SIZE)  # restored after the test
+    monkeypatch.setattr(trl_utils, "_CHUNKED_LOGPROB_CHUNK_SIZE", trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE)
+    torch.manual_seed(0)
+    hidden, weight = torch.randn(300, 16), torch.randn(1000, 16)
+    targets = torch.randint(0, 1000, (300,))
+
+    def log_probs_and_grads():
+        h, w = hidden.clone().requires_grad_(), weight.clone().requires_grad_()
+        log_probs, entropy, *_ = kernel.ChunkedLogProbFunction.apply(
+            h, w, None, targets, 0.8, trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE, None, 1.0, ("log_probs", "entropy"))
+        (log_probs.sum() + 0.1 * entropy.sum()).backward()
+        return log_probs.detach(), entropy.detach(), h.grad, w.grad
+
+    trls = log_probs_and_grads()
+    small_logprob_tiles((64, 128))  # 5 token tiles x 8 vocabulary tiles
+    assert (kernel.TOKEN_CHUNK_SIZE, trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE) == (64, 128)
+    for ours, theirs in zip(log_probs_and_grads(), trls):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)  # float32 sums in another order
