@@ -105,8 +105,8 @@ def policy_model(config: Config, tokenizer, verbose: bool = True):
 
 # TRL scores every token's log-probability through its LM head in tiles of 4,096 tokens x 32,768 vocabulary columns.
 # Without Triton (a CPU) it folds each tile with torch ops whose backward holds about ten float32 copies of the
-# tile, 512 MiB each: a step of the Spider GRPO recipe peaked at 14.5 GiB resident (20.3 GiB over a whole run)
-# where SFT peaks at 4.1. Smaller tiles add up the same sums (tests/test_grpo.py) in far less memory.
+# tile, 512 MiB each. Smaller tiles add up the same sums (tests/test_grpo.py): on the Spider GRPO recipe's first
+# step the peak fell from 14.5 to 11.0 GiB, and steps were no slower (benchmarks/RESULTS.md, session 4).
 CPU_LOGPROB_TILE = (512, 8192)  # tokens, vocabulary columns
 
 
