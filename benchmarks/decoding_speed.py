@@ -72,12 +72,12 @@ def main() -> None:
     args = p.parse_args()
     info = print_machine(args.dtype)
 
+    from eval.inputs import load_eval_set
     from sqlft.generate import InferenceModel
 
     model = InferenceModel.load(args.run, dtype=args.dtype)
-    data = args.data or str(Path(args.run) / "validation.jsonl")
-    records = [json.loads(line) for line in open(data, encoding="utf-8") if line.strip()]
-    prompts = sorted(model.sql_prompt(r["context"], r["question"]) for r in records)
+    examples = load_eval_set(args.data or str(Path(args.run) / "validation.jsonl")).examples
+    prompts = sorted(model.sql_prompt(e.db_schema, e.question) for e in examples)  # as `sqlft eval` batches them
     prompts = prompts[args.offset:args.offset + args.questions]
 
     seconds: dict[str, list[float]] = {name: [] for name in args.variants}
