@@ -45,6 +45,7 @@ def summarize(rows: list[dict], settings: dict, generation: dict | None = None) 
                         for row in rows if row["status"] == "gold_error"],
         "generation": generation or None,
         "voting": voting(rows),
+        "repair": repair(rows),
         "settings": settings,
         "versions": versions(settings),
     }
@@ -63,7 +64,18 @@ def voting(rows: list[dict]) -> dict | None:
             "changed": len(changed), "changed_rate": _rate(len(changed), n),
             "changed_and_correct": sum(row["status"] == "match" for row in changed),
             "candidates_ran_mean": round(sum(row["vote"]["ran"] for row in voted) / n, 2),
-            "none_ran": sum(row["vote"]["ran"] == 0 for row in voted)}
+            "none_ran": sum(row["vote"]["ran"] == 0 for row in voted),
+            "empty_left_out": sum(row["vote"].get("empty", 0) for row in voted)}
+
+
+def repair(rows: list[dict]) -> dict | None:
+    """How schema repair went (eval.repair): answers that did not run and were rewritten, and how many of those
+    then match. None when no answer was repaired."""
+    repaired = [row for row in rows if "repaired_from" in row]
+    if not repaired:
+        return None
+    return {"repaired": len(repaired), "repaired_and_correct": sum(row["status"] == "match" for row in repaired),
+            "still_failing": sum(row["status"] in ("pred_exec_error", "rejected", "pred_timeout") for row in repaired)}
 
 
 def _rate(count: int, total: int) -> float:
@@ -122,6 +134,9 @@ def summary_line(summary: dict, out: Path) -> str:
     if vote:
         note += (f"; voting changed {vote['changed']}/{vote['questions']} answers, "
                  f"{vote['candidates_ran_mean']}/{vote['candidates']} ran on average")
+    fixed = summary.get("repair")
+    if fixed:
+        note += f"; {fixed['repaired']} answers repaired, {fixed['repaired_and_correct']} of them correct"
     return (f"execution accuracy {acc:.1%} ({correct}/{n}{note}) | exact match {summary['exact_match']:.1%} | "
             f"valid SQL {summary['valid_sql']:.1%} | mode {summary['mode']} | {out / 'report.md'}")
 
@@ -162,7 +177,13 @@ def markdown(summary: dict, rows: list[dict]) -> str:
             lines.append(f"- voting over executed results ({vote['candidates']} answers per question): the answer "
                          f"changed on {vote['changed']} of {vote['questions']} questions ({vote['changed_rate']:.1%};"
                          f" {vote['changed_and_correct']} of those are correct); {vote['candidates_ran_mean']} "
-                         f"answers ran per question on average, none on {vote['none_ran']}")
+                         f"answers ran per question on average, none on {vote['none_ran']}; "
+                         f"{vote.get('empty_left_out', 0)} answers without rows left out of the vote")
+    fixed = summary.get("repair")
+    if fixed:
+        lines += ["", f"Schema repair: {fixed['repaired']} answers did not run and were rewritten to the schema's "
+                  f"names (eval.repair); {fixed['repaired_and_correct']} of them match, {fixed['still_failing']} "
+                  "still fail. Each row's `repaired_from` in results.jsonl is the answer as written."]
     if summary["non_discriminating_gold"]:
         lines += ["", f"{len(summary['non_discriminating_gold'])} gold queries give the same result on every "
                   "synthesized instance and on an empty database (non-discriminating): any prediction with that "

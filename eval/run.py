@@ -133,6 +133,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--vote", action="store_true", dest="generation.vote", help="with --candidates N: run every "
                    "answer on the question's database and keep the one whose result is the most common among those "
                    "that run (the greedy answer on a tie); the report says how often that changed the answer")
+    p.add_argument("--repair", action="store_true", dest="generation.repair", help="an answer that does not run "
+                   "on its database is rewritten to the table and column names its schema has (eval.repair; an "
+                   "answer that runs is never changed); the report says how many were and how many then match")
     p.add_argument("--timeout-s", type=float, help="time limit per query in seconds (default 5)")
     p.add_argument("--engine", choices=ENGINES, help="where SQL runs. auto (default; the rule serve follows too): "
                    "SQLite files on SQLite itself (what the official Spider evaluator does), PostgreSQL URLs on the "
@@ -196,7 +199,7 @@ def run(config: EvalConfig, load_model: Callable[..., Any] | None = None) -> dic
     """
     evalset = load_examples(config)
     dialect = config.dialect or evalset.dialect
-    scoring = Scoring(dialect, config.mode, config.float_tolerance, config.timeout_s)
+    scoring = Scoring(dialect, config.mode, config.float_tolerance, config.timeout_s, config.generation.repair)
     workers = config.workers or os.cpu_count() or 1
     out = Path(config.out or default_out(config))
     out.mkdir(parents=True, exist_ok=True)
@@ -277,7 +280,7 @@ def fingerprint(config: EvalConfig, evalset: EvalSet) -> dict:
     may use others."""
     model = str(Path(config.model).resolve()) if Path(config.model).exists() else config.model
     decoding = {k: v for k, v in dataclasses.asdict(config.generation).items()
-                if k not in ("batch_size", "prefix_cache")}
+                if k not in ("batch_size", "prefix_cache", "repair")}
     return {"model": model, "template": config.template, "data_sha256": evalset.sha256, "decoding": decoding,
             **({"dtype": config.dtype} if config.dtype != "auto" else {})}
 

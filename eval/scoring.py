@@ -20,6 +20,7 @@ from eval.hardness import hardness_of
 from eval.gold_check import check_gold
 from eval.inputs import Example
 from eval.postgres import PostgresError, redact
+from eval.repair import repair_answer
 from eval.sandbox import ExecutionResult
 from eval.sql import extract_sql, has_order_by, normalise, parse_sql, strip_distinct
 from eval.synth import synthesize
@@ -35,6 +36,7 @@ class Scoring:
     mode: str  # eval.compare.MODES
     float_tolerance: float
     timeout_s: float = 5.0  # per query, gold and pred alike
+    repair: bool = False  # eval.repair: an answer that does not run, rewritten to the names its schema has
 
 
 @dataclass
@@ -158,11 +160,18 @@ def score_one(example: Example, raw: dict[str, dict], instances: dict[str, Insta
     line = raw.get(example.id, {})
     text = line.get("raw", "")
     inst = instances.get(instance_key(example))
-    chosen = None
-    if line.get("candidates") and inst is not None and not inst.error and not example.database_error:
-        greedy = text
-        text, chosen = vote_answer([greedy] + line["candidates"], inst, scoring)
+    usable = inst is not None and not inst.error and not example.database_error
     pred_sql = example.pred_sql if example.pred_sql is not None else extract_sql(text, scoring.dialect)
+    written = pred_sql  # before repair and voting: what the greedy answer said
+    chosen = None
+    if line.get("candidates") and usable:
+        texts = [text] + line["candidates"]
+        sqls = [answer_sql(extract_sql(t, scoring.dialect), example, inst, scoring) for t in texts]
+        chosen = vote_answer(sqls, inst, scoring)
+        text, pred_sql = texts[chosen.index], sqls[chosen.index]
+        written = extract_sql(text, scoring.dialect)
+    elif usable:
+        pred_sql = answer_sql(pred_sql, example, inst, scoring)
     # One parse of the first gold serves its hardness and (for a match) its normal form for exact match.
     gold = parse_sql(example.gold_sqls[0], scoring.dialect) if example.gold_sqls else None
     level = hardness_of(gold.tree) if gold and gold.ok else ""
@@ -173,10 +182,12 @@ def score_one(example: Example, raw: dict[str, dict], instances: dict[str, Insta
     else:
         score = score_example(example, pred_sql, inst, scoring, gold.tree if gold else None)
     row = result_row(example, pred_sql, text, score, inst, level)
+    if pred_sql != written:
+        row["repaired_from"] = written
     if chosen is not None:
         row["vote"] = chosen.to_dict()
         if chosen.changed:
-            row["greedy_raw"] = greedy
+            row["greedy_raw"] = line.get("raw", "")
     return row
 
 
@@ -228,19 +239,37 @@ def _score_chunk(chunk: list[Example], raw: dict[str, dict]) -> list[dict]:
     return [score_one(example, raw, instances, scoring) for example in chunk]
 
 
-def vote_answer(texts: list[str], inst: Instances, scoring: Scoring) -> tuple[str, Vote]:
+def vote_answer(sqls: list[str], inst: Instances, scoring: Scoring) -> Vote:
     """Of a question's answers (the greedy one first), the one eval.vote picks by executing each on the question's
     database, in the sandboxes that score it (every synthesized instance for schema-only records). Reads no gold."""
     def run(sql: str) -> list[ExecutionResult] | None:
-        try:
-            runnable = _runnable(sql, inst, scoring)
-        except Exception:  # sqlglot cannot transpile it: it does not run
-            return None
-        results = [box.execute(runnable) for box in inst.boxes]
-        return results if all(r.status == "ok" for r in results) else None
+        results = _run_everywhere(sql, inst, scoring)
+        return results if results and all(r.status == "ok" for r in results) else None
 
-    chosen = vote([extract_sql(t, scoring.dialect) for t in texts], run, scoring.float_tolerance)
-    return texts[chosen.index], chosen
+    return vote(sqls, run, scoring.float_tolerance)
+
+
+def answer_sql(sql: str, example: Example, inst: Instances, scoring: Scoring) -> str:
+    """The answer as scored: with scoring.repair, an answer that does not run on the first instance is rewritten
+    to the names its schema has (eval.repair); the answer as written when it runs or no rule applies."""
+    if not scoring.repair or not example.db_schema:
+        return sql
+
+    def runs(sql: str) -> bool:
+        first = _run_everywhere(sql, inst, scoring, instances=1)
+        return bool(first) and first[0].status == "ok"
+
+    return repair_answer(sql, example.db_schema, scoring.dialect, runs)
+
+
+def _run_everywhere(sql: str, inst: Instances, scoring: Scoring, instances: int | None = None
+                    ) -> list[ExecutionResult] | None:
+    """The SQL's result on each instance (the first `instances` of them), None when it cannot be transpiled."""
+    try:
+        runnable = _runnable(sql, inst, scoring)
+    except Exception:  # sqlglot cannot transpile it: it does not run
+        return None
+    return [box.execute(runnable) for box in inst.boxes[:instances]]
 
 
 def result_row(example: Example, pred_sql: str, text: str, score: Score, inst: Instances | None,

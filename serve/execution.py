@@ -15,6 +15,7 @@ from typing import Any
 
 from eval.engine import to_engine
 from eval.postgres import PoolBusy
+from eval.repair import repair_answer
 from eval.sandbox import ExecutionResult
 from eval.vote import Vote, vote
 from serve.errors import ApiError
@@ -51,6 +52,15 @@ def vote_on(database: Database, sqls: list[str], dialect: str | None, *, max_row
         result = run_sql(database, engine_sql(database, sql, dialect), max_rows=max_rows, timeout_s=timeout_s)
         return [result] if result.status == "ok" else None
     return vote(sqls, run)
+
+
+def repair_on(database: Database, sqls: list[str], dialect: str | None, *, timeout_s: float) -> list[str]:
+    """Each answer as eval.scoring.answer_sql gives it: rewritten to the schema's names (eval.repair) when it does
+    not run on `database`, else as written."""
+    def runs(sql: str) -> bool:
+        return run_sql(database, engine_sql(database, sql, dialect), max_rows=1, timeout_s=timeout_s).status == "ok"
+
+    return [repair_answer(sql, database.ddl, dialect or database.engine, runs) for sql in sqls]
 
 
 def execute_response(result: ExecutionResult, sql: str = "", executed_sql: str = "") -> ExecuteResponse:

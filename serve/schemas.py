@@ -37,6 +37,8 @@ class SQLRequest(Request):
                             "and candidates - 1 more)")
     vote: bool = Field(False, description="run every candidate on `database` and answer with the SQL whose result "
                        "most of them give (the greedy answer on a tie)")
+    repair: bool = Field(False, description="an answer that does not run on `database` is rewritten to the table "
+                         "and column names its schema has (eval.repair); `repaired_from` then gives it as written")
 
     @model_validator(mode="after")
     def one_schema_source(self) -> "SQLRequest":
@@ -46,6 +48,8 @@ class SQLRequest(Request):
             raise ValueError("`execute` needs `database`: pasted DDL has no rows to run the SQL on")
         if self.vote and (self.database is None or self.candidates < 2):
             raise ValueError("`vote` needs `database` (the candidates are run on it) and `candidates` of 2 or more")
+        if self.repair and self.database is None:
+            raise ValueError("`repair` needs `database`: an answer is repaired only when it does not run there")
         if self.candidates > 1 and not self.vote:
             raise ValueError("`candidates` above 1 is for voting: also send `vote: true`")
         return self
@@ -81,6 +85,8 @@ class VoteInfo(BaseModel):
     ran: int = Field(description="answers that ran on the database")
     votes: int = Field(description="answers that gave the chosen result")
     changed: bool = Field(description="the answer is not the greedy one's SQL")
+    empty: int = Field(0, description="answers that ran but returned no rows: they do not vote while another "
+                       "answer returns rows")
     greedy_sql: str = Field(description="the greedy answer's SQL")
 
 
@@ -100,6 +106,8 @@ class SQLResponse(BaseModel):
     dialect: str | None = Field(None, description="the model's SQL dialect (its training data's), if known")
     engine: str | None = Field(None, description="with a database: sqlite | duckdb | postgres")
     vote: VoteInfo | None = Field(None, description="with vote: how the answer was chosen")
+    repaired_from: str | None = Field(None, description="with repair: the answer's SQL as the model wrote it, when "
+                                      "it did not run and was rewritten to the schema's names")
 
 
 class DatabaseInfo(BaseModel):

@@ -164,6 +164,9 @@ class GenerationConfig:
     candidates: int = 1  # with vote (eval, serve): answers per question, the greedy one and N-1 samples
     vote: bool = False  # answer with the SQL whose executed result most candidates give (the greedy one on a tie)
     candidate_temperature: float = 0.7  # sampling temperature of the extra answers
+    # eval.repair: an answer that does not run on its database is rewritten to the table and column names the
+    # schema has (17.0% -> 25.0% on 200 held-out Spider questions; an answer that runs is never changed)
+    repair: bool = False
 
 
 @dataclass

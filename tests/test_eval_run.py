@@ -318,6 +318,9 @@ def test_real_model_on_three_demo_questions(tmp_path):
     assert len(read_jsonl(out / "predictions.jsonl")) == 3
 
 
+WRONG = "SELECT -1 AS wrong"  # runs and returns a row, never the gold's (an empty result would not vote)
+
+
 class VotingFake(FakeModel):
     """Greedy answers run but give another result; sampled answers are right except every `wrong_every`-th."""
 
@@ -329,9 +332,9 @@ class VotingFake(FakeModel):
         if gen is not None and gen.do_sample:
             self.samples += 1
             if self.wrong_every and self.samples % self.wrong_every == 0:
-                return [Generation("SELECT name FROM singer WHERE age > 1000", 5, 4, 0.01) for _ in prompts]
+                return [Generation(WRONG, 5, 4, 0.01) for _ in prompts]
             return super().generate(prompts, gen)
-        return [Generation("SELECT name FROM singer WHERE age > 1000", 5, 4, 0.01) for _ in prompts]
+        return [Generation(WRONG, 5, 4, 0.01) for _ in prompts]
 
 
 def test_voting_picks_the_majority_result_and_keeps_greedy_on_a_tie(tmp_path):
@@ -345,9 +348,10 @@ def test_voting_picks_the_majority_result_and_keeps_greedy_on_a_tie(tmp_path):
     report = evaluate("vote3", "--candidates", "3", "--vote", model=VotingFake(dict(RECORDS)))
     assert report["execution_accuracy"] == 1.0
     assert report["voting"] == {"questions": 6, "candidates": 3, "changed": 6, "changed_rate": 1.0,
-                                "changed_and_correct": 6, "candidates_ran_mean": 3.0, "none_ran": 0}
+                                "changed_and_correct": 6, "candidates_ran_mean": 3.0, "none_ran": 0,
+                                "empty_left_out": 0}
     rows = read_jsonl(tmp_path / "vote3" / "results.jsonl")
-    assert all(r["greedy_raw"] == "SELECT name FROM singer WHERE age > 1000" for r in rows)
+    assert all(r["greedy_raw"] == WRONG for r in rows)
     assert "voting over executed results" in (tmp_path / "vote3" / "report.md").read_text()
     # 2 answers: greedy (wrong) against one right sample -> a tie, the greedy answer stays
     tie = evaluate("vote2", "--candidates", "2", "--vote", model=VotingFake(dict(RECORDS)))
@@ -359,3 +363,32 @@ def test_voting_picks_the_majority_result_and_keeps_greedy_on_a_tie(tmp_path):
         eval_run.parse_args(["fake-model", "--data", str(data), "--vote"])  # --vote alone: needs --candidates >= 2
     with pytest.raises(SystemExit):  # candidates are for voting (execution-guided decoding was removed)
         eval_run.parse_args(["fake-model", "--data", str(data), "--candidates", "3"])
+
+
+def test_repair_rewrites_answers_that_do_not_run_and_leaves_the_others(tmp_path):
+    data = write_jsonl(tmp_path / "eval.jsonl", [{"context": SCHEMA, "question": q, "answer": a} for q, a in RECORDS])
+    answers = dict(RECORDS)
+    answers["How many singers are there?"] = "SELECT count(*) FROM singers"  # no table singers: repaired
+    answers["Names of singers older than 40?"] = "SELECT nam FROM singer WHERE age > 40"  # no column nam
+    answers["Countries of singers?"] = "SELECT name FROM singer"  # runs, wrong: never touched
+    answers["Average age?"] = "SELECT avg(height) FROM singer"  # no column close to height: fails as written
+
+    def evaluate(out, *flags):
+        argv = ["fake-model", "--data", str(data), "--out", str(tmp_path / out), "--instances", "2", *flags]
+        return eval_run.run(eval_run.parse_args(argv), load_model=lambda ref, template=None: FakeModel(answers))
+
+    plain = evaluate("plain")
+    assert plain["counts"]["match"] == 2 and plain["repair"] is None
+    repaired = evaluate("repaired", "--repair")
+    assert repaired["counts"]["match"] == 4
+    assert repaired["repair"] == {"repaired": 2, "repaired_and_correct": 2, "still_failing": 0}
+    rows = {r["question"]: r for r in read_jsonl(tmp_path / "repaired" / "results.jsonl")}
+    assert rows["How many singers are there?"]["repaired_from"] == "SELECT count(*) FROM singers"
+    assert rows["How many singers are there?"]["pred_sql"] == "SELECT COUNT(*) FROM singer"
+    assert "repaired_from" not in rows["Countries of singers?"] and rows["Countries of singers?"]["status"] == "mismatch"
+    assert rows["Average age?"]["status"] == "pred_exec_error" and "repaired_from" not in rows["Average age?"]
+    assert "Schema repair: 2 answers" in (tmp_path / "repaired" / "report.md").read_text()
+    # The same predictions scored again with repair: generation is not redone (repair is scoring, not decoding).
+    again = eval_run.run(eval_run.parse_args(["fake-model", "--data", str(data), "--out", str(tmp_path / "plain"),
+                                              "--instances", "2", "--repair"]), load_model=None)
+    assert again["counts"]["match"] == 4

@@ -660,7 +660,7 @@ def test_sql_vote_answers_with_the_majority_result():
     with serving(VotingBackend(wrong, samples)) as c:
         body = c.post("/sql", json={"question": "How many restaurants?", "database": "restaurants",
                                     "execute": True, "candidates": 4, "vote": True}).json()
-        assert body["vote"] == {"candidates": 4, "ran": 4, "votes": 2, "changed": True, "greedy_sql": wrong}
+        assert body["vote"] == {"candidates": 4, "ran": 4, "votes": 2, "changed": True, "greedy_sql": wrong, "empty": 0}
         assert body["sql"] == COUNT_SQL and body["result"]["rows"][0][0] > 0
         plain = c.post("/sql", json={"question": "How many restaurants?", "database": "restaurants"}).json()
         assert plain["vote"] is None and plain["sql"] == wrong
@@ -674,3 +674,20 @@ def test_sql_vote_answers_with_the_majority_result():
                      422, "invalid_request")
         assert_error(c.post("/sql", json={"question": "q?", "database": "restaurants", "candidates": 99,
                                           "vote": True}), 422, "invalid_request")
+
+
+def test_sql_repair_rewrites_an_answer_that_does_not_run_to_the_schemas_names():
+    misspelt = "SELECT COUNT(*) AS n FROM restaurants"  # the table is restaurant
+    with serving(FakeBackend(misspelt)) as c:
+        body = c.post("/sql", json={"question": "How many restaurants?", "database": "restaurants",
+                                    "execute": True, "repair": True}).json()
+        assert body["repaired_from"] == misspelt and body["sql"] == "SELECT COUNT(*) AS n FROM restaurant"
+        assert body["result"]["status"] == "ok" and body["result"]["rows"][0][0] > 0
+        plain = c.post("/sql", json={"question": "How many restaurants?", "database": "restaurants",
+                                     "execute": True}).json()
+        assert plain["repaired_from"] is None and plain["sql"] == misspelt and plain["result"]["status"] != "ok"
+        assert_error(c.post("/sql", json={"question": "q?", "db_schema": "CREATE TABLE t (a INT)", "repair": True}),
+                     422, "invalid_request")
+    with serving(FakeBackend(COUNT_SQL)) as c:  # an answer that runs is never touched
+        body = c.post("/sql", json={"question": "q?", "database": "restaurants", "repair": True}).json()
+        assert body["sql"] == COUNT_SQL and body["repaired_from"] is None

@@ -50,3 +50,20 @@ def test_all_instances_must_agree_and_same_sql_runs_once():
         chosen = vote([FRANCE_TOO, FRANCE, FRANCE], run)
     assert (chosen.index, chosen.votes) == (1, 2)
     assert calls == [FRANCE_TOO, FRANCE]
+
+
+NOBODY = "SELECT name FROM singer WHERE country = 'Chile'"  # runs, no rows
+NOBODY_TOO = "SELECT name FROM singer WHERE age > 100"
+
+
+def test_answers_without_rows_do_not_vote_while_another_answer_has_rows():
+    with Sandbox.from_sql(SETUP) as box:
+        # two answers agree on "nobody"; the one with rows wins (the greedy answer is among the empty ones)
+        chosen = vote([NOBODY, NOBODY_TOO, PERU], _run(box))
+        assert (chosen.index, chosen.votes, chosen.ran, chosen.empty, chosen.changed) == (2, 1, 3, 2, True)
+        # every vote counts when asked to (the rule as the issue first stated it)
+        plain = vote([NOBODY, NOBODY_TOO, PERU], _run(box), skip_empty=False)
+        assert (plain.index, plain.votes, plain.empty) == (0, 2, 0)
+        # only empty results ran: they vote as before, the greedy answer wins the tie of equal results
+        only_empty = vote([NOBODY, NOBODY_TOO, BROKEN], _run(box))
+        assert (only_empty.index, only_empty.votes, only_empty.empty) == (0, 2, 0)

@@ -78,6 +78,9 @@ with st.sidebar:
                                  help="Above 1: the model writes that many answers, each runs on the database, and "
                                  "the SQL whose result most of them give is shown (the first answer on a tie). "
                                  "Needs a registered database.")
+    repair = st.checkbox("Repair table and column names", value=True, disabled=source != REGISTERED,
+                         help="An answer that does not run on the database is rewritten to the table and column "
+                         "names its schema has (an answer that runs is never changed). Needs a registered database.")
 
     history = st.container()  # filled at the end of the run, so an answer given in this run is listed too
 
@@ -101,7 +104,7 @@ if asked:
         with st.spinner("Writing SQL..."):
             reply = api.ask(question, database=database, db_schema=None if database else ddl,
                             execute=bool(database), max_rows=int(max_rows), prune_schema=prune,
-                            candidates=int(candidates))
+                            candidates=int(candidates), repair=repair)
         if reply.ok:
             answer = {"question": question, "database": database} | reply.data
             state["history"].append(answer)
@@ -122,6 +125,8 @@ if answer:
     if vote:
         notes.append(f"voted over {vote['candidates']} answers: {vote['ran']} ran, {vote['votes']} agreed"
                      + ("; not the first answer" if vote["changed"] else "; the first answer kept"))
+    if answer.get("repaired_from"):
+        notes.append(f"names repaired; the model wrote: {answer['repaired_from']}")
     if answer.get("kept_tables"):
         notes.append("tables shown to the model: " + ", ".join(answer["kept_tables"]))
     if not answer["valid"]:

@@ -35,12 +35,15 @@ class ApiClient:
 
     def ask(self, question: str, *, database: str | None = None, db_schema: str | None = None,
             execute: bool = False, max_rows: int | None = None, prune_schema: bool = False,
-            candidates: int = 1) -> Reply:
-        """candidates > 1 (with a database): vote over that many answers' executed results."""
+            candidates: int = 1, repair: bool = False) -> Reply:
+        """candidates > 1 (with a database): vote over that many answers' executed results; repair (with a
+        database): an answer that does not run there is rewritten to the schema's names."""
         body = {"question": question, "execute": execute, "prune_schema": prune_schema}
         body |= {"database": database} if database else {"db_schema": db_schema}
         if candidates > 1 and database:
             body |= {"candidates": candidates, "vote": True}
+        if repair and database:
+            body["repair"] = True
         if max_rows:
             body["max_rows"] = max_rows
         return self._call("POST", "/sql", body)
