@@ -12,6 +12,10 @@ predictions are scored by `sqlft eval --candidates 4 --vote`); its generation se
 the sampling time of the N = 8 run. Voting rows score the first --vote-limit questions; the greedy figures on the
 same questions (read from the greedy run's results) are printed beside them.
 A row whose OUT/.../report.json exists is read, not run again.
+
+--repair scores every row with schema repair (`sqlft eval --repair`, eval/repair.py) and also scores the same
+answers without it (their predictions copied to a `-plain` folder, so nothing is generated twice): each decoding
+row then reads "plain -> repaired".
 """
 
 import argparse
@@ -43,19 +47,27 @@ def sqlft_eval(model: str, data: str, out: Path, limit: int, extra: list[str]) -
 def derive_vote4(vote8: Path, vote4: Path) -> None:
     """vote4/predictions.jsonl: the greedy answer and the first 3 samples of each N = 8 line, with the settings file
     that `sqlft eval --candidates 4 --vote` expects, so that it scores them without generating."""
-    if (vote4 / "predictions.jsonl").is_file():
+    copy_predictions(vote8, vote4, candidates=4)
+
+
+def copy_predictions(source: Path, target: Path, candidates: int | None = None) -> None:
+    """source's predictions and settings file in target, for `sqlft eval --out target` to score without generating;
+    with `candidates`, each line cut to the greedy answer and its first candidates - 1 samples."""
+    if (target / "predictions.jsonl").is_file():
         return
-    vote4.mkdir(parents=True, exist_ok=True)
-    meta = json.loads((vote8 / "generation.json").read_text())
-    assert meta["fingerprint"]["decoding"]["candidates"] == 8, meta
-    meta["fingerprint"]["decoding"]["candidates"] = 4
+    target.mkdir(parents=True, exist_ok=True)
+    meta = json.loads((source / "generation.json").read_text())
     lines = []
-    for text in (vote8 / "predictions.jsonl").read_text().splitlines():
+    for text in (source / "predictions.jsonl").read_text().splitlines():
         line = json.loads(text)
-        line["candidates"] = line["candidates"][:3]
+        if candidates:
+            line["candidates"] = line["candidates"][:candidates - 1]
         lines.append(json.dumps(line, ensure_ascii=False))
-    (vote4 / "predictions.jsonl").write_text("\n".join(lines) + "\n")
-    (vote4 / "generation.json").write_text(json.dumps(meta, indent=2))
+    if candidates:
+        assert meta["fingerprint"]["decoding"]["candidates"] >= candidates, meta
+        meta["fingerprint"]["decoding"]["candidates"] = candidates
+    (target / "predictions.jsonl").write_text("\n".join(lines) + "\n")
+    (target / "generation.json").write_text(json.dumps(meta, indent=2))
 
 
 def greedy_subset(greedy: Path, voted: Path) -> dict:
@@ -79,34 +91,50 @@ def n(report: dict) -> int:
     return report["counts"]["total"]
 
 
-def cell(report: dict) -> str:
-    c = report["counts"]
-    return f"**{100 * report['execution_accuracy']:.1f}%** ({c.get('match', 0)}/{c['total'] - c.get('gold_error', 0)})"
+def cell(report: dict, plain: dict | None = None) -> str:
+    """EX (right/scored); with `plain` (the same answers scored without repair): "plain -> repaired"."""
+    def ex(r: dict) -> str:
+        c = r["counts"]
+        return f"{100 * r['execution_accuracy']:.1f}% ({c.get('match', 0)}/{c['total'] - c.get('gold_error', 0)})"
+    return f"{ex(plain)} -> **{ex(report)}**" if plain else f"**{ex(report)}**"
+
+
+def scored(model: str, data: str, out: Path, limit: int, extra: list[str], repair: bool) -> tuple[dict, dict | None]:
+    """One `sqlft eval` row; with repair, the row scored with --repair and the same answers scored without."""
+    if not repair:
+        return sqlft_eval(model, data, out, limit, extra), None
+    repaired = sqlft_eval(model, data, out, limit, [*extra, "--repair"])
+    plain_out = out.with_name(out.name + "-plain")
+    copy_predictions(out, plain_out)
+    return repaired, sqlft_eval(model, data, plain_out, limit, extra)
 
 
 def voting_cell(report: dict) -> str:
     v = report["voting"]
     return (f"changed {v['changed']} ({v['changed_and_correct']} to right), {v['candidates_ran_mean']} of "
-            f"{v['candidates']} ran, none on {v['none_ran']}")
+            f"{v['candidates']} ran, none on {v['none_ran']}, {v.get('empty_left_out', 0)} without rows left out")
 
 
 def suite_rows(name: str, model: str, data: str, args, extra: list[str]) -> list[str]:
     out = Path(args.out) / name
-    greedy = sqlft_eval(model, data, out / "greedy", args.limit, extra)
-    rows = [f"| greedy | {n(greedy)} | {cell(greedy)} | {generation_s(greedy):.0f} | - |"]
+    greedy, greedy_plain = scored(model, data, out / "greedy", args.limit, extra, args.repair)
+    rows = [f"| greedy | {n(greedy)} | {cell(greedy, greedy_plain)} | {generation_s(greedy):.0f} | - |"]
     if not args.vote_limit:
         return rows
-    vote8 = sqlft_eval(model, data, out / "vote8", args.vote_limit, [*extra, "--candidates", "8", "--vote"])
+    vote8, vote8_plain = scored(model, data, out / "vote8", args.vote_limit, [*extra, "--candidates", "8", "--vote"],
+                                args.repair)
     covered = n(greedy) == n(vote8)  # the set has no more questions than the voting rows score
     same = greedy if covered else greedy_subset(out / "greedy", out / "vote8")
     derive_vote4(out / "vote8", out / "vote4")
-    vote4 = sqlft_eval(model, data, out / "vote4", args.vote_limit, [*extra, "--candidates", "4", "--vote"])
+    vote4, vote4_plain = scored(model, data, out / "vote4", args.vote_limit, [*extra, "--candidates", "4", "--vote"],
+                                args.repair)
     sampling = generation_s(vote8) - generation_s(same)
     rows += [] if covered else [
         f"| greedy, same questions | {n(same)} | {cell(same)} | {generation_s(same):.0f} | - |"]
-    rows += [f"| vote N = 4 | {n(vote4)} | {cell(vote4)} | ~{generation_s(same) + 3 / 7 * sampling:.0f} "
+    rows += [f"| vote N = 4 | {n(vote4)} | {cell(vote4, vote4_plain)} | ~{generation_s(same) + 3 / 7 * sampling:.0f} "
              f"(derived) | {voting_cell(vote4)} |",
-             f"| vote N = 8 | {n(vote8)} | {cell(vote8)} | {generation_s(vote8):.0f} | {voting_cell(vote8)} |"]
+             f"| vote N = 8 | {n(vote8)} | {cell(vote8, vote8_plain)} | {generation_s(vote8):.0f} | "
+             f"{voting_cell(vote8)} |"]
     return rows
 
 
@@ -123,6 +151,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=200, help="greedy rows: first N questions (0: all)")
     parser.add_argument("--vote-limit", type=int, default=100, help="voting rows: first N questions (0: no voting)")
     parser.add_argument("--batch-size", type=int, default=64, help="prompts per generation batch (the recipes' 64)")
+    parser.add_argument("--repair", action="store_true", help="score with schema repair, and the same answers "
+                        "without it (each EX cell: plain -> repaired)")
     parser.add_argument("--out", default="runs/grpo-voting")
     args = parser.parse_args()
     machine = print_machine("auto")
