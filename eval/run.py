@@ -87,6 +87,9 @@ def _check(config: EvalConfig) -> list[str]:
                         "removed)")
     if config.generation.vote and config.predictions:
         problems.append("--vote samples answers from a model: it cannot be used with --predictions")
+    if config.generation.repair and config.predictions:
+        problems.append("--repair needs each question's schema, which a predictions file does not carry: score the "
+                        "eval set with a model (MODEL --data ... --repair)")
     return problems
 
 

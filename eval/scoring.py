@@ -166,10 +166,12 @@ def score_one(example: Example, raw: dict[str, dict], instances: dict[str, Insta
     chosen = None
     if line.get("candidates") and usable:
         texts = [text] + line["candidates"]
-        sqls = [answer_sql(extract_sql(t, scoring.dialect), example, inst, scoring) for t in texts]
+        as_written = [extract_sql(t, scoring.dialect) for t in texts]
+        # samples often repeat one another: each distinct answer is checked and repaired once
+        answers = {sql: answer_sql(sql, example, inst, scoring) for sql in dict.fromkeys(as_written)}
+        sqls = [answers[sql] for sql in as_written]
         chosen = vote_answer(sqls, inst, scoring)
-        text, pred_sql = texts[chosen.index], sqls[chosen.index]
-        written = extract_sql(text, scoring.dialect)
+        text, pred_sql, written = texts[chosen.index], sqls[chosen.index], as_written[chosen.index]
     elif usable:
         pred_sql = answer_sql(pred_sql, example, inst, scoring)
     # One parse of the first gold serves its hardness and (for a match) its normal form for exact match.

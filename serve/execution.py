@@ -60,7 +60,9 @@ def repair_on(database: Database, sqls: list[str], dialect: str | None, *, timeo
     def runs(sql: str) -> bool:
         return run_sql(database, engine_sql(database, sql, dialect), max_rows=1, timeout_s=timeout_s).status == "ok"
 
-    return [repair_answer(sql, database.ddl, dialect or database.engine, runs) for sql in sqls]
+    # samples often repeat one another: each distinct answer is checked and repaired once
+    answers = {sql: repair_answer(sql, database.ddl, dialect or database.engine, runs) for sql in dict.fromkeys(sqls)}
+    return [answers[sql] for sql in sqls]
 
 
 def execute_response(result: ExecutionResult, sql: str = "", executed_sql: str = "") -> ExecuteResponse:

@@ -392,3 +392,5 @@ def test_repair_rewrites_answers_that_do_not_run_and_leaves_the_others(tmp_path)
     again = eval_run.run(eval_run.parse_args(["fake-model", "--data", str(data), "--out", str(tmp_path / "plain"),
                                               "--instances", "2", "--repair"]), load_model=None)
     assert again["counts"]["match"] == 4
+    with pytest.raises(SystemExit):  # a predictions file has no schema to repair against: said, not ignored
+        eval_run.parse_args(["--predictions", str(data), "--repair"])
