@@ -316,6 +316,8 @@ def _build(cls, raw, prefix: str, problems: list[str]):
 
 def _convert(hint, value, key: str, problems: list[str]):
     if dataclasses.is_dataclass(hint):
+        if hint is DatasetSpec and isinstance(value, str):  # data.train=FILE: a dataset given by its path alone
+            value = {"path": value}
         return _build(hint, value, key + ".", problems)
     origin = typing.get_origin(hint)
     if origin is list:

@@ -1,5 +1,6 @@
 """Print versions, device and cache locations: `sqlft info`."""
 
+import argparse
 import importlib.metadata
 import platform
 
@@ -7,6 +8,9 @@ from sqlft.paths import cache_dir
 
 
 def main(argv=None) -> None:
+    # A parser even with no options: `sqlft info --help` prints the usage instead of running (and a stray
+    # argument is an error, not ignored).
+    argparse.ArgumentParser(prog="sqlft info", description=__doc__.split("\n")[0]).parse_args(argv)
     import torch
 
     from sqlft import precision
