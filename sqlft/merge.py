@@ -17,7 +17,9 @@ by whole units.
 """
 
 import argparse
+import dataclasses
 import json
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -91,7 +93,8 @@ def merge(run_dir: Path, out: Path | None = None, dtype: str = "auto", verify: b
     write_merged_meta(tmp, {
         "base_model": config.model.name, "template": ref.template, "system": ref.system,
         "schema_format": ref.schema_format, "sql_dialect": ref.sql_dialect, "method": config.model.method,
-        "dtype": dtype, "trust_remote_code": remote, "run": str(run_dir.resolve())})
+        "dtype": dtype, "trust_remote_code": remote, "run": str(run_dir.resolve()),
+        "generation": dataclasses.asdict(config.generation)})  # `sqlft ask MERGED` decodes as the run says
     (tmp / "README.md").write_text(model_card(run, config, dtype))
     if out.exists():
         shutil.rmtree(out)
@@ -186,13 +189,28 @@ def verify_merge(expected: list[Reference], merged_dir: Path, dtype: str) -> Non
           f"{ties} tie(s) within 16-bit rounding; logits off by {mean_deviation:.3f} on average)")
 
 
+def hub_id(name: str) -> str | None:
+    """The Hugging Face hub id a run started from: the model an embedded GGUF was converted from, a hub id as given,
+    a merged folder's own base; None for a local folder with no such record (the card then names none)."""
+    from sqlft.embedded import EMBEDDED_PREFIX, HUB_IDS
+    from sqlft.run_folder import read_merged_meta
+
+    if name.startswith(EMBEDDED_PREFIX):
+        return HUB_IDS.get(name[len(EMBEDDED_PREFIX):])
+    if Path(name).expanduser().exists():
+        meta = read_merged_meta(Path(name).expanduser())
+        return hub_id(str(meta["base_model"])) if meta and meta.get("base_model") else None
+    return name if re.fullmatch(r"[\w.-]+/[\w.-]+", name) else None
+
+
 def model_card(run: RunFolder, config: Config, dtype: str) -> str:
     metrics = run.read_metrics()
     metrics.pop("log_history", None)
     data = ", ".join(d.path for d in config.data.train)
+    base = hub_id(config.model.name)
+    front = f"base_model: {base}\n" if base else ""  # the hub requires a hub id there, or no key at all
     return f"""---
-base_model: {config.model.name}
-library_name: transformers
+{front}library_name: transformers
 tags: [text-to-sql, sqlft, {config.model.method}]
 ---
 # {config.name} (merged)
