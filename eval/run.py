@@ -178,10 +178,13 @@ def parse_args(argv: list[str]) -> EvalConfig:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "compare":
-        if len(argv) != 3:
-            sys.exit("usage: sqlft eval compare RUN_A RUN_B (two eval output folders)")
+        parser = argparse.ArgumentParser(prog="sqlft eval compare", description="two eval output folders side by "
+                                         "side, with the examples that flipped")
+        parser.add_argument("run_a", help="an --out folder of a finished sqlft eval")
+        parser.add_argument("run_b", help="another one")
+        args = parser.parse_args(argv[1:])
         try:
-            print(report.compare_runs(Path(argv[1]), Path(argv[2])))
+            print(report.compare_runs(Path(args.run_a), Path(args.run_b)))
         except FileNotFoundError as err:
             sys.exit(f"sqlft eval compare: {err}")
         return

@@ -3,12 +3,15 @@
     sqlft train CONFIG [k=v ...] [--resume]     fine-tune (sqlft.train)
     sqlft merge RUN                              merge the adapter into a 16-bit model (sqlft.merge)
     sqlft eval ...                               execution accuracy in DuckDB (eval.run); `sqlft eval compare A B`
-    sqlft ask MODEL QUESTION --schema DDL        one question -> SQL (sqlft.ask)
+    sqlft ask MODEL [QUESTION ...] --schema DDL  questions (or --questions FILE, stdin, a prompt) -> SQL (sqlft.ask)
     sqlft serve [MODEL]                          HTTP API, POST /sql (serve.main)
+    sqlft mcp [MODEL]                            the databases as MCP tools for agents (serve.mcp)
     sqlft ui                                     Streamlit page over the API (ui.main)
     sqlft quickstart                             train + merge + eval on the embedded default (sqlft.quickstart)
     sqlft info                                   versions, device, cache locations
     sqlft config import FILE [--out OUT.yaml]    a sqlft config from an axolotl or LLaMA-Factory config
+
+`sqlft COMMAND --help` shows a command's options.
 """
 
 import importlib
@@ -20,6 +23,7 @@ COMMANDS = {
     "eval": "eval.run",
     "ask": "sqlft.ask",
     "serve": "serve.main",
+    "mcp": "serve.mcp",
     "ui": "ui.main",
     "quickstart": "sqlft.quickstart",
     "info": "sqlft.info",
