@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from serve.batching import Backend
 from serve.errors import install_error_handlers
 from serve.guard import RequestGuard
-from serve.routes import databases, health, sql
+from serve.routes import databases, feedback, health, history, sql, tables
 from serve.schemas import ErrorBody
 from serve.settings import Settings
 from serve.state import ServerState
@@ -65,6 +65,6 @@ def create_app(settings: Settings | None = None, load_backend: Callable[[Setting
     app.state.sqlft = state
     install_error_handlers(app)
     app.add_middleware(RequestGuard, state=state)
-    for module in (health, databases, sql):
+    for module in (health, databases, sql, tables, history, feedback):
         app.include_router(module.router)
     return app

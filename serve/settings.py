@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     api_key: str | None = Field(None, description="key clients must send (X-API-Key or Bearer) on every route "
                                 "but /healthz; also env SQLFT_API_KEY")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    data_dir: str = Field("sqlft-data", description="folder for the page's history (history.sqlite, last 200 "
+                          "answers per API key) and answers marked right or wrong (feedback/up.jsonl: training "
+                          "records for `sqlft train data.train=...`; feedback/down.jsonl)")
 
     # ---------------------------------------------------------------------------------- databases
     database: list[str] = Field([], description="register a database NAME=SOURCE (DuckDB/SQLite file, "
