@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -184,12 +184,23 @@ def _row_sort_key(row: tuple) -> tuple:
 
 
 def _freeze(value: Any) -> Any:
-    """Hashable form of a value: DuckDB returns lists for LIST columns and dicts for STRUCT/MAP columns."""
+    """Hashable form of any value: DuckDB returns lists for LIST columns and dicts for STRUCT/MAP columns;
+    PostgreSQL drivers return multiranges, arrays of ranges, JSON documents ... Whatever a driver returns
+    compares, by its content where it can be walked, else by its type and text (never a TypeError)."""
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
     if isinstance(value, dict):
         return tuple((k, _freeze(v)) for k, v in value.items())
-    return value
+    try:
+        hash(value)
+        return value
+    except TypeError:
+        pass
+    if isinstance(value, Mapping):
+        return tuple((_freeze(k), _freeze(v)) for k, v in value.items())
+    if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):
+        return (type(value).__name__, tuple(_freeze(v) for v in value))
+    return (type(value).__name__, repr(value))
 
 
 def _freeze_row(row: Sequence[Any]) -> tuple:

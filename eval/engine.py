@@ -37,14 +37,16 @@ def engine_for(source: str | Path) -> str:
 
 def open_sandbox(source: str | Path, engine: str | None = None, *, timeout_s: float = 5.0,
                  max_rows: int = 10_000, max_result_bytes: int = 100_000_000, memory_limit: str = "1GB",
-                 pool_size: int = 4, pool_timeout_s: float = 1.0) -> AnySandbox:
+                 pool_size: int = 4, pool_timeout_s: float = 1.0, allow_privileged_role: bool = False) -> AnySandbox:
     """A sandbox over `source` on `engine` (default: engine_for(source)). DuckDB sources that are not DuckDB
     files are converted once into the cache (eval.database.prepare_database). memory_limit: DuckDB only;
-    pool_size and pool_timeout_s: PostgreSQL only (connections, and the wait for one before PoolBusy)."""
+    pool_size and pool_timeout_s: PostgreSQL only (connections, and the wait for one before PoolBusy);
+    allow_privileged_role: PostgreSQL only, see eval.postgres.PostgresSandbox."""
     engine = engine or engine_for(source)
     bounds = {"timeout_s": timeout_s, "max_rows": max_rows, "max_result_bytes": max_result_bytes}
     if engine == "postgres":
-        return PostgresSandbox(str(source), pool_size=pool_size, pool_timeout_s=pool_timeout_s, **bounds)
+        return PostgresSandbox(str(source), pool_size=pool_size, pool_timeout_s=pool_timeout_s,
+                               allow_privileged_role=allow_privileged_role, **bounds)
     if engine == "sqlite":
         return SqliteSandbox(Path(str(source)).expanduser(), **bounds)
     if engine == "duckdb":

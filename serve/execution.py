@@ -14,7 +14,7 @@ import uuid
 from typing import Any
 
 from eval.engine import to_engine
-from eval.postgres import PoolBusy
+from eval.postgres import PoolBusy, SourceUnavailable
 from eval.repair import repair_answer
 from eval.sandbox import ExecutionResult
 from eval.vote import Vote, vote
@@ -41,6 +41,9 @@ def run_sql(database: Database, sql: str, *, max_rows: int, timeout_s: float) ->
     except PoolBusy:
         raise ApiError(429, "busy", f"Every connection to database {database.name!r} is in use; retry shortly.",
                        headers={"Retry-After": "1"}) from None
+    except SourceUnavailable:
+        raise ApiError(503, "database_unavailable", f"Database {database.name!r} cannot be reached now; retry "
+                       "shortly.", headers={"Retry-After": "5"}) from None
     except Exception as e:  # noqa: BLE001 - a sandbox bug must be an answer, not a 500
         return ExecutionResult("error", error=f"the query could not be run ({type(e).__name__})")
 

@@ -18,6 +18,16 @@ import yaml
 from eval.database import column_names, prepare_database, schema_ddl, table_names
 from eval.engine import AnySandbox, engine_for, open_sandbox
 from eval.postgres import PostgresSandbox, redact
+from eval.sqlite_schema import sqlite_ddl
+
+
+class Databases(dict):
+    """name -> Database, and the registered sources that cannot be reached now (name -> why, for the log):
+    those answer 503 with a retry hint while the server retries them in the background."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.unavailable: dict[str, str] = {}
 
 
 @dataclass
@@ -32,17 +42,21 @@ class Database:
 
 
 def open_database(name: str, source: str, *, timeout_s: float, max_rows: int, memory_limit: str = "1GB",
-                  max_result_bytes: int = 16_000_000, pool_size: int = 4, pool_wait_s: float = 1.0) -> Database:
+                  max_result_bytes: int = 16_000_000, pool_size: int = 4, pool_wait_s: float = 1.0,
+                  allow_privileged_role: bool = False) -> Database:
     engine = engine_for(source)
     bounds = {"timeout_s": timeout_s, "max_rows": max_rows, "max_result_bytes": max_result_bytes}
     if engine == "postgres":
-        box = open_sandbox(source, engine, pool_size=pool_size, pool_timeout_s=pool_wait_s, **bounds)
+        box = open_sandbox(source, engine, pool_size=pool_size, pool_timeout_s=pool_wait_s,
+                           allow_privileged_role=allow_privileged_role, **bounds)
         return Database(name, engine, box.table_list, box.ddl, box, redact(source))
     # The schema text of files and dumps comes from their DuckDB copy, for SQLite files too: the same text as
     # before, and as the demo data's contexts. Schema first: DuckDB refuses a second connection to a file that
     # the sandbox holds open with another configuration.
     path = prepare_database(source)
     tables, ddl = table_names(path), schema_ddl(path)
+    if engine == "sqlite":  # from SQLite itself: the DuckDB copy drops FOREIGN KEYs, which the model trained with
+        ddl = sqlite_ddl(source)
     columns = column_names(path) if engine == "duckdb" else set()
     box = open_sandbox(source if engine == "sqlite" else path, engine, memory_limit=memory_limit, **bounds)
     return Database(name, engine, tables, ddl, box, source, columns)

@@ -24,6 +24,17 @@ def _seconds(name: str, default: float, help: str):  # noqa: A002 - the flag's h
     return Field(default, gt=0, validation_alias=AliasChoices(name, f"{name}_s"), description=help)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether `host` is only reachable from this machine (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="SQLFT_", extra="forbid", populate_by_name=True, validate_default=True,
@@ -71,6 +82,12 @@ class Settings(BaseSettings):
     pool_size: int = Field(4, ge=1, description="connections per PostgreSQL database; when every one is busy for "
                            "--pool-wait seconds the answer is 429")
     pool_wait_s: float = _seconds("pool_wait", 1.0, "seconds a query waits for a PostgreSQL connection, else 429")
+    allow_privileged_role: bool = Field(False, description="serve a PostgreSQL database whose role is superuser, "
+                                        "holds pg_read_server_files/pg_write_server_files/pg_execute_server_program/"
+                                        "pg_signal_backend or may write to a table (refused by default; a warning "
+                                        "is printed at every start)")
+    allow_fake_on_network: bool = Field(False, description="let --backend fake listen on a non-loopback --host "
+                                        "(its canned SQL is for tests and load tests, not for users)")
 
     # ---------------------------------------------------------------------------------- bounds
     max_concurrency: int = Field(16, ge=1, description="/sql + /execute requests in flight; more get 429 at once")
@@ -101,6 +118,17 @@ class Settings(BaseSettings):
     def _default_model(self) -> "Settings":
         if self.model is None:
             self.model = "" if self.backend == "openai" else EMBEDDED_MODEL
+        return self
+
+    @model_validator(mode="after")
+    def _safe_listening(self) -> "Settings":
+        if self.api_key is not None and not self.api_key.strip():
+            # `--api-key "$KEY"` with KEY unset would otherwise turn authentication off without a word.
+            raise ValueError("--api-key is empty (an unset shell variable?): give the key, or leave the flag (and "
+                             "SQLFT_API_KEY) out to serve without one")
+        if self.backend == "fake" and not self.allow_fake_on_network and not is_loopback(self.host):
+            raise ValueError(f"--backend fake answers canned SQL, not a model: it listens on loopback only, not "
+                             f"--host {self.host}. Pass --allow-fake-on-network for a load test across machines.")
         return self
 
     @classmethod

@@ -6,15 +6,16 @@ through serve/deps.py.
 import asyncio
 import concurrent.futures
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from eval.isolation import IsolatedExecutor, isolate
-from eval.postgres import redact
+from eval.postgres import PostgresUnreachable, redact
 from serve.batching import Backend, MicroBatcher
-from serve.registry import Database, close_databases, open_databases
+from serve.registry import Database, Databases, close_databases, open_database
 from serve.settings import Settings
 
 log = logging.getLogger("sqlft.serve")
@@ -72,7 +73,7 @@ class ServerState:
         self.settings, self._load_backend = settings, load_backend
         self.backend: Backend | None = None
         self.batcher: MicroBatcher | None = None
-        self.databases: dict[str, Database] = {}
+        self.databases: Databases = Databases()
         self.dialect: str | None = None  # the model's SQL dialect (None: unknown, SQL runs as written)
         self.ready = False
         self.load_error = ""
@@ -85,19 +86,17 @@ class ServerState:
                                          max_result_bytes=settings.max_result_bytes)
         self._lock = threading.Lock()  # load() runs in its own thread; close() may come while it runs
         self._closed = False
+        self._stopped = threading.Event()  # ends the background retries of unreachable sources
 
     def load(self) -> None:
         settings = self.settings
         try:
             started = time.perf_counter()
-            databases = open_databases(settings.sources(), timeout_s=settings.execute_timeout_s,
-                                       max_rows=settings.max_rows, memory_limit=settings.memory_limit,
-                                       max_result_bytes=settings.max_result_bytes, pool_size=settings.pool_size,
-                                       pool_wait_s=settings.pool_wait_s)
-            for database in databases.values():  # DuckDB and SQLite files: queries in killable processes
-                database.sandbox = isolate(database.sandbox, self.isolated)
+            databases = self._open_databases(settings.sources())
             with self._lock:
                 self.databases = databases
+            if databases.unavailable:
+                threading.Thread(target=self._retry_unavailable, name="sqlft-retry", daemon=True).start()
             self.isolated.warm()
             backend = self._load_backend(settings)
             batch, wait = (settings.max_batch, settings.max_wait_ms / 1000) if settings.batching else (1, 0.0)
@@ -117,7 +116,61 @@ class ServerState:
             self.load_error = redact(f"{type(e).__name__}: {e}")
             log.exception("loading failed; /readyz answers 503 until the server is restarted with a fix")
 
+    def _open_one(self, name: str, source: str) -> Database:
+        settings = self.settings
+        database = open_database(name, source, timeout_s=settings.execute_timeout_s, max_rows=settings.max_rows,
+                                 memory_limit=settings.memory_limit, max_result_bytes=settings.max_result_bytes,
+                                 pool_size=settings.pool_size, pool_wait_s=settings.pool_wait_s,
+                                 allow_privileged_role=settings.allow_privileged_role)
+        database.sandbox = isolate(database.sandbox, self.isolated)  # files: queries in killable processes
+        warning = getattr(database.sandbox, "role_warning", "")
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
+        return database
+
+    def _open_databases(self, sources: dict[str, str]) -> Databases:
+        """Every source opened; a PostgreSQL server that cannot be reached now is left to the background retry
+        (its database answers 503 meanwhile) so that one server down does not take the others with it. Any other
+        failure (a missing file, a bad URL, a privileged role) stops the load: the configuration is wrong."""
+        databases = Databases()
+        try:
+            for name, source in sources.items():
+                try:
+                    databases[name] = self._open_one(name, source)
+                except PostgresUnreachable as e:
+                    databases.unavailable[name] = str(e)
+                    log.warning("database %s cannot be reached (%s); retrying in the background", name, e)
+        except Exception:
+            close_databases(databases)
+            raise
+        return databases
+
+    def _retry_unavailable(self) -> None:
+        sources, wait = self.settings.sources(), 1.0
+        while not self._stopped.wait(wait):
+            for name in list(self.databases.unavailable):
+                try:
+                    database = self._open_one(name, sources[name])
+                except PostgresUnreachable as e:
+                    self.databases.unavailable[name] = str(e)
+                    continue
+                except Exception as e:  # noqa: BLE001 - reachable now but unusable: say why, keep answering 503
+                    self.databases.unavailable[name] = redact(f"{type(e).__name__}: {e}")
+                    log.error("database %s is reachable but cannot be used: %s", name, redact(str(e)))
+                    continue
+                with self._lock:
+                    if self._closed:
+                        database.sandbox.close()
+                        return
+                    self.databases[name] = database
+                    self.databases.unavailable.pop(name, None)
+                log.info("database %s (%s) is reachable again", name, database.engine)
+            if not self.databases.unavailable:
+                return
+            wait = min(wait * 2, 30.0)
+
     def close(self) -> None:
+        self._stopped.set()
         with self._lock:
             self._closed, self.ready = True, False
             if self.batcher is not None:

@@ -240,13 +240,13 @@ def parse_tables(ddl: str, dialect: str = "sqlite") -> list[Table]:
     """CREATE TABLE statements -> tables; statements sqlglot cannot parse are skipped, not fatal."""
     try:
         statements = sqlglot.parse(ddl, read=dialect)
-    except sqlglot.errors.SqlglotError:
-        # One bad statement should not lose the others: retry them one by one.
+    except (sqlglot.errors.SqlglotError, RecursionError):
+        # One bad statement (or one nested hundreds of levels deep) should not lose the others: one by one.
         statements = []
         for part in split_statements(ddl):
             try:
                 statements.extend(sqlglot.parse(part, read=dialect))
-            except sqlglot.errors.SqlglotError:
+            except (sqlglot.errors.SqlglotError, RecursionError):
                 continue
     tables: dict[str, Table] = {}
     for statement in statements:

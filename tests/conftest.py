@@ -13,6 +13,8 @@ import pytest
 # ../shared/data beside the checkout; SQLFT_SHARED_DATA points elsewhere (a worktree one folder deeper).
 SHARED_DATA = Path(os.environ.get("SQLFT_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
+from tests.pg_fixtures import cluster, reader_url, superuser_url  # noqa: E402,F401 - the shared PostgreSQL server
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach a hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 

@@ -178,6 +178,9 @@ def context_too_long(e: PromptTooLong, kept: list[str] | None) -> ApiError:
 
 
 def find_database(databases: dict[str, Database], name: str) -> Database:
+    if name in getattr(databases, "unavailable", {}):
+        raise ApiError(503, "database_unavailable", f"Database {name!r} cannot be reached now; the server retries "
+                       "it in the background. Retry shortly.", headers={"Retry-After": "5"})
     if name not in databases:
         known = ", ".join(databases) or "none"
         raise ApiError(404, "unknown_database", f"No database named {name!r}. Registered: {known} "
