@@ -15,6 +15,8 @@ from pathlib import Path
 
 from eval.database import DatabaseError, defog_database_names, prepare_database, schema_ddl
 from eval.postgres import PostgresError, database_url, is_postgres_url, read_url_schema
+from eval.sqlite_sandbox import is_sqlite_file
+from eval.sqlite_schema import SqliteSchemaError, sqlite_ddl
 from sqlft.config import DatasetSpec
 from sqlft.formats import DataError, is_spider_file, load_records, read_spider
 from sqlft.paths import DEMO_PREFIX, resolve_data_path
@@ -249,15 +251,24 @@ def _attach_schemas(examples: list[Example]) -> None:
             continue
         if example.database not in schemas:
             try:
-                schemas[example.database] = (read_url_schema(example.database).ddl if is_postgres_url(example.database)
-                                             else schema_ddl(prepare_database(example.database)))
-            except (DatabaseError, PostgresError, OSError) as err:
+                schemas[example.database] = database_schema(example.database)
+            except (DatabaseError, PostgresError, SqliteSchemaError, OSError) as err:
                 schemas[example.database] = f"error: {err}"
         text = schemas[example.database]
         if text.startswith("error: "):
             example.database_error = f"database '{example.db_id}' cannot be built: {text[7:]}"
         else:
             example.db_schema = text
+
+
+def database_schema(source: str) -> str:
+    """The CREATE TABLE text the model sees for a database: a PostgreSQL catalog's, a SQLite file's read from SQLite
+    itself (its FOREIGN KEYs included, as the Spider recipe trains), else the DuckDB copy's."""
+    if is_postgres_url(source):
+        return read_url_schema(source).ddl
+    if is_sqlite_file(Path(source).expanduser()):
+        return sqlite_ddl(source)
+    return schema_ddl(prepare_database(source))
 
 
 def _data_dialect(data: str, kind: str) -> str:

@@ -203,7 +203,9 @@ def test_spider_file_with_db_root(tmp_path, db_root):
     assert "only in gold: ('Joe',), ('Tom',)" in rows[1]["reason"]
     assert report["settings"]["dialect"] == "sqlite" and report["settings"]["data_kind"] == "spider"
     assert not rows[0]["synthetic"] and rows[0]["instances"] == 1
-    assert all(p.startswith("CREATE TABLE singer (singer_id BIGINT, name VARCHAR") for p in model.prompts)
+    # read from SQLite itself (eval.sqlite_schema): the declared types, as the file's own DDL has them
+    assert all(p.startswith("CREATE TABLE singer (singer_id INTEGER, name TEXT, country TEXT, age INTEGER, "
+                            "PRIMARY KEY (singer_id));") for p in model.prompts), model.prompts[0]
 
 
 def test_spider_rows_are_read_by_the_one_spider_reader(tmp_path, db_root):
@@ -227,7 +229,7 @@ def test_spider_rows_are_read_by_the_one_spider_reader(tmp_path, db_root):
     assert evalset.examples[2].difficulty == "easy"
     (problem,) = evalset.problems
     assert problem.startswith("dev.json[1]: missing field 'query'")
-    assert all(e.db_schema.startswith("CREATE TABLE singer (singer_id BIGINT") for e in evalset.examples)
+    assert all(e.db_schema.startswith("CREATE TABLE singer (singer_id INTEGER") for e in evalset.examples)
     assert all(e.database == str(db_root / "concert" / "concert.sqlite") for e in evalset.examples)
 
 
