@@ -11,6 +11,7 @@ batcher, exit.
 
 import logging
 import sys
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -30,13 +31,36 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     return settings
 
 
+def preflight(settings: Settings) -> None:
+    """Every problem that can be found before the model loads (model folder, template, database files and URLs,
+    a password in a URL), all at once; the program exits non-zero with them."""
+    from sqlft.preflight import database_problems, model_problems
+
+    problems = database_problems(settings.sources())
+    if settings.backend == "local":
+        problems = model_problems(settings.model, settings.template) + problems
+    elif settings.backend == "openai":
+        if not settings.openai_url.startswith(("http://", "https://")):
+            problems.append(f"--openai-url {settings.openai_url!r}: expected http(s)://HOST:PORT/v1")
+        if settings.model:  # the merged folder that gives the tokenizer and template
+            problems = model_problems(settings.model, settings.template) + problems
+    if Path(settings.data_dir).exists() and not Path(settings.data_dir).is_dir():
+        problems.append(f"--data-dir {settings.data_dir}: a file is there; give a folder (history, feedback)")
+    if problems:
+        sys.exit("sqlft serve: cannot start:\n  " + "\n  ".join(problems))
+
+
 def main(argv: list[str] | None = None) -> None:
+    import threading
+    import time
+
     import uvicorn
 
     from serve.app import create_app
     from serve.protocol import guarded_protocol
 
     settings = parse_settings(argv)
+    preflight(settings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("sqlft.serve")
     if settings.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key and settings.backend != "fake":
@@ -46,9 +70,24 @@ def main(argv: list[str] | None = None) -> None:
              settings.model or settings.openai_url, settings.backend, settings.host, settings.port)
     # timeout_graceful_shutdown: on SIGTERM, requests in flight get up to one request timeout to finish.
     # The h11 protocol closes connections whose headers are not in within --header-timeout (slowloris).
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-                http=guarded_protocol(settings.header_timeout_s), timeout_keep_alive=5,
-                timeout_graceful_shutdown=int(settings.request_timeout_s) + 5)
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level,
+        http=guarded_protocol(settings.header_timeout_s), timeout_keep_alive=5,
+        timeout_graceful_shutdown=int(settings.request_timeout_s) + 5))
+    state = app.state.sqlft
+
+    def stop_if_load_fails() -> None:
+        # A server whose model or databases failed to load cannot answer: it stops (exit status 1) rather than
+        # stay up answering 503 to a supervisor that believes it started.
+        while not (state.ready or state.load_error or server.should_exit):
+            time.sleep(0.1)
+        if state.load_error:
+            server.should_exit = True
+    threading.Thread(target=stop_if_load_fails, name="sqlft-load-watch", daemon=True).start()
+    server.run()
+    if state.load_error:
+        sys.exit(f"sqlft serve: cannot start: {state.load_error}")
 
 
 if __name__ == "__main__":
