@@ -42,6 +42,10 @@ class Imported:
     kind: str  # axolotl, llamafactory
     config: dict = field(default_factory=dict)
     lines: list[Line] = field(default_factory=list)
+    # A LLaMA-Factory command line through src/train_bash.py: the tool as it was before 0.7 (2024-05), whose `yuan`
+    # template (to 0.9.1) wrote each answer as "{answer}<eod>" and "\n" before the next question (data.template
+    # yuan_2024); today's writes "{answer}<eod>\n" (data.template yuan).
+    llamafactory_before_07: bool = False
 
     def set(self, key: str, value) -> None:
         node = self.config
@@ -72,8 +76,11 @@ class Imported:
         width = max([len(line.key) for line in self.lines] + [8])
         rows = [f"{line.key:<{width}}  {line.status:<10}  {line.note}" for line in self.lines]
         counts = {s: sum(1 for line in self.lines if line.status == s) for s in ("mapped", "implied", "empty",
-                                                                                 "not mapped")}
-        head = (f"{len(self.lines)} {self.kind} keys: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+                                                                                 "not mapped", "default")}
+        keys = sum(1 for line in self.lines if line.status != "default")
+        head = (f"{keys} {self.kind} keys: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n and s != "default"))
+        if counts["default"]:
+            head += f"; {counts['default']} default(s) of {self.kind} written where sqlft's differ"
         return "\n".join([head, *rows])
 
 
@@ -83,6 +90,59 @@ def _show(value) -> str:
 
 def _empty(value) -> bool:
     return value is None or value == "" or value == [] or value == {}
+
+
+# ---------------------------------------------------------------- the source tool's defaults
+
+# What the source tool does for a setting its config leaves out, where sqlft's default differs: written into the
+# imported config explicitly (so the run does what the tool would) and listed as "default of <tool>".
+# (sqlft key, the tool's value, the tool's setting, the keys of the imported config that already decide it)
+TOOL_DEFAULTS = {
+    "axolotl": [
+        ("data.val_fraction", 0.0, "val_set_size: 0.0 (no validation split)", ()),
+        ("train.max_grad_norm", 1.0, "max_grad_norm unset: transformers' 1.0", ()),
+        ("train.save_total_limit", 0, "save_total_limit unset: every checkpoint is kept", ()),
+        ("data.dedupe", False, "dataset_exact_deduplication: false", ()),
+    ],
+    "llamafactory": [
+        ("data.val_fraction", 0.0, "val_size: 0 (no validation split)", ()),
+        ("train.warmup_ratio", 0.0, "warmup_steps 0 / warmup_ratio 0.0 (transformers)", ("train.warmup_steps",)),
+        ("train.max_grad_norm", 1.0, "max_grad_norm: transformers' 1.0", ()),
+        ("train.save_total_limit", 0, "save_total_limit: None, every checkpoint is kept (transformers)", ()),
+        ("data.dedupe", False, "no deduplication", ()),
+        ("train.scheduler", "linear", "lr_scheduler_type: transformers' linear", ()),
+        ("train.lr", 5e-5, "learning_rate: transformers' 5e-5", ()),
+        ("train.batch_size", 8, "per_device_train_batch_size: transformers' 8", ()),
+        ("train.epochs", 3.0, "num_train_epochs: transformers' 3.0", ("train.max_steps",)),
+        ("train.logging_steps", 500, "logging_steps: transformers' 500", ()),
+        ("train.save_steps", 500, "save_steps: transformers' 500", ()),
+        ("train.eval_strategy", "no", "eval_strategy: transformers' no", ()),
+        ("data.max_length", 1024, "cutoff_len: 1024", ()),
+        ("data.overlong", "truncate", "cutoff_len truncates longer examples", ()),
+    ],
+}
+# LoRA defaults of LLaMA-Factory (lora_rank 8, lora_alpha 2 x rank, lora_dropout 0), when it trains an adapter.
+LLAMAFACTORY_LORA = [("lora.r", 8, "lora_rank: 8"), ("lora.alpha", 16, "lora_alpha: None, 2 x lora_rank"),
+                     ("lora.dropout", 0.0, "lora_dropout: 0.0")]
+
+
+def write_tool_defaults(out: "Imported", tool: str) -> None:
+    from sqlft.config import Config
+
+    sqlft = Config()
+    rows = list(TOOL_DEFAULTS[tool])
+    if tool == "llamafactory" and out.get("model.method") in ("lora", "qlora"):
+        rows += [(key, value, setting, ()) for key, value, setting in LLAMAFACTORY_LORA]
+    for key, value, setting, deciders in rows:
+        if out.get(key) is not None or any(out.get(d) is not None for d in deciders):
+            continue  # the source config sets it (or what decides it)
+        section, name = key.split(".")
+        ours = getattr(getattr(sqlft, section), name)
+        if ours == value:
+            continue
+        out.set(key, value)
+        out.note(f"({key})", value, "default", f"default of {tool}: {setting} -> {key}={_show(value)} (sqlft's own "
+                                               f"default is {_show(ours)})")
 
 
 # ---------------------------------------------------------------- axolotl
@@ -101,6 +161,7 @@ def import_axolotl(raw: dict, source: Path) -> Imported:
             out.note(key, value, "empty", "no value given: axolotl's default, and sqlft's, apply")
         else:
             handler(out, key, value, raw, adapter)
+    write_tool_defaults(out, "axolotl")
     return out
 
 
@@ -372,12 +433,12 @@ def _value(word: str):
 
 def import_llamafactory(options: dict, source: Path, launcher: list[str], dataset_info: Path | None,
                         deepspeed_json: Path | None) -> Imported:
-    out = Imported("llamafactory")
+    out = Imported("llamafactory", llamafactory_before_07=any(w.endswith("train_bash.py") for w in launcher))
     out.set("name", Path(str(options.get("output_dir") or source.stem)).name or source.stem)
     if launcher:
         out.note("(launcher)", " ".join(launcher), "not mapped",
-                 "how the run starts, not what it trains: `deepspeed --num_gpus N -m sqlft.train CONFIG` (or torchrun "
-                 "--nproc_per_node N, or accelerate launch) starts sqlft.train the same way")
+                 "how the run starts, not what it trains: `deepspeed --num_gpus N --module sqlft.train CONFIG` (or "
+                 "torchrun --nproc_per_node N -m sqlft.train, or accelerate launch) starts sqlft.train the same way")
     quant = options.get("quantization_bit")
     for key, value in options.items():
         handler = LLAMAFACTORY.get(key)
@@ -404,6 +465,7 @@ def import_llamafactory(options: dict, source: Path, launcher: list[str], datase
     _lf_datasets(out, options, dataset_info)
     if deepspeed_json is not None or options.get("deepspeed"):
         _lf_deepspeed_json(out, options, source, deepspeed_json)
+    write_tool_defaults(out, "llamafactory")
     return out
 
 
@@ -519,7 +581,12 @@ def _lf_template(out, key, value, options, quant):
     if value == "yuan":
         for name, setting in YUAN_TOKENIZER.items():
             out.set(f"model.{name}", setting)
-        out.mapped(key, value, "data.template", "yuan")
+        if out.llamafactory_before_07:
+            out.mapped(key, value, "data.template", "yuan_2024")
+            out.lines[-1].note += (" (src/train_bash.py is LLaMA-Factory before 0.7: its yuan template wrote "
+                                   "'{answer}<eod>', today's writes '{answer}<eod>\\n', data.template=yuan)")
+        else:
+            out.mapped(key, value, "data.template", "yuan")
         out.note("(template yuan)", None, "implied", "Yuan 2.0's tokenizer setup: model.special_tokens "
                                                      "{eos_token: <eod>}, model.added_tokens (<sep>, <pad>, ...)")
     elif value in TEMPLATES:

@@ -22,6 +22,9 @@ FIELDS = {
     "know_sql": "context, question, answer [db_id, db_path, system]",
     "spider": "question, query, db_id [context, or a tables.json next to the file]",
     "alpaca": "instruction, output [input, system, history]",
+    # Alpaca records named in a LLaMA-Factory dataset_info.json (sqlft.registry sets this format): the input is
+    # joined to the instruction as LLaMA-Factory does, "instruction\ninput", whatever the template.
+    "llamafactory_alpaca": "instruction, output [input, system, history] (through a LLaMA-Factory registry)",
     "dolly": "instruction, response [context, category]",
     "sharegpt": "conversations: [{from, value}] [system]",
     "messages": "messages: [{role, content}] [system]",
@@ -60,9 +63,17 @@ def load_records(spec: DatasetSpec) -> tuple[list[Record], list[Problem]]:
     if not spec.path:
         raise DataError("a dataset has no path; set path to a data file or a hub dataset id")
     if spec.registry:
-        from sqlft.registry import from_registry
-        spec = from_registry(spec)
-    rows = _read_rows(spec)
+        from sqlft.registry import download_hint, from_registry
+        entry_spec, spec = spec, from_registry(spec)
+        try:
+            rows = _read_rows(spec)
+        except DataError:  # a hub entry that cannot be downloaded here: say which file to fetch, and how
+            hint = download_hint(entry_spec)
+            if hint is None:
+                raise
+            raise DataError(hint) from None
+    else:
+        rows = _read_rows(spec)
     if spec.max_records > 0:
         rows = rows[:spec.max_records]
     if spec.columns:
@@ -375,6 +386,17 @@ def _alpaca(row: dict) -> Record:
     return Record(turns=turns, system=_text(row, "system", required=False), context=context, task="instruct")
 
 
+def _llamafactory_alpaca(row: dict) -> Record:
+    # LLaMA-Factory's AlpacaDatasetConverter (src/llamafactory/data/converter.py; aligner.convert_alpaca in 0.5):
+    # the user turn is "\n".join of the non-empty instruction and input, so the input follows the instruction.
+    record = _alpaca({**row, "input": ""})
+    context = _text(row, "input", required=False)
+    if context:
+        last = record.turns[-2]
+        record.turns[-2] = Turn(last.role, f"{last.content}\n{context}")
+    return record
+
+
 def _dolly(row: dict) -> Record:
     instruction, response = _fields(row, "dolly", ("instruction", "response"))
     category = _text(row, "category", required=False)
@@ -513,5 +535,6 @@ def _pre_rendered(row: dict) -> Record:
 
 
 _CONVERTERS: dict[str, Callable[[dict], Record]] = {
-    "know_sql": _know_sql, "alpaca": _alpaca, "dolly": _dolly, "sharegpt": _sharegpt, "messages": _messages,
+    "know_sql": _know_sql, "alpaca": _alpaca, "llamafactory_alpaca": _llamafactory_alpaca, "dolly": _dolly,
+    "sharegpt": _sharegpt, "messages": _messages,
     "guanaco": _guanaco, "llama2_text": _llama2_text, "text": _pre_rendered}

@@ -40,9 +40,10 @@ def parse_args(argv=None):
     parser.add_argument("run", help="training run folder (holds config.yaml and adapter/)")
     parser.add_argument("--out", help="output folder (default: RUN/merged)")
     parser.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float16", "float32"],
-                        help="auto: the base model's own 16-bit dtype (Llama-2: float16, Llama-3: bfloat16), "
-                             "float16 for a base stored in float32 (finer than bfloat16, so greedy answers stay "
-                             "those of the adapter)")
+                        help="auto: the 16-bit type the run trained in (bfloat16 for train.precision bf16 or a "
+                             "4-bit compute_dtype bfloat16, float16 for fp16); after fp32 training, the base model's "
+                             "own 16-bit dtype (Llama-2: float16, Llama-3: bfloat16), float16 for a base stored in "
+                             "float32 (finer than bfloat16, so greedy answers stay those of the adapter)")
     parser.add_argument("--no-verify", action="store_true", help="skip the merged-equals-adapter check")
     return parser.parse_args(argv)
 
@@ -71,7 +72,7 @@ def merge(run_dir: Path, out: Path | None = None, dtype: str = "auto", verify: b
     ref = resolve_ref(str(run_dir))
     out = out or run.merged
     remote = ref.trust_remote_code  # the model's own code (Yuan 2.0, ...) runs here as it did in training
-    dtype = base_dtype(ref.base, remote) if dtype == "auto" else dtype
+    dtype = merge_dtype(run.config(), ref.base, remote) if dtype == "auto" else dtype
     prompts = sample_prompts(run) if verify else []
     base = AutoModelForCausalLM.from_pretrained(resolve_model_path(ref.base), dtype=DTYPES[dtype],
                                                 trust_remote_code=remote)
@@ -104,6 +105,17 @@ def merge(run_dir: Path, out: Path | None = None, dtype: str = "auto", verify: b
         verify_merge(expected, out, dtype)
     print(f"[sqlft] merged {run_dir} -> {out} ({dtype})")
     return out
+
+
+def merge_dtype(config: Config, base: str, trust_remote_code: bool = False) -> str:
+    """`--dtype auto`: the 16-bit type the adapter was trained against, so that the merged weights compute as the
+    training did (OVH's and the Llama-3 tutorial's bf16 merges after bf16 compute); after fp32 training, the base's."""
+    compute = config.model.compute_dtype if config.model.method == "qlora" else ""
+    if config.train.precision == "bf16" or compute == "bfloat16":
+        return "bfloat16"
+    if config.train.precision == "fp16" or compute == "float16":
+        return "float16"
+    return base_dtype(base, trust_remote_code)
 
 
 def base_dtype(base: str, trust_remote_code: bool = False) -> str:

@@ -26,6 +26,7 @@ UNSUPPORTED_KEYS = {"ranking": "preference (ranking) data is for DPO/RM, not sup
                     "om_hub_url": "Modelers datasets are not supported; download the file and use file_name",
                     "script_url": "dataset loading scripts are not supported; use file_name",
                     "cloud_file_name": "cloud files are not supported; download the file and use file_name"}
+HUB_MIRRORS = ("ms_hub_url", "om_hub_url")
 UNSUPPORTED_COLUMNS = ("images", "videos", "audios", "chosen", "rejected", "kto_tag")
 
 
@@ -59,7 +60,9 @@ def from_registry(spec: DatasetSpec) -> DatasetSpec:
         raise DataError(f"dataset '{spec.path}' is not in {file}.{hint} It has: {', '.join(sorted(info))}")
     where = f"{file} entry '{spec.path}'"
     for key, why in UNSUPPORTED_KEYS.items():
-        if entry.get(key):
+        # LLaMA-Factory reads ms_hub_url / om_hub_url only when told to use those hubs (USE_MODELSCOPE_HUB,
+        # USE_OPENMIND_HUB); an entry that also has a file or a Hugging Face id is read from that, as there.
+        if entry.get(key) and not (key in HUB_MIRRORS and (entry.get("file_name") or entry.get("hf_hub_url"))):
             raise DataError(f"{where}: {why}")
     formatting = entry.get("formatting", "alpaca")
     if formatting not in COLUMNS:
@@ -80,5 +83,24 @@ def from_registry(spec: DatasetSpec) -> DatasetSpec:
             raise DataError(f"{where}: unknown {formatting} column '{theirs_name}'; LLaMA-Factory's are "
                             f"{', '.join(COLUMNS[formatting])}")
         columns[ours] = column
-    return dataclasses.replace(spec, path=path, split=split, format=formatting, registry="",
+    # Alpaca records join their input to the instruction as LLaMA-Factory does (sqlft.formats, llamafactory_alpaca).
+    fmt = "llamafactory_alpaca" if formatting == "alpaca" else formatting
+    return dataclasses.replace(spec, path=path, split=split, format=fmt, registry="",
                                columns={**columns, **spec.columns}, tags={**(entry.get("tags") or {}), **spec.tags})
+
+
+def download_hint(spec: DatasetSpec) -> str | None:
+    """For a registry entry that names a hub dataset which cannot be loaded here: the one file to fetch and the
+    file_name to set in the entry (None for an entry that names a local file: its own error says what is wrong)."""
+    file = registry_file(spec.registry)
+    entry = read_registry(spec.registry).get(spec.path) or {}
+    url = entry.get("hf_hub_url")
+    if not url or entry.get("file_name"):
+        return None
+    split = entry.get("split", spec.split)
+    local = f"{spec.path}.json"
+    return (f"{file} entry '{spec.path}' is the hub dataset {url}, and it could not be loaded from here (no hub "
+            "access, or a wrong id). "
+            f"Fetch it on a machine that is online: python -c \"import datasets; datasets.load_dataset('{url}', "
+            f"split='{split}').to_json('{local}', lines=False, force_ascii=False)\", put {local} in {file.parent}, "
+            f"and set \"file_name\": \"{local}\" in that entry (LLaMA-Factory reads the file the same way)")

@@ -121,6 +121,22 @@ def _yuan(record, pairs, eos):
     return text + f"{user}<sep>", (answer_text(answer) if answer is not None else None)
 
 
+def _yuan_2024(record, pairs, eos):
+    # LLaMA-Factory's `yuan` template as the Yuan 2.0 guide ran it (src/train_bash.py, LLaMA-Factory 0.5 to 0.9.1,
+    # Dec 2023 - Jan 2025): user "{{content}}" + <sep>, assistant "{{content}}" + the EOS token (replaced by <eod>),
+    # and a "\n" separator written before each later user turn (on the prompt side, so it has no loss). An answer
+    # that already ends with <eod> (the guide's own sample record does, then two spaces) gets no second one.
+    def answer_text(answer):
+        stripped = answer.rstrip()
+        return (stripped.removesuffix("<eod>") if stripped.endswith("<eod>") else answer) + "<eod>"
+    text = record.system or ""
+    for i, (user, answer) in enumerate(pairs[:-1]):
+        text += ("\n" if i else "") + f"{user}<sep>{answer_text(answer)}"
+    user, answer = pairs[-1]
+    text += ("\n" if len(pairs) > 1 else "") + f"{user}<sep>"
+    return text, (answer_text(answer) if answer is not None else None)
+
+
 def _context_qa(record, pairs, eos):
     # axolotl's `context_qa.load_v2` (the know_sql tutorial): no system text, "Context: ...\nQuestion: ...\n" as the
     # prompt, and "Answer: " is part of what the model learns to write. Later turns repeat Question:/Answer:.
@@ -170,10 +186,14 @@ class Template:
 TEMPLATES: dict[str, Template] = {t.name: t for t in (
     Template("sql", _sql, ("\nUSER:", "\nSYSTEM:"), adds_eos=True),
     Template("alpaca", _alpaca, ("### End", "### Instruction:"), adds_eos=True),
+    # OVH's Dolly tutorial (create_prompt_formats, after databrickslabs/dolly's trainer): the alpaca text without an
+    # EOS token after "### End", so the model learns to end with "### End" (a stop string here).
+    Template("dolly", _alpaca, ("### End", "### Instruction:")),
     Template("llama2", _llama2, ("</s>", "[INST]"), own_bos=True),
     Template("llama3", _llama3, ("<|eot_id|>", "<|start_header_id|>"), own_bos=True),
     Template("chatml", _chatml, ("<|im_end|>", "<|im_start|>")),
     Template("yuan", _yuan, ("<eod>", "<sep>")),
+    Template("yuan_2024", _yuan_2024, ("<eod>", "<sep>")),
     Template("context_qa", _context_qa, ("\nContext:", "\nQuestion:"), adds_eos=True),
     Template("tokenizer", _tokenizer, ()),  # the tokenizer's own chat template: its EOS token ends the answer
 )}
