@@ -40,7 +40,18 @@ def parse_args(argv=None):
     parser.add_argument("config", help="YAML config (see configs/)")
     parser.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.max_steps=20")
     parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
-    return parser.parse_args(argv)
+    # `deepspeed --module sqlft.train CONFIG` starts each process as `python -u -m sqlft.train --local_rank=N CONFIG`
+    # (deepspeed/launcher/launch.py), and torch.distributed.launch passes `--local-rank N`: accept both spellings.
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, dest="local_rank",
+                        help="set by the deepspeed launcher (the process's GPU on its node); read as LOCAL_RANK")
+    args = parser.parse_intermixed_args(argv)  # an option may come between the config and its overrides
+    if args.local_rank is not None:
+        env = os.environ.get("LOCAL_RANK")
+        if env is not None and env != str(args.local_rank):
+            parser.error(f"--local_rank={args.local_rank} but the environment has LOCAL_RANK={env}; the launcher "
+                         "sets both, so they must agree")
+        os.environ["LOCAL_RANK"] = str(args.local_rank)  # transformers places this process by LOCAL_RANK
+    return args
 
 
 def main(argv=None) -> Path:
