@@ -40,6 +40,7 @@ def summarize(rows: list[dict], settings: dict, generation: dict | None = None) 
         "difficulty_differs_from_hardness": len(disagree),
         "by_category": breakdown(scored, lambda row: row.get("category") or "", skip_empty=True),
         "by_database": breakdown(scored, lambda row: row.get("db_id") or ""),
+        "ran_on": ran_on(rows),
         "non_discriminating_gold": [row["id"] for row in scored if row.get("discriminating") is False],
         "gold_errors": [{"id": row["id"], "db_id": row["db_id"], "reason": row["reason"]}
                         for row in rows if row["status"] == "gold_error"],
@@ -50,6 +51,44 @@ def summarize(rows: list[dict], settings: dict, generation: dict | None = None) 
         "versions": versions(settings),
     }
     return summary
+
+
+def ran_on(rows: list[dict]) -> dict[str, dict]:
+    """database -> {engine, n, correct}: where the examples ran, every example counted (gold errors too). The
+    database is the file or URL, "synthesized" for schema-only records, "" where none could be found."""
+    found: dict[str, dict] = {}
+    for row in rows:
+        database = row.get("database", "synthesized" if row.get("synthetic") else "")
+        group = found.setdefault(database, {"engine": row.get("engine") or "", "n": 0, "correct": 0})
+        group["n"] += 1
+        group["correct"] += row["status"] == "match"
+        group["engine"] = group["engine"] or row.get("engine") or ""
+    return dict(sorted(found.items(), key=lambda item: (-item[1]["n"], item[0])))
+
+
+def ran_on_text(groups: dict[str, dict]) -> str:
+    """The summary line's words for ran_on: a few databases by name, many by count; synthesized ones always
+    said so (a user's own records must never be scored on made-up data silently)."""
+    real = {db: g for db, g in groups.items() if db and db != "synthesized"}
+    parts = []
+    if len(real) <= 3:
+        parts += [f"{_short_name(db)} ({g['engine'] or 'not opened'}, {g['n']})" for db, g in real.items()]
+    else:
+        engines = Counter()
+        for g in real.values():
+            engines[g["engine"] or "not opened"] += g["n"]
+        parts += [f"{sum(1 for g in real.values() if (g['engine'] or 'not opened') == e)} {e} databases ({n})"
+                  for e, n in engines.items()]
+    if "synthesized" in groups:
+        g = groups["synthesized"]
+        parts.append(f"synthesized from the records' schemas ({g['engine'] or 'duckdb'}, {g['n']})")
+    if "" in groups:
+        parts.append(f"no database found ({groups['']['n']})")
+    return "; ".join(parts)
+
+
+def _short_name(database: str) -> str:
+    return database if "://" in database or "/" not in database else Path(database).name
 
 
 def voting(rows: list[dict]) -> dict | None:
@@ -137,8 +176,10 @@ def summary_line(summary: dict, out: Path) -> str:
     fixed = summary.get("repair")
     if fixed:
         note += f"; {fixed['repaired']} answers repaired, {fixed['repaired_and_correct']} of them correct"
+    where = ran_on_text(summary.get("ran_on") or {})
     return (f"execution accuracy {acc:.1%} ({correct}/{n}{note}) | exact match {summary['exact_match']:.1%} | "
-            f"valid SQL {summary['valid_sql']:.1%} | mode {summary['mode']} | {out / 'report.md'}")
+            f"valid SQL {summary['valid_sql']:.1%} | mode {summary['mode']} | ran on {where} | "
+            f"{out / 'report.md'}")
 
 
 def markdown(summary: dict, rows: list[dict]) -> str:
@@ -166,6 +207,9 @@ def markdown(summary: dict, rows: list[dict]) -> str:
     if summary["by_category"]:
         lines += _table("Accuracy by category", summary["by_category"])
     lines += _table("Accuracy by database", summary["by_database"])
+    lines += ["", "## Where each example ran", "", "| database | engine | n | correct |", "|---|---|---|---|",
+              *[f"| {db or '(none found)'} | {g['engine'] or '-'} | {g['n']} | {g['correct']} |"
+                for db, g in (summary.get("ran_on") or {}).items()]]
     gen = summary.get("generation")
     if gen:
         lines += ["", "## Generation", "",

@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -203,6 +204,7 @@ def run(config: EvalConfig, load_model: Callable[..., Any] | None = None) -> dic
 
     load_model(ref, template=None) returns an object with InferenceModel's sql_prompt/generate (tests pass fakes).
     """
+    check_before_loading(config)
     evalset = load_examples(config)
     dialect = config.dialect or evalset.dialect
     scoring = Scoring(dialect, config.mode, config.float_tolerance, config.timeout_s, config.generation.repair)
@@ -247,6 +249,50 @@ def run(config: EvalConfig, load_model: Callable[..., Any] | None = None) -> dic
     return summary
 
 
+def check_before_loading(config: EvalConfig, model: bool = False) -> None:
+    """Settings problems found before anything is read: --db-root (a folder, or a PostgreSQL URL libpq reads and
+    that holds no password), the data or predictions file, and with `model` the model reference and template
+    (checked before the model loads, once it is known that answers are missing). Raises ConfigError listing them."""
+    from sqlft.preflight import db_root_problem, model_problems
+
+    problems = [p for p in [db_root_problem(config.db_root)] if p]
+    for flag, path in (("--data", config.data), ("--predictions", config.predictions)):
+        if path and not path.startswith("demo:") and not Path(path).expanduser().is_file():
+            problems.append(f"{flag}: file not found: {path}")
+    if model:
+        if config.openai_url:
+            problems += model_problems(config.model_dir, config.template) if config.model_dir else []
+        else:
+            problems += model_problems(config.model, config.template)
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s) (no model was loaded):\n  " + "\n  ".join(problems))
+
+
+def announce_databases(examples: list[Example]) -> None:
+    """Say where the examples will run before anything is generated: real databases by engine, the examples that
+    fall back to synthesized databases (and why), and the ones whose database cannot be found."""
+    from eval.engine import engine_for
+
+    synthesized = [e for e in examples if not e.database and not e.database_error]
+    missing = [e for e in examples if e.database_error]
+    real = Counter()
+    for e in examples:
+        if e.database and not e.database_error:
+            real[engine_for(e.database)] += 1
+    parts = [f"{n} on {engine}" for engine, n in real.items()]
+    if synthesized:
+        parts.append(f"{len(synthesized)} on databases synthesized from their schema")
+    if missing:
+        parts.append(f"{len(missing)} with no usable database (gold errors)")
+    print(f"examples: {', '.join(parts)}", file=sys.stderr)
+    if synthesized and (real or missing):
+        ids = ", ".join(e.db_id or e.source for e in synthesized[:5])
+        print(f"note: {len(synthesized)} examples have no database of their own (no db_path, and their db_id is not "
+              f"found under --db-root or among defog-data's): synthesized, e.g. {ids}", file=sys.stderr)
+    for e in missing[:5]:
+        print(f"no database for {e.source or e.id}: {redact(e.database_error)}", file=sys.stderr)
+
+
 def load_examples(config: EvalConfig) -> EvalSet:
     """The eval set (or the predictions file), with skipped rows reported; raises DataError when nothing can be
     scored."""
@@ -261,8 +307,9 @@ def load_examples(config: EvalConfig) -> EvalSet:
         print(f"... and {len(evalset.problems) - 10} more skipped rows", file=sys.stderr)
     if not evalset.examples:
         raise DataError(f"{evalset.path}: no usable examples")
-    if evalset.kind in ("predictions", "spider") and all(e.database_error for e in evalset.examples):
-        raise DataError(f"no database found for any example: {evalset.examples[0].database_error}")
+    if all(e.database_error for e in evalset.examples):
+        raise DataError(f"no database found for any example: {redact(evalset.examples[0].database_error)}")
+    announce_databases(evalset.examples)
     return evalset
 
 
@@ -336,6 +383,8 @@ def generate_predictions(config: EvalConfig, evalset: EvalSet, out: Path,
     template = json.loads(meta_path.read_text()).get("template") if meta_path.is_file() else None
     if not todo:
         return done, template
+    if load_model is None:
+        check_before_loading(config, model=True)
     if load_model is None and config.openai_url:
         load_model = remote_loader(config)
     if load_model is None:
