@@ -201,9 +201,13 @@ def test_tables_of_registered_databases(tmp_path, shop):
         columns = {col["name"]: col for col in tables["restaurant"]["columns"]}
         assert list(columns) == ["id", "name", "food_type", "city_name", "rating"]
         assert columns["rating"]["type"] == "FLOAT" and columns["name"]["type"] == "TEXT"
-        customer = next(t for t in c.get("/databases/shop/tables").json() if t["name"] == "customer")
-        assert customer["primary_key"] == ["id"] and customer["columns"][0] == \
-            {"name": "id", "type": "BIGINT", "primary_key": True, "references": None}
+        shop_tables = {t["name"]: t for t in c.get("/databases/shop/tables").json()}
+        assert shop_tables["customer"]["primary_key"] == ["id"] and shop_tables["customer"]["columns"][0] == \
+            {"name": "id", "type": "INT", "primary_key": True, "references": None}
+        orders = shop_tables["orders"]  # the SQLite file's own schema text keeps its foreign keys
+        assert orders["foreign_keys"] == [{"columns": ["customer_id"], "table": "customer", "ref_columns": ["id"]}]
+        assert [(col["name"], col["references"]) for col in orders["columns"]] == \
+            [("order_id", None), ("customer_id", "customer.id"), ("total", None)]
         r = c.get("/databases/nope/tables")
         assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_database"
 

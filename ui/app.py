@@ -1,11 +1,16 @@
-"""The sqlft page: pick a database (or paste DDL), ask a question, read and edit the SQL, run it, see rows.
+"""The sqlft page: pick a database (or paste DDL), browse its tables, ask a question, read and edit the SQL, run
+it, see and download the rows, mark the answer right or wrong (kept as training data by the server).
 
     sqlft ui                      (or: SQLFT_API_URL=http://127.0.0.1:8000 streamlit run ui/app.py)
 
-It talks to the API only over HTTP (ui/client.py); SQLFT_API_KEY is sent when set.
+It talks to the API only over HTTP (ui/client.py); SQLFT_API_KEY is sent when set. The history is the server's
+(GET/POST /history, per API key), so it survives a reload of the page.
 """
 
+import hashlib
 import os
+import re
+import uuid
 
 import pandas as pd
 import streamlit as st
@@ -15,13 +20,15 @@ from ui.client import ApiClient, result_problem
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 REGISTERED, PASTED = "Registered database", "Paste DDL"
-HISTORY_SHOWN = 10
+HISTORY_SHOWN = 20
+THUMBS = {1: "up", 0: "down"}  # st.feedback("thumbs") gives 1 for up, 0 for down
 
 st.set_page_config(page_title="sqlft", page_icon=":material/database:", layout="wide")
 api = ApiClient(os.environ.get("SQLFT_API_URL", DEFAULT_API_URL), os.environ.get("SQLFT_API_KEY") or None)
 state = st.session_state
-state.setdefault("history", [])  # every answer of this session, newest last
+state.setdefault("history", None)  # the server's history, newest first (None: to be fetched)
 state.setdefault("answer", None)  # the answer on screen: question, database, sql, raw, valid, result, ...
+state.setdefault("tables", {})  # database -> its tables (GET /databases/{name}/tables), fetched once
 
 
 def load_databases() -> None:
@@ -33,6 +40,76 @@ def load_databases() -> None:
 def show(answer: dict) -> None:
     state["answer"] = answer
     state["sql_editor"] = answer["sql"]  # set before the text area exists in this run, so it shows the new SQL
+
+
+def recall(item: dict) -> None:
+    """A history entry back on screen: its question and SQL (run it again for the rows)."""
+    show({"key": f"history-{item['id']}", "question": item["question"], "database": item.get("database"),
+          "db_schema": item.get("db_schema"), "sql": item["sql"], "valid": True, "asked_at": item["at"]})
+
+
+def remember(answer: dict) -> None:
+    result = answer.get("result") or {}
+    reply = api.add_history(answer["question"], answer["sql"], database=answer["database"],
+                            db_schema=answer.get("db_schema"), status=result.get("status"),
+                            rows=len(result["rows"]) if result.get("status") == "ok" else None)
+    state["history"] = None  # fetched again, with this answer first
+    state["history_error"] = "" if reply.ok else f"This answer is not in the history: {reply.error}"
+
+
+def judged_sql(answer: dict) -> str:
+    """The SQL a thumb judges: the one whose rows are on screen (edited and run), else the model's."""
+    return answer.get("sql_run") or answer["sql"]
+
+
+def mark(answer: dict, sql: str, key: str) -> None:
+    """st.feedback's callback: send the verdict; the reply (file, count) or the error is shown under it."""
+    verdict = THUMBS.get(state[key])
+    if verdict is None:
+        return
+    reply = api.feedback(answer["question"], sql, verdict, database=answer["database"],
+                         db_schema=answer.get("db_schema"), model_sql=answer["sql"])
+    answer.setdefault("verdicts", {})[sql] = reply.data if reply.ok else {"error": reply.error}
+
+
+def judge(answer: dict) -> None:
+    """Thumbs up / down on the SQL on screen, and where the server kept the verdict."""
+    sql = judged_sql(answer)
+    if not sql:
+        return
+    saved = answer.get("verdicts", {}).get(sql)
+    ask, thumbs = st.columns([6, 1], vertical_alignment="center")
+    ask.caption("Is this SQL right? Thumbs up keeps the question and SQL as a training example "
+                "(`sqlft train CONFIG data.train=FILE`); thumbs down keeps it apart, never trained on.")
+    key = f"verdict-{answer['key']}-{hashlib.sha1(sql.encode()).hexdigest()[:12]}"  # a new SQL: a new vote
+    with thumbs:
+        st.feedback("thumbs", key=key, on_change=mark, args=(answer, sql, key),
+                    disabled=bool(saved and "error" not in saved))
+    if saved and "error" in saved:
+        st.error(saved["error"])
+    elif saved and saved["trainable"]:
+        st.success(f"Kept as a training example: {saved['file']} ({saved['records']} so far). Fine-tune on them "
+                   f"with `sqlft train CONFIG data.train={saved['file']}`.", icon=":material/thumb_up:")
+    elif saved:
+        st.info(f"Kept as a wrong answer, never trained on: {saved['file']} ({saved['records']} so far).",
+                icon=":material/thumb_down:")
+
+
+def key_columns(table: dict) -> pd.DataFrame:
+    """A table's columns for the browser: name, type, and PK / FK (the sidebar is narrow: targets go below)."""
+    rows = [[c["name"], c["type"], ", ".join(k for k, on in (("PK", c["primary_key"]), ("FK", c["references"])) if on)]
+            for c in table["columns"]]
+    return pd.DataFrame(rows, columns=["column", "type", "key"])
+
+
+def references(table: dict) -> str:
+    """Where its foreign keys point: 'customer_id → customer.id' lines."""
+    return "  \n".join(f"{', '.join(fk['columns'])} → {fk['table']}.{', '.join(fk['ref_columns'])}"
+                       for fk in table["foreign_keys"])
+
+
+def csv_name(question: str) -> str:
+    return (re.sub(r"[^a-z0-9]+", "_", question.lower()).strip("_")[:60] or "result") + ".csv"
 
 
 def table_of(result: dict) -> pd.DataFrame:
@@ -67,6 +144,21 @@ with st.sidebar:
                                 if databases.get(name, {}).get("engine") else name,
                                 placeholder="no database registered" if ready.ok else "waiting for the API")
         ddl = databases[database]["db_schema"] if database else ""
+        if database and database not in state["tables"]:
+            reply = api.tables(database)
+            state["tables"][database] = reply.data if reply.ok else reply.error
+        browsed = state["tables"].get(database) if database else None
+        if isinstance(browsed, str):  # an older server without the route, or an error
+            st.caption(f"No table browser: {browsed}")
+        elif browsed:
+            st.subheader(f"Tables ({len(browsed)})")
+            for table in browsed:
+                keys = " · PK" if table["primary_key"] else ""
+                keys += f" · {len(table['foreign_keys'])} FK" if table["foreign_keys"] else ""
+                with st.expander(f"{table['name']} ({len(table['columns'])} columns{keys})", icon=":material/table:"):
+                    st.table(key_columns(table), hide_index=True)
+                    if table["foreign_keys"]:
+                        st.caption(references(table))
     else:
         ddl = st.text_area("CREATE TABLE statements", height=220,
                            placeholder="CREATE TABLE singer (singer_id INT, name VARCHAR, age INT);")
@@ -106,8 +198,9 @@ if asked:
                             execute=bool(database), max_rows=int(max_rows), prune_schema=prune,
                             candidates=int(candidates), repair=repair)
         if reply.ok:
-            answer = {"question": question, "database": database} | reply.data
-            state["history"].append(answer)
+            answer = {"key": uuid.uuid4().hex, "question": question, "database": database,
+                      "db_schema": None if database else ddl} | reply.data
+            remember(answer)
             show(answer)
         else:
             st.error(reply.error)
@@ -119,8 +212,9 @@ if answer:
     if answer.get("executed_sql"):  # transpiled from the model's dialect to the database engine's
         st.caption(f"Run on {answer.get('engine') or 'the database'} as:")
         st.code(answer["executed_sql"], language="sql")
-    timings = answer.get("timings") or {}
-    notes = [f"{answer.get('new_tokens', 0)} tokens in {timings.get('generate_s', 0):.1f} s"]
+    timings = answer.get("timings")
+    notes = [f"{answer.get('new_tokens', 0)} tokens in {timings.get('generate_s', 0):.1f} s" if timings
+             else f"from the history, asked {answer.get('asked_at', '')}"]
     vote = answer.get("vote")
     if vote:
         notes.append(f"voted over {vote['candidates']} answers: {vote['ran']} ran, {vote['votes']} agreed"
@@ -132,8 +226,9 @@ if answer:
     if not answer["valid"]:
         notes.append(f"does not parse: {answer['parse_error']}")
     st.caption(" · ".join(notes))
-    with st.expander("What the model wrote"):
-        st.text(answer.get("raw", ""))
+    if "raw" in answer:
+        with st.expander("What the model wrote"):
+            st.text(answer["raw"])
 
     edited = st.text_area("Edit the SQL, then run it", key="sql_editor", height=120)
     run = st.button("Run SQL", disabled=not answer["database"],
@@ -146,7 +241,7 @@ if answer:
         else:
             st.error(reply.error)
 
-    result = answer.get("result")
+    result, chart = answer.get("result"), None
     if result:
         problem = result_problem(result)
         if problem:
@@ -154,18 +249,34 @@ if answer:
         else:
             frame = table_of(result)
             more = " (more rows exist; only these were fetched)" if result["truncated"] else ""
-            st.caption(f"{len(frame)} row(s) in {result['elapsed_s'] * 1000:.0f} ms{more}")
+            count, download = st.columns([4, 1], vertical_alignment="center")
+            count.caption(f"{len(frame)} row(s) in {result['elapsed_s'] * 1000:.0f} ms{more}")
+            download.download_button("Download CSV", frame.to_csv(index=False), file_name=csv_name(answer["question"]),
+                                     mime="text/csv", icon=":material/download:", width="stretch")
             st.dataframe(frame, hide_index=True)
             chart = choose_chart(list(frame.columns), result["rows"])
-            if chart:
-                draw = st.bar_chart if chart.kind == "bar" else st.line_chart
-                draw(frame, x=chart.x, y=chart.y, **({"sort": False} if chart.kind == "bar" else {}))  # keep SQL order
+    judge(answer)  # under the rows it judges, above a chart that may be tall
+    if chart:
+        draw = st.bar_chart if chart.kind == "bar" else st.line_chart
+        draw(frame, x=chart.x, y=chart.y, **({"sort": False} if chart.kind == "bar" else {}))  # keep SQL order
 
 with history:
+    if state["history"] is None and ready.ok:  # not ready: asked again on a later run
+        reply = api.history(limit=HISTORY_SHOWN)
+        state["history"] = reply.data if reply.ok else []
+        if not reply.ok:
+            state["history_error"] = f"No history: {reply.error}"
+    if state.get("history_error"):
+        st.caption(state["history_error"])
     if state["history"]:
         st.header("History")
-        for i, past in reversed(list(enumerate(state["history"]))[-HISTORY_SHOWN:]):
-            mark = {"ok": "✓", None: "·"}.get((past.get("result") or {}).get("status"), "✗")
+        for item in state["history"]:
+            sign = {"ok": "✓", None: "·"}.get(item.get("status"), "✗")
             # A callback runs before the next run, when the SQL editor may still be set.
-            st.button(f"{mark} {past['question'][:60]}", key=f"history-{i}", help=past["sql"] or "(no SQL)",
-                      width="stretch", on_click=show, args=(past,))
+            st.button(f"{sign} {item['question'][:60]}", key=f"history-{item['id']}", width="stretch",
+                      help=f"{item.get('database') or 'pasted schema'} · {item['at']}\n\n{item['sql'] or '(no SQL)'}",
+                      on_click=recall, args=(item,))
+        if st.button("Clear history", type="tertiary", icon=":material/delete:"):
+            api.clear_history()
+            state["history"] = None
+            st.rerun()

@@ -6,6 +6,7 @@ can show it as it is.
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -52,9 +53,35 @@ class ApiClient:
         body = {"database": database, "sql": sql} | ({"max_rows": max_rows} if max_rows else {})
         return self._call("POST", "/execute", body)
 
-    def _call(self, method: str, path: str, body: dict | None = None) -> Reply:
+    def tables(self, database: str) -> Reply:
+        """The database's tables: columns with types, primary and foreign keys (for the schema browser)."""
+        return self._call("GET", f"/databases/{quote(database, safe='')}/tables")
+
+    def history(self, limit: int = 20) -> Reply:
+        """This key's past questions and answers on the server, newest first."""
+        return self._call("GET", "/history", params={"limit": limit})
+
+    def add_history(self, question: str, sql: str, *, database: str | None = None, db_schema: str | None = None,
+                    status: str | None = None, rows: int | None = None) -> Reply:
+        body = {"question": question, "sql": sql, "status": status, "rows": rows}
+        body |= {"database": database} if database else {"db_schema": db_schema}
+        return self._call("POST", "/history", {k: v for k, v in body.items() if v is not None})
+
+    def clear_history(self) -> Reply:
+        return self._call("DELETE", "/history")
+
+    def feedback(self, question: str, sql: str, verdict: str, *, database: str | None = None,
+                 db_schema: str | None = None, model_sql: str | None = None) -> Reply:
+        """verdict "up" (the SQL answers the question: kept as a training record) or "down" (kept apart)."""
+        body = {"question": question, "sql": sql, "verdict": verdict}
+        body |= {"database": database} if database else {"db_schema": db_schema}
+        if model_sql and model_sql != sql:
+            body["model_sql"] = model_sql
+        return self._call("POST", "/feedback", body)
+
+    def _call(self, method: str, path: str, body: dict | None = None, params: dict | None = None) -> Reply:
         try:
-            response = self.http.request(method, path, json=body)
+            response = self.http.request(method, path, json=body, params=params)
         except httpx.TimeoutException:
             return Reply(error=f"The API at {self.base_url} did not answer in time. The model may be busy; "
                                "try again.", code="transport_timeout")
