@@ -49,6 +49,7 @@ class Cluster:
     port: int
     os_user: str  # the OS user the server runs as; also its superuser role
     run_as: str | None  # None: the current user
+    options: str = ""  # the server options it was started with (start() again after stop())
 
     def _run(self, args: list[str], **kw) -> subprocess.CompletedProcess:
         # psql and pg_ctl run as the server's user so that socket (peer/trust) logins work as its superuser.
@@ -68,6 +69,12 @@ class Cluster:
     def url(self, db: str, user: str) -> str:
         """A password-less TCP URL: the password must come from PGPASSWORD, .pgpass or a service file."""
         return f"postgresql://{user}@127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        """Start the server again after stop() (an outage that ends), on the same port and data."""
+        subprocess.run([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-o", self.options, "-l",
+                        str(self.data_dir.parent / "log"), "-w", "-t", "60", "start"], user=self.run_as, check=True,
+                       capture_output=True, cwd=self.data_dir.parent)
 
     def stop(self) -> None:
         subprocess.run([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "-w", "stop"],
@@ -102,7 +109,7 @@ def throwaway_cluster() -> Iterator[Cluster]:
         port = free_port()
         options = (f"-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off "
                    "-c max_connections=40 -c shared_buffers=16MB")
-        cluster = Cluster(bin_dir, data_dir, socket_dir, port, os_user, run_as)
+        cluster = Cluster(bin_dir, data_dir, socket_dir, port, os_user, run_as, options)
         subprocess.run([str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-o", options, "-l", str(root / "log"),
                         "-w", "-t", "60", "start"], user=run_as, check=True, capture_output=True, cwd=root)
         yield cluster
