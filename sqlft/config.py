@@ -196,7 +196,7 @@ CHOICES = {
     "data.schema_format": SCHEMA_FORMATS,
     "data.sql_dialect": ("auto", "sqlite", "duckdb", "postgres", "mysql", "bigquery", "snowflake", "tsql", "spark"),
     "data.template": tuple(TEMPLATES),
-    "data.train[].format": ("auto", "know_sql", "spider", "alpaca", "dolly", "sharegpt", "messages", "guanaco",
+    "data.train[].format": ("auto", "know_sql", "spider", "bird", "alpaca", "dolly", "sharegpt", "messages", "guanaco",
                             "llama2_text", "text"),
     "train.precision": ("auto", "bf16", "fp16", "fp32"),
     "train.report_to": ("tensorboard", "wandb", "none"),

@@ -21,6 +21,8 @@ from sqlft.record import SQL_SYSTEM, Record, Turn, sql_record
 FIELDS = {
     "know_sql": "context, question, answer [db_id, db_path, system]",
     "spider": "question, query, db_id [context, or a tables.json next to the file]",
+    "bird": "question, SQL, db_id [evidence, question_id, difficulty; context, or a *tables.json or the "
+            "<db_id>/<db_id>.sqlite files next to the file]",
     "alpaca": "instruction, output [input, system, history]",
     # Alpaca records named in a LLaMA-Factory dataset_info.json (sqlft.registry sets this format): the input is
     # joined to the instruction as LLaMA-Factory does, "instruction\ninput", whatever the template.
@@ -88,29 +90,55 @@ def load_records(spec: DatasetSpec) -> tuple[list[Record], list[Problem]]:
         raise DataError(f"{spec.path}: unknown format '{fmt}'.{hint} Choose auto or one of: {', '.join(FORMATS)}")
     if fmt == "spider":
         convert = _spider_converter(spec.path)
+    elif fmt == "bird":
+        convert = _bird_converter(spec.path)
     elif spec.tags and fmt in ("sharegpt", "messages"):
         convert = _tagged_converter(fmt, spec.tags)
     else:
         convert = _CONVERTERS[fmt]
     positioned, problems = _convert_rows(rows, fmt, convert)
-    return [record for _, record in positioned], problems
+    records = [record for _, record in positioned]
+    if Path(spec.path).expanduser().is_file():
+        for record in records:
+            if record.meta.get("db_path"):
+                record.meta["db_path"] = locate_db_path(str(record.meta["db_path"]), Path(spec.path).expanduser().parent)
+    return records, problems
+
+
+def locate_db_path(db_path: str, folder: Path) -> str:
+    """A record's db_path as an absolute path, so that it still works from a run's validation.jsonl: a relative
+    path is taken from the data file's folder (as a databases file's are), else from the working directory. One
+    found neither way (or a URL) stays as written: the eval then says it is missing."""
+    path = Path(db_path).expanduser()
+    if "://" in db_path or path.is_absolute():
+        return db_path
+    for base in (folder, Path.cwd()):
+        if (base / path).is_file():
+            return str((base / path).resolve())
+    return db_path
 
 
 def read_spider(path: str, *, tables_json: bool = True) -> tuple[list[tuple[int, Record]], list[Problem]]:
-    """Spider's rows (question, query, db_id) as SQL records, each with its row's position in the file (Spider's
-    question ids are positions). The one Spider reader: training data goes through it (load_records), and so does
-    `sqlft eval --db-root` with tables_json=False: a record's schema is then its own `context` or "" (the eval
-    reads the schema from the database itself, so the prompt shows the database's real DDL)."""
-    return _convert_rows(_read_rows(DatasetSpec(path=path)), "spider", _spider_converter(path, tables_json))
+    """Spider's rows (question, query, db_id), or BIRD's (question, SQL, evidence, db_id), as SQL records, each with
+    its row's position in the file (Spider's question ids are positions). The one Spider reader: training data goes
+    through it (load_records), and so does `sqlft eval --db-root` with tables_json=False: a record's schema is then
+    its own `context` or "" (the eval reads the schema from the database itself, so the prompt shows the
+    database's real DDL)."""
+    rows = _read_rows(DatasetSpec(path=path))
+    good = [row for _, row in rows if not isinstance(row, Problem)]
+    if good and detect_format(good, path) == "bird":
+        return _convert_rows(rows, "bird", _bird_converter(path, tables_json))
+    return _convert_rows(rows, "spider", _spider_converter(path, tables_json))
 
 
 def is_spider_file(path: str) -> bool:
-    """Whether a local .json/.jsonl file holds Spider rows (question, query, db_id)."""
+    """Whether a local .json/.jsonl file holds Spider rows (question, query, db_id) or BIRD's (question, SQL,
+    db_id): rows whose database is named by db_id, read by read_spider."""
     if not path.lower().endswith((".json", ".jsonl")):
         return False
     try:
         rows = [row for _, row in _read_rows(DatasetSpec(path=path)) if not isinstance(row, Problem)]
-        return detect_format(rows, path) == "spider"
+        return detect_format(rows, path) in ("spider", "bird")
     except DataError:  # unreadable: reading it as records reports why
         return False
 
@@ -145,6 +173,8 @@ def detect_format(rows: list[Any], path: str = "") -> str:
         return "sharegpt"
     if "messages" in keys:
         return "messages"
+    if {"question", "SQL", "db_id"} <= keys:
+        return "bird"
     if {"question", "query", "db_id"} <= keys:
         return "spider"
     if {"context", "question", "answer"} <= keys:
@@ -335,6 +365,52 @@ def _spider_converter(path: str, tables_json: bool = True) -> Callable[[dict], R
         if db_file.is_file():
             meta["db_path"] = str(db_file)
         return sql_record(db_schema, question, query, db_id=db_id, meta=meta)
+    return convert
+
+
+BIRD_EXTRA = ("difficulty",)  # BIRD's simple / moderate / challenging: reports break accuracy down by it
+BIRD_DATABASES = ("dev_databases", "train_databases", "databases", "database")  # folders beside BIRD's files
+
+
+def bird_question(question: str, evidence: str) -> str:
+    """A BIRD question with its evidence (external knowledge), as the model is asked it in training and eval alike:
+    the templates have one question slot, so the evidence follows the question on a line of its own."""
+    return f"{question}\nEvidence: {evidence}" if evidence.strip() else question
+
+
+def _bird_converter(path: str, tables_json: bool = True) -> Callable[[dict], Record]:
+    """BIRD rows (question, SQL, evidence, db_id): the schema is their own `context`, else BIRD's dev_tables.json /
+    train_tables.json (or tables.json) beside the file, else read from the SQLite file in <folder>/dev_databases/
+    <db_id>/<db_id>.sqlite (or train_databases/, databases/, database/), which is also the record's db_path."""
+    from eval.sqlite_schema import SqliteSchemaError, sqlite_ddl
+
+    folder = Path(path).expanduser().parent
+    tables = next((t for t in [folder / "tables.json", *sorted(folder.glob("*_tables.json"))] if t.is_file()), None)
+    schemas = _spider_schemas(tables) if tables_json and tables else {}
+    read: dict[Path, str] = {}
+
+    def convert(row: dict) -> Record:
+        question, sql, db_id = _fields(row, "bird", ("question", "SQL", "db_id"))
+        evidence = _text(row, "evidence", required=False)
+        meta = {k: row[k] for k in BIRD_EXTRA if isinstance(row.get(k), str) and row[k]}
+        if isinstance(row.get("question_id"), (int, str)) and row["question_id"] != "":
+            meta["id"] = str(row["question_id"])  # BIRD's own ids in results.jsonl
+        db_file = next((f for d in BIRD_DATABASES if (f := folder / d / db_id / f"{db_id}.sqlite").is_file()), None)
+        if db_file:
+            meta["db_path"] = str(db_file)
+        db_schema = _text(row, "context", required=False) or schemas.get(db_id, "")
+        if not db_schema and tables_json and db_file:
+            if db_file not in read:
+                try:
+                    read[db_file] = sqlite_ddl(db_file)
+                except SqliteSchemaError as err:
+                    raise _Bad("missing_schema", f"{err}; add a 'context' with the CREATE TABLE statements") from None
+            db_schema = read[db_file]
+        if not db_schema and tables_json:
+            raise _Bad("missing_schema", f"no schema for database '{db_id}': no 'context' field, no *tables.json and "
+                                         f"no {db_id}/{db_id}.sqlite under {', '.join(BIRD_DATABASES)} beside the "
+                                         "file; put BIRD's dev_tables.json (or the databases) beside it")
+        return sql_record(db_schema, bird_question(question, evidence), sql, db_id=db_id, meta=meta)
     return convert
 
 
