@@ -61,6 +61,7 @@ class EvalConfig:
     workers: int = 0  # scoring threads (0: one per core)
     dtype: str = "auto"  # weights for generation (auto: the GPU's native 16-bit type, float32 on a CPU)
     timeout_s: float = 5.0  # time limit per query in seconds, gold and pred alike
+    allow_privileged_role: bool = False  # PostgreSQL: accept a role that may do more than read (warned)
     engine: str = "auto"  # where SQL runs: auto (eval.engine's rule, serve's too), sqlite or duckdb (see --engine)
     openai_url: str | None = None  # generate through an OpenAI-compatible server (e.g. vLLM)
     model_dir: str | None = None  # with openai_url: the merged folder (template, tokenizer, context)
@@ -141,6 +142,9 @@ def _parser() -> argparse.ArgumentParser:
                    "on its database is rewritten to the table and column names its schema has (eval.repair; an "
                    "answer that runs is never changed); the report says how many were and how many then match")
     p.add_argument("--timeout-s", type=float, help="time limit per query in seconds (default 5)")
+    p.add_argument("--allow-privileged-role", action="store_true", help="PostgreSQL: score on a database whose "
+                   "role is superuser, holds a server-file or signal role, or may write a table (refused by default: "
+                   "the role is the last layer between model-written SQL and the server)")
     p.add_argument("--engine", choices=ENGINES, help="where SQL runs. auto (default; the rule serve follows too): "
                    "SQLite files on SQLite itself (what the official Spider evaluator does), PostgreSQL URLs on the "
                    "server, DuckDB files, dumps and defog names on DuckDB; SQL is transpiled when --dialect is not "
@@ -207,7 +211,8 @@ def run(config: EvalConfig, load_model: Callable[..., Any] | None = None) -> dic
     check_before_loading(config)
     evalset = load_examples(config)
     dialect = config.dialect or evalset.dialect
-    scoring = Scoring(dialect, config.mode, config.float_tolerance, config.timeout_s, config.generation.repair)
+    scoring = Scoring(dialect, config.mode, config.float_tolerance, config.timeout_s, config.generation.repair,
+                      config.allow_privileged_role)
     workers = config.workers or os.cpu_count() or 1
     out = Path(config.out or default_out(config))
     out.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,7 @@ class Scoring:
     float_tolerance: float
     timeout_s: float = 5.0  # per query, gold and pred alike
     repair: bool = False  # eval.repair: an answer that does not run, rewritten to the names its schema has
+    allow_privileged_role: bool = False  # PostgreSQL: a role that may do more than read is accepted (warned)
 
 
 @dataclass
@@ -122,13 +123,14 @@ def prepare_instances(examples: list[Example], dialect: str, n_instances: int, w
     return prepared
 
 
-def open_sandboxes(instances: dict[str, Instances], timeout_s: float, workers: int = 1) -> None:
+def open_sandboxes(instances: dict[str, Instances], timeout_s: float, workers: int = 1,
+                   allow_privileged_role: bool = False) -> None:
     """One sandbox per instance; a PostgreSQL database that cannot be opened becomes its examples' gold_error."""
     for inst in instances.values():
         try:
             # workers connections: scoring threads never wait for one (PoolBusy would only come after a minute).
-            inst.boxes = [open_sandbox(path, inst.engine, timeout_s=timeout_s, pool_size=workers, pool_timeout_s=60)
-                          for path in inst.paths]
+            inst.boxes = [open_sandbox(path, inst.engine, timeout_s=timeout_s, pool_size=workers, pool_timeout_s=60,
+                                       allow_privileged_role=allow_privileged_role) for path in inst.paths]
         except (PostgresError, OSError) as err:
             inst.error = plain(redact(str(err)))
 
@@ -152,7 +154,7 @@ def score_all(examples: list[Example], raw: dict[str, dict], instances: dict[str
     files_only = all(inst.engine != "postgres" for inst in instances.values())
     if workers > 1 and len(examples) >= PROCESS_MIN and files_only:
         return _score_in_processes(examples, raw, instances, scoring, workers)
-    open_sandboxes(instances, scoring.timeout_s, workers)
+    open_sandboxes(instances, scoring.timeout_s, workers, scoring.allow_privileged_role)
     with ThreadPoolExecutor(max_workers=workers) as pool, progress(len(examples), "scoring", "pred") as bar:
         return list(bar_over(pool.map(lambda e: score_one(e, raw, instances, scoring), examples), bar))
 
@@ -238,7 +240,7 @@ def _score_chunk(chunk: list[Example], raw: dict[str, dict]) -> list[dict]:
     for example in chunk:
         inst = instances.get(instance_key(example))
         if inst is not None and inst.paths and not inst.boxes and not inst.error:
-            open_sandboxes({"": inst}, scoring.timeout_s)
+            open_sandboxes({"": inst}, scoring.timeout_s, allow_privileged_role=scoring.allow_privileged_role)
     return [score_one(example, raw, instances, scoring) for example in chunk]
 
 
