@@ -230,3 +230,30 @@ def test_describe_tables_reads_keys_and_declared_types():
     assert ticket.primary_key == ["concert_id", "seat"] and [c.primary_key for c in ticket.columns] == [True, True]
     assert ticket.columns[0].references == "concert.id"  # REFERENCES without columns: the target's primary key
     assert tables["odd"].columns == []
+
+
+def test_thumbs_up_file_trains(tmp_path, shop, tiny_model_dir):
+    """The loop's last step: `sqlft train` on the thumbs-up file (a tiny Llama, 2 steps), each record's answer
+    being what the loss learns."""
+    from sqlft.data import build_training_data
+    from sqlft.modeling import load_tokenizer
+    from sqlft.train import train
+
+    questions = ["Who lives in Oslo?", "How many customers?", "Customers by city?", "Orders per customer?"]
+    sqls = ["SELECT name FROM customer WHERE city = 'Oslo'", "SELECT COUNT(*) FROM customer",
+            "SELECT city, COUNT(*) FROM customer GROUP BY city", "SELECT customer_id, COUNT(*) FROM orders GROUP BY 1"]
+    with serving(tmp_path, shop) as c:
+        for question, sql in zip(questions, sqls):
+            saved = c.post("/feedback", json={"question": question, "database": "shop", "sql": sql,
+                                              "verdict": "up"}).json()
+    config = load_config(None, [
+        f"model.name={tiny_model_dir}", "model.method=lora", "model.dtype=float32", f"data.train={saved['file']}",
+        "data.template=chatml", "data.max_length=256", "data.val_fraction=0", f"train.output_dir={tmp_path / 'run'}",
+        "train.max_steps=2", "train.batch_size=2", "train.save_steps=2", "train.logging_steps=1",
+        "train.gradient_checkpointing=false", "train.report_to=none", "train.warmup_ratio=0"])
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    data = build_training_data(config, tokenizer)
+    learnt = [tokenizer.decode([t for t, m in zip(e.input_ids, e.completion_mask) if m]) for e in data.train]
+    assert sorted(text.removesuffix("<|im_end|>") for text in learnt) == sorted(sqls)  # shuffled by the mixer
+    run_dir = train(config)
+    assert (run_dir / "config.yaml").is_file() and any(run_dir.rglob("adapter_model.safetensors"))
