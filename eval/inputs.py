@@ -66,8 +66,8 @@ def load_eval_set(data: str, *, fmt: str = "auto", db_root: str | None = None, l
         raise DataError(f"eval set not found: {data} (give a .jsonl/.json/.csv/.parquet file or demo:eval)")
     if path.lower().endswith(".csv") and DEFOG_COLUMNS <= set(_csv_header(path)):
         examples, problems, kind = _defog_examples(path, db_root), [], "defog"
-    elif db_root and fmt in ("auto", "spider") and is_spider_file(path):
-        # Spider files usually carry no schema: take it from the database under --db-root.
+    elif db_root and fmt in ("auto", "spider", "bird") and is_spider_file(path):
+        # Spider and BIRD files usually carry no schema: take it from the database under --db-root.
         examples, problems, kind = _spider_examples(path, db_root)
     else:
         examples, problems = _record_examples(path, fmt, db_root)

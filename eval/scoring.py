@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlglot import exp
 
-from eval.compare import compare_results
+from eval.compare import _freeze_row, compare_results
 from eval.database import column_names, prepare_database
 from eval.engine import AnySandbox, engine_for, open_sandbox, to_engine
 from eval.hardness import hardness_of
@@ -381,6 +381,11 @@ def _collapsed(sql: str) -> str:
 
 
 def _same(gold_result: ExecutionResult, other: ExecutionResult, gold: Gold, scoring: Scoring) -> bool:
+    if scoring.mode == "set" and not scoring.float_tolerance and other.status == "ok" \
+            and gold_result.truncated == other.truncated:
+        # BIRD's own rule (its evaluation.py: set(predicted_res) == set(ground_truth_res)): rows as tuples, so
+        # duplicates and row order never matter and the columns must come in the gold's order; values by ==.
+        return set(map(_freeze_row, gold_result.rows)) == set(map(_freeze_row, other.rows))
     return compare_results(gold_result, other, order_matters=gold.order_matters, mode=scoring.mode,
                            float_tolerance=scoring.float_tolerance)
 
