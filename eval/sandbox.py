@@ -3,8 +3,10 @@
     with Sandbox("spider.duckdb", timeout_s=5) as box:
         result = box.execute("SELECT name FROM singer")   # ExecutionResult(status="ok", ...)
 
-Failures are data (status "error" | "timeout" | "rejected"), never exceptions. See DESIGN.md for why each
-setting is there (read_only alone still lets SQL read files, ATTACH and COPY TO).
+Failures are data (status "error" | "timeout" | "rejected"), never exceptions. Why each connection setting is
+there: read_only alone still lets SQL read any file (read_csv('/etc/passwd')), ATTACH other files, COPY ... TO
+files and scan Python DataFrames in scope; external access, extension loading and replacement scans are off,
+then the configuration is locked.
 """
 
 from __future__ import annotations
@@ -290,7 +292,7 @@ class Sandbox:
             if not Path(db_path).is_file():
                 raise FileNotFoundError(f"no DuckDB database at {db_path}")
             self._con = duckdb.connect(str(db_path), read_only=True, config=dict(_CONNECT_CONFIG))
-        # max_temp_directory_size given to connect() is shown but not enforced: SET it (DESIGN.md).
+        # max_temp_directory_size given to connect() is shown but not enforced (DuckDB 2.0): SET it.
         self._con.execute(f"SET max_temp_directory_size = '{_size(temp_dir_limit)}'")
         self._con.execute(f"SET memory_limit = '{_size(memory_limit)}'")
         self._con.execute(f"SET threads = {int(threads)}")
@@ -344,7 +346,7 @@ class Sandbox:
             timed_out.set()
             cursor.interrupt()
 
-        # interrupt() from another thread is what stops a running DuckDB query (DESIGN.md): asyncio and
+        # interrupt() from another thread is what stops a running DuckDB query: asyncio and
         # signal-based timeouts cannot preempt the C++ call. The time already spent checking counts.
         timer = threading.Timer(max(0.0, timeout_s - (time.perf_counter() - start)), stop)
         timer.daemon = True
