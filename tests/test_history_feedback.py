@@ -180,6 +180,20 @@ def test_feedback_refuses_bad_requests(tmp_path, shop):
     assert not (tmp_path / "feedback").exists()
 
 
+def test_a_full_feedback_file_is_refused(tmp_path, shop, monkeypatch):
+    import serve.routes.feedback as feedback_routes
+
+    monkeypatch.setattr(feedback_routes, "MAX_FEEDBACK_BYTES", 1_000)  # ~5 lines of ~180 bytes
+    body = {"question": "q?", "db_schema": "CREATE TABLE t (a INT)", "sql": "SELECT a FROM t", "verdict": "up"}
+    with serving(tmp_path, shop) as c:
+        codes = [c.post("/feedback", json=body).status_code for _ in range(8)]
+        full = c.post("/feedback", json=body).json()["error"]
+    kept = codes.count(201)
+    assert 3 <= kept < 8 and codes == [201] * kept + [507] * (8 - kept)
+    assert full["code"] == "feedback_full" and "train on it, then move it away" in full["message"]
+    assert len((tmp_path / "feedback" / "up.jsonl").read_text().splitlines()) == kept
+
+
 def test_concurrent_thumbs_give_whole_lines(tmp_path, shop):
     with serving(tmp_path, shop) as c:
         body = {"question": "q?", "database": "restaurants", "sql": "SELECT 'x' || " + "'y' || " * 400 + "'z'"}

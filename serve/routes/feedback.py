@@ -17,9 +17,12 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field, model_validator
 
 from serve.deps import DatabasesDep, SettingsDep
+from serve.errors import ApiError
 from serve.registry import Database
 from serve.routes.sql import find_database
 from serve.schemas import MAX_QUESTION_CHARS, MAX_SCHEMA_CHARS, MAX_SQL_CHARS, Request as StrictBody
+
+MAX_FEEDBACK_BYTES = 256_000_000  # per file: a client (with the key) cannot fill the disk one verdict at a time
 
 router = APIRouter(tags=["feedback"])
 _append_lock = threading.Lock()  # routes run on a thread pool: one line at a time, never interleaved
@@ -71,6 +74,9 @@ def feedback(body: Feedback, databases: DatabasesDep, settings: SettingsDep) -> 
     path = Path(settings.data_dir, "feedback", f"{body.verdict}.jsonl").resolve()
     line = json.dumps(feedback_record(body, database), ensure_ascii=False) + "\n"
     with _append_lock:
+        if path.exists() and path.stat().st_size + len(line) > MAX_FEEDBACK_BYTES:
+            raise ApiError(507, "feedback_full", f"{path.name} on the server holds {MAX_FEEDBACK_BYTES:,} bytes, "
+                           "its limit: train on it, then move it away (a new file is started).")
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as f:
             f.write(line)
