@@ -1,7 +1,7 @@
 """`sqlft serve`: the HTTP API (FastAPI under uvicorn). Docs at http://HOST:PORT/docs once it runs.
 
     sqlft serve                                   embedded SmolLM2 + the defog-data demo databases, on 127.0.0.1:8000
-    sqlft serve runs/demo/merged --port 8080 --database shop=data/shop.duckdb --api-key SECRET
+    sqlft serve runs/smollm2-135m-lora-demo/merged --port 8080 --database shop=data/shop.duckdb --api-key SECRET
     sqlft serve --backend openai --openai-url http://127.0.0.1:8000/v1 --model-name sqlft --template chatml --port 8001
 
 Every flag is a field of serve.settings.Settings (also settable as SQLFT_<FIELD> in the environment);

@@ -1,7 +1,7 @@
 """Server settings: ONE definition that `sqlft serve` flags, SQLFT_* environment variables and tests all fill.
 
     Settings(backend="fake", demo_databases=False, database=["restaurants"])   # in Python (tests)
-    Settings.from_cli(["runs/demo/merged", "--port", "8080", "--api-key", "KEY"])  # what `sqlft serve` does
+    Settings.from_cli(["runs/smollm2-135m-lora-demo/merged", "--port", "8080", "--api-key", "KEY"])  # `sqlft serve`
     SQLFT_API_KEY=KEY sqlft serve                                                  # any field from the environment
 
 pydantic-settings builds the flags from the fields: `max_rows` is `--max-rows`, a bool that defaults to True
