@@ -194,6 +194,17 @@ def test_a_full_feedback_file_is_refused(tmp_path, shop, monkeypatch):
     assert len((tmp_path / "feedback" / "up.jsonl").read_text().splitlines()) == kept
 
 
+def test_a_folder_that_cannot_be_written_is_a_clear_error(tmp_path, shop):
+    (tmp_path / "file").write_text("a file where the data folder should be")
+    with serving(tmp_path / "file" / "data", shop) as c:
+        for r in (c.post("/history", json=entry(1)),
+                  c.post("/feedback", json={"question": "q?", "database": "restaurants", "sql": "SELECT 1",
+                                            "verdict": "up"})):
+            assert r.status_code == 503 and r.json()["error"]["code"] == "storage_unavailable", r.text
+            assert "--data-dir" in r.json()["error"]["message"]
+        assert c.get("/history").json() == []  # nothing kept yet: an empty history, not an error
+
+
 def test_concurrent_thumbs_give_whole_lines(tmp_path, shop):
     with serving(tmp_path, shop) as c:
         body = {"question": "q?", "database": "restaurants", "sql": "SELECT 'x' || " + "'y' || " * 400 + "'z'"}

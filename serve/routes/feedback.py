@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, model_validator
 from serve.deps import DatabasesDep, SettingsDep
 from serve.errors import ApiError
 from serve.registry import Database
+from serve.routes.history import stored_in
 from serve.routes.sql import find_database
 from serve.schemas import MAX_QUESTION_CHARS, MAX_SCHEMA_CHARS, MAX_SQL_CHARS, Request as StrictBody
 
@@ -77,9 +78,10 @@ def feedback(body: Feedback, databases: DatabasesDep, settings: SettingsDep) -> 
         if path.exists() and path.stat().st_size + len(line) > MAX_FEEDBACK_BYTES:
             raise ApiError(507, "feedback_full", f"{path.name} on the server holds {MAX_FEEDBACK_BYTES:,} bytes, "
                            "its limit: train on it, then move it away (a new file is started).")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as f:
-            f.write(line)
-        with path.open("rb") as f:
-            records = sum(1 for _ in f)
+        with stored_in(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as f:
+                f.write(line)
+            with path.open("rb") as f:
+                records = sum(1 for _ in f)
     return FeedbackSaved(verdict=body.verdict, file=str(path), records=records, trainable=body.verdict == "up")

@@ -9,7 +9,8 @@ keeps the newest HISTORY_LIMIT entries per owner. The page appends an entry afte
 import hashlib
 import json
 import sqlite3
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -18,6 +19,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, model_validator
 
 from serve.deps import SettingsDep
+from serve.errors import ApiError
 from serve.schemas import MAX_QUESTION_CHARS, MAX_SCHEMA_CHARS, MAX_SQL_CHARS, Request as StrictBody
 
 HISTORY_LIMIT = 200  # entries kept per owner; the oldest go first
@@ -93,6 +95,16 @@ class HistoryFile:
             return con.execute("DELETE FROM history WHERE owner = ?", (owner,)).rowcount
 
 
+@contextmanager
+def stored_in(path: Path) -> Iterator[None]:
+    """A folder that cannot be written (or a broken file) is a clear 503, not a 500 without a word."""
+    try:
+        yield
+    except (OSError, sqlite3.Error) as e:
+        raise ApiError(503, "storage_unavailable", f"The server cannot keep this in {path}: {e}. Start it with "
+                       "--data-dir set to a folder it can write.") from None
+
+
 def get_history_file(settings: SettingsDep) -> HistoryFile:
     return HistoryFile(Path(settings.data_dir) / "history.sqlite")
 
@@ -118,17 +130,20 @@ OwnerDep = Annotated[str, Depends(owner_of)]
 def history(history: HistoryDep, owner: OwnerDep,
             limit: Annotated[int, Query(ge=1, le=HISTORY_LIMIT)] = 50) -> list[HistoryItem]:
     """This key's (or client's) questions and answers, newest first."""
-    return history.read(owner, limit)
+    with stored_in(history.path):
+        return history.read(owner, limit)
 
 
 @router.post("/history", status_code=201)
 def add_history(body: HistoryEntry, history: HistoryDep, owner: OwnerDep) -> HistoryItem:
     """Record a question and its answer; past HISTORY_LIMIT entries the oldest is dropped."""
-    return history.append(owner, body)
+    with stored_in(history.path):
+        return history.append(owner, body)
 
 
 @router.delete("/history")
 def clear_history(history: HistoryDep, owner: OwnerDep) -> dict:
     """Forget this key's (or client's) history."""
-    return {"deleted": history.clear(owner)}
+    with stored_in(history.path):
+        return {"deleted": history.clear(owner)}
 
