@@ -1,6 +1,7 @@
 """Training throughput, variants side by side in one run, on ../shared/data/spider_train (or --data demo:train).
 
-    python benchmarks/train_throughput.py [--compare packing|head|method|memory|microbatch|shapes] [--steps 12]
+    python benchmarks/train_throughput.py [--compare packing|head|method|memory|microbatch|shapes|shared_prefix]
+                                          [--steps 12]
                                           [--rounds 2]
                                           [--precision auto] [--data FILE|demo:train] [--out FILE.json]
 
@@ -16,6 +17,12 @@
 --compare microbatch: the quickstart config with micro-batches of 4, 2 x 2 and 1 x 4 (--data demo:train).
 --compare shapes: the Spider recipe with packed rows rounded up to a multiple of 64 tokens (shipped) vs their exact
   lengths (data.pad_packed_to_multiple_of=0); run it with --steps 16 or more, as the memory grows with the steps.
+--compare shared_prefix: the Spider recipe with today's packing (TRL's, rows of --max-length tokens) vs shared-schema
+  packing (data.packing=shared_prefix: the schema once per row, then many question -> answer blocks) in rows of the
+  same length, and in rows of 1536 tokens (data.max_length=1536: rows and the longest record kept). One row per
+  optimizer step (train.grad_accum=1): the figure is time per row, and records per row set records per hour. Run it
+  with --records 2000 (the file's first 2000 records: ~40 whole databases, as many questions per schema as the
+  whole set) --steps 2 --rounds 1 to stay near ten minutes on 2 cores.
 Variants alternate A, B, A, B ... so that a noisy, shared machine slows both alike. Each run is a fresh process (so
 peak RSS is its own). Reported: the machine, real (non-padding) tokens/s, s/step, peak RSS, and the ratios.
 """
@@ -63,6 +70,11 @@ COMPARISONS = {  # name -> (config, {variant: overrides}); the first variant is 
     "shapes": (SPIDER_RECIPE, {
         "rounded_to_64": ["data.pad_packed_to_multiple_of=64"],
         "exact_lengths": ["data.pad_packed_to_multiple_of=0"]}),
+    # Records per hour: shared-schema packing reads each schema once per row instead of once per question.
+    "shared_prefix": (SPIDER_RECIPE, {
+        "packing": ["data.packing=true", "train.grad_accum=1"],
+        "shared_prefix": ["data.packing=shared_prefix", "train.grad_accum=1"],
+        "shared_prefix_rows_1536": ["data.packing=shared_prefix", "train.grad_accum=1", "data.max_length=1536"]}),
 }
 
 
@@ -80,7 +92,11 @@ def run_once(config: Path, name: str, extra: list[str], args, workdir: Path, ind
     metrics = json.loads((out / "metrics.json").read_text())
     return {"tokens_per_s": metrics["tokens_per_s"], "peak_memory_mb": metrics["peak_memory_mb"],
             "s_per_step": round(metrics["train_runtime_s"] / metrics["global_step"], 1),
-            "tokens_seen": metrics["tokens_seen"], "runtime_s": metrics["train_runtime_s"]}
+            "tokens_seen": metrics["tokens_seen"], "runtime_s": metrics["train_runtime_s"],
+            # rows trained x records per row of the run's rows (TRL's packed rows or the shared-schema rows)
+            "records_per_hour": metrics.get("records_per_hour"),
+            "records_per_row": round(metrics["train_records"] / metrics["train_rows"], 2)
+            if metrics.get("train_rows") else None}
 
 
 def main() -> None:
@@ -107,21 +123,29 @@ def main() -> None:
                 print(f"round {i + 1} {name}: {results[name][-1]}", flush=True)
 
     summary = {name: {"tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs),
+                      "records_per_hour": statistics.median(r["records_per_hour"] or 0 for r in runs),
+                      "records_per_row": runs[0]["records_per_row"],
                       "s_per_step": statistics.median(r["s_per_step"] for r in runs),
                       "peak_memory_mb": max(r["peak_memory_mb"] for r in runs), "runs": runs}
                for name, runs in results.items()}
     first, *others = variants
     for other in others:
         summary[f"ratio_{first}_over_{other}"] = round(summary[first]["tokens_per_s"] / summary[other]["tokens_per_s"], 2)
+        if summary[first]["records_per_hour"]:
+            summary[f"records_per_hour_{other}_over_{first}"] = round(
+                summary[other]["records_per_hour"] / summary[first]["records_per_hour"], 2)
     summary["settings"] = {**vars(args), "config": str(config.relative_to(ROOT))}
     summary["machine"] = machine
     print(f"\n{config.name} on {args.data}, {args.steps} steps x {args.rounds} round(s), rows of <= "
           f"{args.max_length} tokens")
     for name in variants:
-        print(f"  {name:30} {summary[name]['tokens_per_s']:7.1f} real tokens/s  {summary[name]['s_per_step']:6.1f} "
+        print(f"  {name:30} {summary[name]['records_per_hour']:8.0f} records/h ({summary[name]['records_per_row']} "
+              f"per row)  {summary[name]['tokens_per_s']:7.1f} real tokens/s  {summary[name]['s_per_step']:6.1f} "
               f"s/step  peak RSS {summary[name]['peak_memory_mb'] / 1024:5.2f} GiB")
     for other in others:
-        print(f"  {first} / {other}: x{summary[f'ratio_{first}_over_{other}']:.2f} tokens/s")
+        print(f"  {first} / {other}: x{summary[f'ratio_{first}_over_{other}']:.2f} tokens/s", end="")
+        key = f"records_per_hour_{other}_over_{first}"
+        print(f"; {other} / {first}: x{summary[key]:.2f} records/h" if key in summary else "")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(summary, indent=2, default=str))

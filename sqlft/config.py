@@ -74,7 +74,10 @@ class DataConfig:
     val_fraction: float = 0.1  # validation share when no validation set is given
     split_by_db: bool = True  # split so that no database is in both train and validation
     val_dbs: list[str] = field(default_factory=list)  # hold out exactly these databases (a fixed test set)
-    packing: bool = False  # pack several examples per row (no padding tokens) instead of one padded row each
+    # false: one padded row per example; true: several examples per row (TRL's packing); shared_prefix: the records
+    # with the same system text + schema in one row, the schema once, each question -> answer block seeing only it
+    # (sqlft.shared_prefix; SFT with data.loss=completion, else ordinary packing with a message)
+    packing: typing.Any = False
     pad_to_max_length: bool = False  # unpacked rows padded to max_length (the seed tutorials' way) not the longest
     # Packed rows' lengths rounded up to a multiple of this (0: not rounded). On a CPU every new input shape adds
     # kernels to oneDNN's primitive cache, which keeps them: with exact lengths resident memory grew ~30 MB a step
@@ -192,6 +195,7 @@ CHOICES = {
     "model.dtype": ("auto", "float32", "bfloat16", "float16"),
     "model.attn_implementation": ("auto", "sdpa", "eager", "flash_attention_2"),
     "data.overlong": ("drop", "fail", "truncate"),
+    "data.packing": (False, True, "shared_prefix"),
     "data.loss": ("completion", "assistant_turns", "full_text"),
     "data.schema_format": SCHEMA_FORMATS,
     "data.sql_dialect": ("auto", "sqlite", "duckdb", "postgres", "mysql", "bigquery", "snowflake", "tsql", "spark"),

@@ -12,6 +12,7 @@ from sqlft.formats import DataError, load_records
 from sqlft.mixing import mix, split
 from sqlft.paths import resolve_data_path
 from sqlft.record import SQL_SYSTEM, Record
+from sqlft.shared_prefix import SHARED_PREFIX, Packed, pack
 from sqlft.templates import OWN_BOS, render, render_prompt, render_turns
 from sqlft.validate import ValidationReport, drop_duplicates, validate
 
@@ -32,6 +33,9 @@ class TrainingData:
     sample_prompts: list[str]  # a few validation prompts: merge checks merged == adapter on them
     validation_records: list[Record]  # held out (whole databases with split_by_db): `sqlft eval` can score them
     train_records: list[Record] = field(default_factory=list)  # behind `train` (GRPO samples answers to their prompts)
+    # data.packing: shared_prefix: the rows (sqlft.shared_prefix), the schema once per row; None otherwise
+    packed: Packed | None = None
+    packed_validation: Packed | None = None
 
 
 def with_system(record: Record, config: Config) -> Record:
@@ -165,8 +169,13 @@ def build_training_data(config: Config, tokenizer) -> TrainingData:
         val_examples = [example_of[id(r)] for r in val_records]
     check_loss_mask(train_examples)
     samples = [sample_prompt(r, config, tokenizer) for r in (val_records or records)[:4]]
+    packed = packed_validation = None
+    if config.data.packing == SHARED_PREFIX:  # train() has checked that it applies (shared_prefix.resolve_packing)
+        d = config.data
+        packed = pack(train_records, train_examples, d.max_length, d.template, tokenizer, d.schema_format)
+        packed_validation = pack(val_records, val_examples, d.max_length, d.template, tokenizer, d.schema_format)
     return TrainingData(train_examples, val_examples, report, val_report, mix_info, samples, val_records,
-                        train_records)
+                        train_records, packed, packed_validation)
 
 
 def sample_prompt(record: Record, config: Config, tokenizer) -> str:

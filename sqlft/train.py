@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from sqlft import precision
+from sqlft import precision, shared_prefix
 from sqlft.config import Config, ConfigError, load_config, save_config
 from sqlft.data import build_training_data, held_out_sql_rows, to_hf_dataset
 from sqlft.formats import DataError
@@ -79,19 +79,29 @@ def train(config: Config, resume: bool = False) -> Path:
     resolve_max_length(config)  # before the config is saved: the run records the length it used
     if config.train.stage == "grpo":  # reinforcement on executed answers: its own recipe, the same run folder
         from sqlft.grpo import train_grpo
-        return train_grpo(config, resume)
-    run_dir = prepare_run_dir(config, resume) if main_process else config.run_dir
+        return train_grpo(shared_prefix.resolve_packing(config, verbose=main_process), resume)
 
     # Data first: bad data fails in seconds, before the model is loaded.
     tokenizer = load_tokenizer(config.model.name, config.model)
+    config = shared_prefix.resolve_packing(config, tokenizer, verbose=main_process)  # config.yaml records it
+    run_dir = prepare_run_dir(config, resume) if main_process else config.run_dir
+    # For training only (config.yaml keeps the attention that merge, eval and serve load with).
+    config = shared_prefix_attention(config, verbose=main_process)
     data = build_training_data(config, tokenizer)
     if main_process:
         print(data.report.summary())
         run = RunFolder(run_dir)
-        run.data_report.write_text(json.dumps(
-            {"train": data.report.to_dict(), "mix": data.mix_info,
-             "validation": data.validation_report.to_dict() if data.validation_report else None,
-             "examples": {"train": len(data.train), "validation": len(data.validation)}}, indent=2))
+        report = {"train": data.report.to_dict(), "mix": data.mix_info,
+                  "validation": data.validation_report.to_dict() if data.validation_report else None,
+                  "examples": {"train": len(data.train), "validation": len(data.validation)}}
+        if data.packed is not None:  # how many records went into how many rows
+            report["shared_prefix"] = {"train": data.packed.report, "validation": data.packed_validation.report}
+            r = data.packed.report
+            print(f"[sqlft] shared-schema packing: {r['records']} records in {r['rows']} rows of <= "
+                  f"{r['row_length']} tokens ({r['records_per_row']} per row, {r['prefixes']} schemas, "
+                  f"{r['records_without_shared_prefix']} records without a shared prefix; "
+                  f"{r['tokens']:,} tokens instead of {r['tokens_unpacked']:,})")
+        run.data_report.write_text(json.dumps(report, indent=2))
         run.write_sample_prompts(data.sample_prompts)
         run.write_validation(held_out_sql_rows(data.validation_records))  # never trained on: for `sqlft eval`
 
@@ -114,6 +124,7 @@ def train(config: Config, resume: bool = False) -> Path:
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = time.perf_counter() - start
+    rows = len(trainer.train_dataset)  # after TRL's packing, or the shared-schema rows
 
     non_finite = trainer.state.log_history and _first_non_finite(trainer.state.log_history)
     if non_finite:
@@ -122,8 +133,21 @@ def train(config: Config, resume: bool = False) -> Path:
                  "and nothing was saved past the last checkpoint. Lower train.lr, check the data, or set "
                  "train.precision=bf16 on hardware with bf16 instead of fp16; then --resume from the last good "
                  "checkpoint.")
-    save_outputs(config, trainer, tokenizer, run_dir, result, seconds)
+    save_outputs(config, trainer, tokenizer, run_dir, result, seconds, records=len(data.train), rows=rows)
     return run_dir
+
+
+def shared_prefix_attention(config: Config, verbose: bool = True) -> Config:
+    """With data.packing=shared_prefix, an attention implementation that takes a block mask: flex_attention on a
+    GPU whose torch has it, else sdpa (varlen FlashAttention-2 cannot express a shared prefix)."""
+    if config.data.packing != shared_prefix.SHARED_PREFIX:
+        return config
+    requested = config.model.attn_implementation
+    chosen = shared_prefix.attention_for(requested)
+    if verbose:
+        note = " (flash_attention_2 cannot express a shared prefix)" if requested == "flash_attention_2" else ""
+        print(f"[sqlft] shared-schema packing: attention {chosen} with a block mask{note}")
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, attn_implementation=chosen))
 
 
 def resolve_precision(config: Config, verbose: bool = True) -> Config:
@@ -199,6 +223,7 @@ def training_args(config: Config, run_dir: Path, data):
         os.environ["WANDB_PROJECT"] = t.wandb_project
     evaluate = t.eval_strategy != "no" and len(data.validation) > 0 and (t.eval_strategy == "epoch" or t.eval_steps > 0)
     early_stop = evaluate and t.early_stopping_patience > 0
+    shared = config.data.packing == shared_prefix.SHARED_PREFIX
     return SFTConfig(
         **optimisation_args(t, autocast, run_dir),
         per_device_eval_batch_size=t.eval_batch_size or t.batch_size,
@@ -220,8 +245,12 @@ def training_args(config: Config, run_dir: Path, data):
         seed=t.seed,
         data_seed=t.seed,
         max_length=config.data.max_length,
-        packing=config.data.packing,
+        packing=config.data.packing is True,
         pad_to_multiple_of=row_length_multiple(config.data),
+        # Shared-schema rows are built by sqlft.shared_prefix (labels, position and block ids): TRL neither
+        # prepares nor trims their columns, and sqlft's collator batches them.
+        remove_unused_columns=not shared,
+        dataset_kwargs={"skip_prepare_dataset": True} if shared else None,
         completion_only_loss=True,  # the completion_mask that sqlft.data built for data.loss
         dataset_num_proc=config.data.preprocessing_workers or None,
         include_num_input_tokens_seen="non_padding",
@@ -249,9 +278,15 @@ def build_trainer(config: Config, model, tokenizer, data, run_dir: Path, args=No
     callbacks = [StopOnNonFiniteLoss()]
     if early_stop:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience))
-    trainer = SFTTrainer(model=model, args=args, train_dataset=to_hf_dataset(data.train),
-                         eval_dataset=to_hf_dataset(data.validation) if evaluate else None,
-                         processing_class=tokenizer, callbacks=callbacks)
+    if config.data.packing == shared_prefix.SHARED_PREFIX:
+        datasets = dict(train_dataset=shared_prefix.to_hf_dataset(data.packed.rows),
+                        eval_dataset=shared_prefix.to_hf_dataset(data.packed_validation.rows) if evaluate else None,
+                        data_collator=shared_prefix.Collator(tokenizer.pad_token_id, args.pad_to_multiple_of))
+        shared_prefix.install_block_mask(model)  # the collator's block_ids become the 4D mask in the decoder
+    else:
+        datasets = dict(train_dataset=to_hf_dataset(data.train),
+                        eval_dataset=to_hf_dataset(data.validation) if evaluate else None)
+    trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, callbacks=callbacks, **datasets)
     if not config.train.token_metrics:
         use_label_only_head(trainer)  # the loss needs logits on the answer tokens only (sqlft.lm_head)
     return trainer
@@ -299,7 +334,8 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def save_outputs(config: Config, trainer, tokenizer, run_dir: Path, result, seconds: float) -> None:
+def save_outputs(config: Config, trainer, tokenizer, run_dir: Path, result, seconds: float, records: int = 0,
+                 rows: int = 0) -> None:
     run = RunFolder(run_dir)
     out = run.weights(config.model.method)
     # save_model, not model.save_pretrained: it writes from the main process only, and gathers the weights
@@ -320,6 +356,11 @@ def save_outputs(config: Config, trainer, tokenizer, run_dir: Path, result, seco
         "tokens_seen": int(tokens),
         "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
         "peak_memory_mb": round(peak_memory_mb(), 1),
+        # Records per hour: rows trained (steps x rows per step x processes) x records per row, over the run's time
+        "train_records": records,
+        "train_rows": rows,
+        "records_per_hour": round(records_per_hour(trainer, records, rows, seconds)) if rows and seconds else None,
+        "epoch": trainer.state.epoch,
         "device": "cuda" if has_gpu() else "cpu",
         "log_history": history,
     }
@@ -328,6 +369,13 @@ def save_outputs(config: Config, trainer, tokenizer, run_dir: Path, result, seco
     print(f"[sqlft] done: step {metrics['global_step']}, train loss {metrics['final_logged_loss']}, "
           f"eval loss {metrics['eval_loss']}, {metrics['tokens_per_s']} tokens/s, "
           f"peak memory {metrics['peak_memory_mb']:.0f} MiB -> {run_dir}")
+
+
+def records_per_hour(trainer, records: int, rows: int, seconds: float) -> float:
+    args = trainer.args
+    rows_trained = trainer.state.global_step * args.per_device_train_batch_size * args.gradient_accumulation_steps \
+        * args.world_size
+    return rows_trained * records / rows / seconds * 3600
 
 
 def plot_loss(history: list[dict], path: Path) -> None:
