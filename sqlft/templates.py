@@ -83,8 +83,10 @@ def _llama2(record, pairs, eos):
 
 
 def _llama3(record, pairs, eos):
+    # Each message's text stripped, as Meta's ChatFormat.encode_message, its chat template (`| trim`) and the Llama-3
+    # OpenHermes tutorial's encode_message do.
     def block(role, content):
-        return f"<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>"
+        return f"<|start_header_id|>{role}<|end_header_id|>\n\n{content.strip()}<|eot_id|>"
     text = "<|begin_of_text|>" + (block("system", record.system) if record.system else "")
     for i, (user, answer) in enumerate(pairs):
         text += block("user", user)
@@ -92,7 +94,7 @@ def _llama3(record, pairs, eos):
             text += block("assistant", answer)
     text += "<|start_header_id|>assistant<|end_header_id|>\n\n"
     answer = pairs[-1][1]
-    return text, (f"{answer}<|eot_id|>" if answer is not None else None)
+    return text, (f"{answer.strip()}<|eot_id|>" if answer is not None else None)
 
 
 def _chatml(record, pairs, eos):
