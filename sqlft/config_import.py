@@ -6,7 +6,9 @@
 
 Every key of the input is accounted for, in the printed table and in the comments at the top of the written YAML:
 `mapped` (the sqlft key it became), `implied` (what sqlft does anyway, said how), `empty` (no value given), or
-`not mapped` with the reason. Nothing is dropped silently. The written config is loaded back through sqlft.config,
+`not mapped` with the reason. Nothing is dropped silently. Where the source tool's own default for a setting the file
+leaves out differs from sqlft's (validation split, warmup, gradient clipping, checkpoints kept, deduplication, ...),
+the default is written into the config explicitly and listed as `default` ("default of axolotl: ..."). The written config is loaded back through sqlft.config,
 so it is valid as written; paths, model names and hub ids are kept as the input gave them.
 """
 
@@ -490,12 +492,16 @@ def _lf_datasets(out: Imported, options: dict, dataset_info: Path | None) -> Non
                          "there or point --dataset-info at LLaMA-Factory's own data/dataset_info.json")
                 continue
             for key, value in entry.items():
-                status, why = _registry_key(key, value)
+                status, why = _registry_key(key, value, entry)
                 out.note(f"dataset_info[{name}].{key}", value, status, why)
 
 
-def _registry_key(key: str, value) -> tuple[str, str]:
-    from sqlft.registry import COLUMNS, UNSUPPORTED_COLUMNS, UNSUPPORTED_KEYS
+def _registry_key(key: str, value, entry: dict | None = None) -> tuple[str, str]:
+    from sqlft.registry import COLUMNS, HUB_MIRRORS, UNSUPPORTED_COLUMNS, UNSUPPORTED_KEYS
+
+    if key in HUB_MIRRORS and entry and (entry.get("file_name") or entry.get("hf_hub_url")):
+        return "implied", ("another hub's copy, which LLaMA-Factory reads only when told to (USE_MODELSCOPE_HUB, "
+                           "USE_OPENMIND_HUB); sqlft reads file_name or hf_hub_url")
 
     if key in ("file_name", "hf_hub_url", "split"):
         return "mapped", "read through the registry (data.train[].registry): the dataset's file or hub id"
@@ -688,7 +694,7 @@ def import_registry(path: Path) -> Imported:
     for name, entry in read_registry(str(path)).items():
         specs.append({"path": name, "registry": str(path)})
         for key, value in (entry or {}).items():
-            status, why = _registry_key(key, value)
+            status, why = _registry_key(key, value, entry)
             out.note(f"{name}.{key}", value, status, why)
     out.set("data.train", specs)
     return out

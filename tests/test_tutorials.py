@@ -314,6 +314,10 @@ def test_yuan_hub_registry_entry_says_which_file_to_fetch(tmp_path):
     assert "llamafactory/alpaca_en" in message and "alpaca_en.json" in message
     assert '"file_name": "alpaca_en.json"' in message and str(tmp_path) in message
     assert "ModelScope" not in message, "the mirrors beside a Hugging Face id are not refused"
+    from sqlft.config_import import import_registry
+    statuses = {line.key: line.status for line in import_registry(tmp_path / "dataset_info.json").lines}
+    assert statuses == {"alpaca_en.hf_hub_url": "mapped", "alpaca_en.ms_hub_url": "implied",
+                        "alpaca_en.om_hub_url": "implied"}
 
 
 # ---------------------------------------------------------------- axolotl know_sql (004)
