@@ -116,3 +116,16 @@ def test_bad_questions_are_refused_before_the_model_loads(full_run, loads, monke
     with pytest.raises(SystemExit, match="no questions"):
         ask.main([str(full_run)])
     assert loads == []
+
+
+@pytest.mark.slow
+def test_embedded_model_answers_a_file_of_questions_on_one_load(tmp_path, loads, capsys):
+    """The real embedded SmolLM2: two questions from a file, one load, each answer within the budget."""
+    questions = tmp_path / "q.txt"
+    questions.write_text("How many singers are there?\nList the names of singers from France.\n")
+    answers = ask.main(["embedded:smollm2-135m-instruct", "--schema", "CREATE TABLE singer (id INT, name TEXT, "
+                        "country TEXT)", "--questions", str(questions), "--max-new-tokens", "12", "--jsonl"])
+    assert len(loads) == 1 and len(answers) == 2 and all(answers)
+    assert all(0 < n <= 12 for n in loads.new_tokens)
+    assert [json.loads(line)["question"] for line in capsys.readouterr().out.splitlines()] == [
+        "How many singers are there?", "List the names of singers from France."]

@@ -146,3 +146,19 @@ def test_cheap_lines_run_as_written(tmp_path, monkeypatch, capsys):
     run_line(the_line(r"^sqlft config import axolotl\.yml"))
     from sqlft.config import load_config
     assert load_config(tmp_path / "configs" / "mine.yaml").lora.r == 32
+
+
+def test_model_card_base_model_is_the_hub_id_the_run_started_from(tmp_path):
+    from sqlft.config import Config
+    from sqlft.merge import hub_id, model_card
+    from sqlft.run_folder import RunFolder
+
+    assert hub_id("embedded:smollm2-135m-instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert hub_id("meta-llama/Llama-2-7b-hf") == "meta-llama/Llama-2-7b-hf"
+    assert hub_id(str(tmp_path)) is None  # a local folder with no record of where it came from
+    config = Config(name="x")
+    card = model_card(RunFolder(tmp_path), config, "float16")
+    front = yaml.safe_load(card.split("---")[1])
+    assert front["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    config.model.name = str(tmp_path)
+    assert "base_model" not in yaml.safe_load(model_card(RunFolder(tmp_path), config, "float16").split("---")[1])
