@@ -529,6 +529,7 @@ def tables() -> str:
             elif config_value(config, row["key"]) == row["tutorial"]:
                 same = "yes (GPU-only: refused on a CPU, with what to set)" if row.get("gpu_only") else \
                        f"yes ({row['service']})" if row.get("service") else "yes"
+                same += f": {row['note']}" if row.get("note") else ""
             else:
                 same = "no: " + row["why"]
             out.append(_row(_show(row["setting"]), f"`{_show(row['tutorial'])}`", sqlft, same))
