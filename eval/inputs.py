@@ -194,9 +194,13 @@ def record_example(record: Record, example_id: str, db_root: str | None = None) 
     """A SQL record as an Example: its database is the record's db_path, a database for its db_id under db_root or
     among defog-data's, else synthesized from its schema. (Also how the GRPO reward finds a record's database.)"""
     example = _example(record, example_id)
-    db_path = record.meta.get("db_path", "")
+    db_path = str(record.meta.get("db_path", ""))
     if db_path:
         example.database = db_path
+        if not (is_postgres_url(db_path) or db_path in defog_database_names() or Path(db_path).expanduser().is_file()):
+            # said before anything is generated (eval.run), and the example is a gold_error, never synthesized
+            example.database_error = (f"db_path {db_path} not found (a relative db_path is taken from the data "
+                                      "file's folder, else from the working directory)")
     else:
         _locate_database(example, db_root, required=False)
     return example

@@ -72,12 +72,12 @@ def ran_on_text(groups: dict[str, dict]) -> str:
     real = {db: g for db, g in groups.items() if db and db != "synthesized"}
     parts = []
     if len(real) <= 3:
-        parts += [f"{_short_name(db)} ({g['engine'] or 'not opened'}, {g['n']})" for db, g in real.items()]
+        parts += [f"{_short_name(db)} ({g['engine'] or 'not usable'}, {g['n']})" for db, g in real.items()]
     else:
         engines = Counter()
         for g in real.values():
-            engines[g["engine"] or "not opened"] += g["n"]
-        parts += [f"{sum(1 for g in real.values() if (g['engine'] or 'not opened') == e)} {e} databases ({n})"
+            engines[g["engine"] or "not usable"] += g["n"]
+        parts += [f"{sum(1 for g in real.values() if (g['engine'] or 'not usable') == e)} {e} databases ({n})"
                   for e, n in engines.items()]
     if "synthesized" in groups:
         g = groups["synthesized"]

@@ -290,3 +290,18 @@ def test_serve_exits_non_zero_when_loading_fails(tmp_path):
                            str(free_port())], capture_output=True, text=True, timeout=240)
     assert done.returncode == 1
     assert "sqlft serve: cannot start:" in done.stderr and "vocab_size" in done.stderr
+
+
+def test_missing_db_path_is_said_before_generating_and_never_synthesized(tmp_path, capsys):
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"db_path": "nowhere/shop.sqlite", "context": "CREATE TABLE customer (id INT)", "question": "How many t?",
+         "answer": "SELECT count(*) FROM customer"},
+        {"context": "CREATE TABLE t (a INT, b TEXT)", "question": "How many customers?",
+         "answer": "SELECT count(*) FROM t"}]))
+    report, rows, line = evaluate(["m", "--data", str(data), "--out", str(tmp_path / "out")], AnswerTable(ANSWERS))
+    assert rows[0]["status"] == "gold_error" and "db_path nowhere/shop.sqlite not found" in rows[0]["reason"]
+    assert not rows[0]["synthetic"] and rows[1]["synthetic"]
+    assert "ran on shop.sqlite (not usable, 1); synthesized" in line
+    err = capsys.readouterr().err
+    assert err.index("no database for mine.jsonl:1") < err.index("loading m")
