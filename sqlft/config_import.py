@@ -124,7 +124,7 @@ TOOL_DEFAULTS = {
     ],
 }
 # LoRA defaults of LLaMA-Factory (lora_rank 8, lora_alpha 2 x rank, lora_dropout 0), when it trains an adapter.
-LLAMAFACTORY_LORA = [("lora.r", 8, "lora_rank: 8"), ("lora.alpha", 16, "lora_alpha: None, 2 x lora_rank"),
+LLAMAFACTORY_LORA = [("lora.r", 8, "lora_rank: 8"), ("lora.alpha", None, "lora_alpha: None, 2 x lora_rank"),
                      ("lora.dropout", 0.0, "lora_dropout: 0.0")]
 
 
@@ -134,7 +134,9 @@ def write_tool_defaults(out: "Imported", tool: str) -> None:
     sqlft = Config()
     rows = list(TOOL_DEFAULTS[tool])
     if tool == "llamafactory" and out.get("model.method") in ("lora", "qlora"):
-        rows += [(key, value, setting, ()) for key, value, setting in LLAMAFACTORY_LORA]
+        rank = out.get("lora.r") or 8
+        rows += [(key, 2 * rank if key == "lora.alpha" else value, setting, ()) for key, value, setting in
+                 LLAMAFACTORY_LORA]
     for key, value, setting, deciders in rows:
         if out.get(key) is not None or any(out.get(d) is not None for d in deciders):
             continue  # the source config sets it (or what decides it)

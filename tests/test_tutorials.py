@@ -300,14 +300,14 @@ def test_yuan_bytes_and_tokens(tmp_path, yuan_tokenizer):
     assert theirs == ours.input_ids + extra and theirs_mask == ours.completion_mask + [1] * len(extra)
 
 
-def test_yuan_hub_registry_entry_says_which_file_to_fetch(tmp_path):
+def test_yuan_hub_registry_entry_says_which_file_to_fetch(tmp_path, monkeypatch):
     from sqlft.config import DatasetSpec
     from sqlft.formats import DataError, load_records
 
     # LLaMA-Factory's alpaca_en entry today (data/dataset_info.json): hub ids only
     entry = {"hf_hub_url": "llamafactory/alpaca_en", "ms_hub_url": "llamafactory/alpaca_en", "om_hub_url": "HaM/alpaca_en"}
     (tmp_path / "dataset_info.json").write_text(json.dumps({"alpaca_en": entry}))
-    os.environ["HF_HUB_OFFLINE"] = "1"  # conftest's setting: no test reaches a hub
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # as conftest sets it: no test reaches a hub
     with pytest.raises(DataError) as err:
         load_records(DatasetSpec(path="alpaca_en", registry=str(tmp_path)))
     message = str(err.value)
