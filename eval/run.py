@@ -258,15 +258,16 @@ def check_before_loading(config: EvalConfig, model: bool = False) -> None:
     """Settings problems found before anything is read: --db-root (a folder, or a PostgreSQL URL libpq reads and
     that holds no password), the data or predictions file, and with `model` the model reference and template
     (checked before the model loads, once it is known that answers are missing). Raises ConfigError listing them."""
-    from sqlft.preflight import db_root_problem, model_problems
+    from sqlft.preflight import db_root_problem, model_problems, template_problems
 
     problems = [p for p in [db_root_problem(config.db_root)] if p]
     for flag, path in (("--data", config.data), ("--predictions", config.predictions)):
         if path and not path.startswith("demo:") and not Path(path).expanduser().is_file():
             problems.append(f"{flag}: file not found: {path}")
     if model:
-        if config.openai_url:
-            problems += model_problems(config.model_dir, config.template) if config.model_dir else []
+        if config.openai_url:  # the model is on the server; a --model-dir gives the template and tokenizer
+            problems += model_problems(config.model_dir, config.template) if config.model_dir else \
+                template_problems(config.template)
         else:
             problems += model_problems(config.model, config.template)
     if problems:

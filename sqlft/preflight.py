@@ -24,12 +24,7 @@ HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # organisation/name: the only model ref
 def model_problems(ref: str, template: str | None = None) -> list[str]:
     """What keeps `ref` (a base model, a training run or a merged folder) from loading, as far as the disk tells;
     a hub id is left to the loader (the hub may be reachable)."""
-    problems = []
-    if template:
-        try:
-            check_template(template)
-        except ValueError as err:
-            problems.append(f"--template: {err}")
+    problems = template_problems(template)
     if not ref:
         return problems + ["no model given: name a merged folder, a training run or a base model"]
     if ref.startswith(EMBEDDED_PREFIX):
@@ -65,6 +60,16 @@ def model_problems(ref: str, template: str | None = None) -> list[str]:
                            "weights yet (still training, or stopped early); wait for it, or give its merged folder"]
     return problems + [f"{ref} is neither a training run (config.yaml + adapter/), a merged folder (sqlft.yaml), "
                        "nor a Hugging Face model folder (config.json)"]
+
+
+def template_problems(template: str | None) -> list[str]:
+    if not template:
+        return []
+    try:
+        check_template(template)
+    except ValueError as err:
+        return [f"--template: {err}"]
+    return []
 
 
 def database_problems(sources: dict[str, str]) -> list[str]:
