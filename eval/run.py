@@ -117,7 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dialect", choices=DIALECTS, help="dialect of the gold SQL (default: postgres for Defog's "
                    "CSV, duckdb for the demo sets, else sqlite)")
     p.add_argument("--mode", choices=MODES, help="spider (default): strip DISTINCT from gold and pred as the "
-                   "official evaluation does; strict: keep it; set: ignore duplicate rows")
+                   "official evaluation does; strict: keep it; set: BIRD's rule, the rows as a set (duplicates "
+                   "and order ignored, columns in the gold's order)")
     p.add_argument("--float-tolerance", type=float, help="relative tolerance for floats (default 0: exact)")
     p.add_argument("--out", help="output folder (default runs/eval/<model>-<data>)")
     p.add_argument("--limit", type=int, help="first N examples only (default 0: all)")
