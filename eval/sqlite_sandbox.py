@@ -37,6 +37,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable
+from itertools import chain, compress
 from pathlib import Path
 from typing import Any
 
@@ -439,7 +440,7 @@ class SqliteSandbox:
                 if not chunk:
                     break
                 rows.extend(chunk)
-                size += sum(_value_size(v) for row in chunk for v in row)
+                size += _chunk_size(chunk)
                 if size > self.max_result_bytes:
                     return done("error", f"result larger than {self.max_result_bytes} bytes")
             truncated = len(rows) > max_rows
@@ -484,6 +485,18 @@ class SqliteSandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_TEXT = frozenset({str, bytes})
+_SIZED = frozenset({str, bytes, int, float, type(None)})  # what SQLite returns (text through official_text_factory)
+
+
+def _chunk_size(chunk: list[tuple]) -> int:
+    """_value_size summed over every cell, by type in C (a Python call per cell was ~5% of Spider scoring)."""
+    cells = list(chain.from_iterable(chunk))
+    if not set(map(type, cells)) <= _SIZED:
+        return sum(_value_size(v) for v in cells)  # another type (a str subclass, ...): one by one
+    return 16 * len(cells) + sum(map(len, compress(cells, map(_TEXT.__contains__, map(type, cells)))))
 
 
 def _value_size(value: Any) -> int:
