@@ -72,10 +72,9 @@ def run_generation(model_ref: str) -> GenerationConfig:
     if isinstance(meta.get("generation"), dict):
         known = {f.name for f in dataclasses.fields(GenerationConfig)}
         return GenerationConfig(**{k: v for k, v in meta["generation"].items() if k in known})
-    run = RunFolder(Path(meta.get("run") or "/nonexistent"))
-    if run.config_file.is_file():
+    if meta.get("run") and RunFolder(meta["run"]).config_file.is_file():  # merged before sqlft.yaml recorded it
         try:
-            return run.config().generation
+            return RunFolder(meta["run"]).config().generation
         except ConfigError:
             pass
     return GenerationConfig()
