@@ -13,15 +13,19 @@ records trained separately (tests/test_shared_prefix.py checks it on a tiny mode
 
 Where the prefix ends comes from the template code (sqlft.templates, read only): the prompt is rendered with two
 different questions, and the text they share ends where the question begins. A template whose shared text does not
-hold the whole schema (alpaca writes the question before its Input: section) has no clean prefix: training falls
-back to ordinary packing with one message, as GRPO (which samples, and does not pack) and data.loss other than
-completion do. A record whose prefix tokens are not the first tokens of its own tokenization (or that has no
+hold the whole schema (alpaca and dolly write the question before their Input: section) has no clean prefix:
+training falls back to ordinary packing with one message, as GRPO (which samples, and does not pack) and data.loss
+other than completion do. A record whose prefix tokens are not the first tokens of its own tokenization (or that has no
 schema) is packed as a block with an empty prefix, which is ordinary packing for that record: correct either way.
 
-Attention: the block mask reaches the model as a 4D mask, which transformers uses as given (masking_utils). On a CPU
-and with `sdpa` it is a boolean mask through PyTorch's SDPA; with `flex_attention` (chosen on a GPU where the
-installed torch has it) a BlockMask, which skips the blocks that are fully masked; `eager` gets the additive mask.
-Varlen FlashAttention-2 cannot express a shared prefix: it is not used with this packing.
+Attention: the block mask reaches the model as a 4D mask, which transformers uses as given (masking_utils): a boolean
+mask through PyTorch's SDPA (`sdpa`, on a CPU and on a GPU), or the additive mask for `eager`. On a CPU SDPA takes it
+in its flash kernel (forward and backward, no L x L weights kept); on a GPU the memory-efficient kernel takes an
+arbitrary mask. Varlen FlashAttention-2 cannot express a shared prefix, so `auto` and `flash_attention_2` train with
+sdpa here. Flex attention was tried (torch 2.13): on a CPU it has no backward (NotImplementedError), and through
+transformers' flex path its forward disagreed with SDPA on the tiny test model while flex_attention called directly
+with the same mask agreed, so it is not used until that is understood (on a GPU its BlockMask would skip fully masked
+tiles, which SDPA computes).
 """
 
 import dataclasses
@@ -212,20 +216,13 @@ def allowed(block_ids: torch.Tensor) -> torch.Tensor:
 
 def block_mask(block_ids: torch.Tensor, implementation: str, dtype: torch.dtype):
     """The 4D mask in the form the attention implementation takes (transformers passes a 4D mask through as is)."""
-    if implementation == "flex_attention":
-        from torch.nn.attention.flex_attention import create_block_mask
-
-        def mask_mod(b, h, q, kv):
-            return (kv <= q) & ((block_ids[b, kv] == 0) | (block_ids[b, kv] == block_ids[b, q]))
-        batch, length = block_ids.shape
-        return create_block_mask(mask_mod, batch, None, length, length, device=block_ids.device)
     mask = allowed(block_ids)
     if implementation == "sdpa":
         return mask
     if implementation == "eager":
         return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
-    raise ValueError(f"attention '{implementation}' cannot take a block mask; shared-schema packing needs sdpa, "
-                     "flex_attention or eager (model.attn_implementation)")
+    raise ValueError(f"attention '{implementation}' cannot take a block mask; shared-schema packing needs sdpa "
+                     "or eager (model.attn_implementation)")
 
 
 def decoder_of(model):
@@ -254,11 +251,6 @@ def install_block_mask(model) -> None:
 
 
 def attention_for(requested: str) -> str:
-    """The attention implementation for shared-schema packing: flex_attention on a GPU where torch has it (its
-    BlockMask skips whole masked tiles), else sdpa (a boolean mask; on a CPU PyTorch's SDPA takes it directly)."""
-    if requested not in ("auto", "flash_attention_2"):
-        return requested
-    import importlib.util
-    if torch.cuda.is_available() and importlib.util.find_spec("torch.nn.attention.flex_attention") is not None:
-        return "flex_attention"
-    return "sdpa"
+    """The attention implementation for shared-schema packing: sdpa (a boolean block mask, CPU and GPU) unless eager
+    is asked for; FlashAttention-2 (what `auto` picks on a GPU with flash-attn) cannot take the mask."""
+    return requested if requested == "eager" else "sdpa"

@@ -138,8 +138,8 @@ def train(config: Config, resume: bool = False) -> Path:
 
 
 def shared_prefix_attention(config: Config, verbose: bool = True) -> Config:
-    """With data.packing=shared_prefix, an attention implementation that takes a block mask: flex_attention on a
-    GPU whose torch has it, else sdpa (varlen FlashAttention-2 cannot express a shared prefix)."""
+    """With data.packing=shared_prefix, an attention implementation that takes a block mask: sdpa (or eager when
+    asked for); varlen FlashAttention-2 cannot express a shared prefix (sqlft.shared_prefix)."""
     if config.data.packing != shared_prefix.SHARED_PREFIX:
         return config
     requested = config.model.attn_implementation

@@ -6,6 +6,7 @@ block, and the runs that cannot use it (GRPO, templates whose schema is not a pr
 to ordinary packing with one message.
 """
 
+import dataclasses
 import json
 
 import pytest
@@ -16,7 +17,8 @@ from sqlft import shared_prefix
 from sqlft.config import ConfigError, load_config
 from sqlft.data import build_training_data
 from sqlft.modeling import add_lora, load_base_model, load_tokenizer
-from sqlft.templates import TEMPLATES
+from sqlft.record import sql_record
+from sqlft.templates import TEMPLATES, render_prompt
 from sqlft.train import build_trainer, train
 
 IGNORE = -100
@@ -31,8 +33,9 @@ def overrides(tiny_model_dir, sql_jsonl, tmp_path, *extra):
 
 
 def setup(tiny_model_dir, sql_jsonl, tmp_path, *extra, attention="sdpa"):
-    config = load_config(None, overrides(tiny_model_dir, sql_jsonl, tmp_path, f"model.attn_implementation={attention}",
-                                         *extra))
+    config = load_config(None, overrides(tiny_model_dir, sql_jsonl, tmp_path, *extra))
+    # As train() sets it (sqlft.shared_prefix.attention_for)
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, attn_implementation=attention))
     tokenizer = load_tokenizer(config.model.name)
     data = build_training_data(config, tokenizer)
     torch.manual_seed(0)
@@ -136,10 +139,20 @@ def test_a_blocks_question_changes_no_other_block(tiny_model_dir, sql_jsonl, tmp
 
 
 def test_templates_with_a_clean_schema_prefix(embedded_model_dir):
+    """Clean exactly where the rendered prompt holds the whole schema before the question (every template, the ones
+    added later too); alpaca (and dolly) write "### Instruction: <question>" before the schema's Input: section."""
     tokenizer = load_tokenizer(str(embedded_model_dir))
-    clean = {name for name in TEMPLATES if shared_prefix.template_problem(name, tokenizer) is None}
-    # alpaca writes "### Instruction: <question>" before its "Input: <schema>" section
-    assert clean == set(TEMPLATES) - {"alpaca"}
+    schema, question = "CREATE TABLE head (age INTEGER)", "How many heads are older than 56?"
+    clean = set()
+    for name in TEMPLATES:
+        prompt = render_prompt(sql_record(schema, question), name, tokenizer)
+        schema_first = prompt.index(schema) + len(schema) <= prompt.index(question)
+        problem = shared_prefix.template_problem(name, tokenizer)
+        assert (problem is None) == schema_first, (name, problem)
+        if problem is None:
+            clean.add(name)
+    assert {"sql", "chatml", "llama2", "llama3", "yuan", "context_qa", "tokenizer"} <= clean
+    assert "alpaca" not in clean
     assert "writes the question before the end of the schema" in shared_prefix.template_problem("alpaca")
 
 
