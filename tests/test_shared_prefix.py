@@ -92,8 +92,11 @@ def test_each_block_gives_the_logits_of_its_record_alone(tiny_model_dir, sql_jso
     assert checked >= 6
 
 
-def test_summed_loss_and_lora_gradients_equal_the_records_trained_separately(tiny_model_dir, sql_jsonl, tmp_path):
-    _, data, model, trainer = setup(tiny_model_dir, sql_jsonl, tmp_path)
+# token_metrics: TRL's own fused LM head instead of sqlft's label-only one (both hand block_ids to the decoder)
+@pytest.mark.parametrize("token_metrics", [False, True])
+def test_summed_loss_and_lora_gradients_equal_the_records_trained_separately(tiny_model_dir, sql_jsonl, tmp_path,
+                                                                             token_metrics):
+    _, data, model, trainer = setup(tiny_model_dir, sql_jsonl, tmp_path, f"train.token_metrics={token_metrics}")
     batch = trainer._prepare_inputs(trainer.data_collator(list(trainer.train_dataset)))  # every record once
 
     def grads_after(loss):
@@ -102,7 +105,7 @@ def test_summed_loss_and_lora_gradients_equal_the_records_trained_separately(tin
         model.zero_grad()
         return loss.detach(), grads
 
-    # What SFTTrainer optimizes: TRL's compute_loss through sqlft's label-only head and the block mask
+    # What SFTTrainer optimizes: TRL's compute_loss through the LM head and the block mask
     packed, packed_grads = grads_after(trainer.compute_loss(model, dict(batch)))
     answer_tokens = sum(sum(e.completion_mask) for e in data.train)
     assert int((batch["labels"] != IGNORE).sum()) == answer_tokens
@@ -178,16 +181,26 @@ def test_a_misspelt_packing_choice_names_the_right_one():
         load_config(None, ["data.packing=shared-prefix"])
 
 
-@pytest.mark.parametrize("method", ["lora", "full"])
-def test_training_writes_how_many_records_went_into_how_many_rows(tiny_model_dir, sql_jsonl, tmp_path, method):
+# full: with TRL's own LM head (train.token_metrics), which hands block_ids to the decoder as sqlft's head does
+@pytest.mark.parametrize("method, validation, extra", [("lora", True, []), ("qlora", False, []),
+                                                       ("full", False, ["train.token_metrics=true"])])
+def test_training_writes_how_many_records_went_into_how_many_rows(tiny_model_dir, sql_jsonl, tmp_path, method,
+                                                                  validation, extra):
+    held_out = ["data.val_fraction=0.25", "train.eval_steps=1"] if validation else []  # 1 of the 4 databases
     config = load_config(None, overrides(tiny_model_dir, sql_jsonl, tmp_path, f"model.method={method}",
-                                         "train.max_steps=2", "train.save_steps=10"))
+                                         "train.max_steps=2", "train.save_steps=10", *held_out, *extra))
     run = train(config)
-    report = json.loads((run / "data_report.json").read_text())["shared_prefix"]["train"]
-    assert report["packing"] == "shared_prefix" and report["records"] == 24
-    assert report["prefixes"] == 4 and 4 <= report["rows"] < 24  # one schema per row at least, several records each
+    records = 18 if validation else 24
+    packed = json.loads((run / "data_report.json").read_text())["shared_prefix"]
+    report = packed["train"]
+    assert report["packing"] == "shared_prefix" and report["records"] == records
+    # one schema per row at least, several records each
+    assert report["prefixes"] == records // 6 and records // 6 <= report["rows"] < records
     assert report["tokens"] < report["tokens_unpacked"]
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["train_records"] == 24 and metrics["train_rows"] == report["rows"]
+    assert metrics["train_records"] == records and metrics["train_rows"] == report["rows"]
     assert metrics["records_per_hour"] > 0 and metrics["tokens_seen"] > 0
     assert (run / "config.yaml").read_text().count("packing: shared_prefix") == 1
+    if validation:  # the held-out database's rows, evaluated through the same collator and block mask
+        assert packed["validation"]["records"] == 6 and 1 <= packed["validation"]["rows"] < 6
+        assert metrics["eval_loss"] is not None and metrics["eval_loss"] > 0
