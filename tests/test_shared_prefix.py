@@ -204,3 +204,35 @@ def test_training_writes_how_many_records_went_into_how_many_rows(tiny_model_dir
     if validation:  # the held-out database's rows, evaluated through the same collator and block mask
         assert packed["validation"]["records"] == 6 and 1 <= packed["validation"]["rows"] < 6
         assert metrics["eval_loss"] is not None and metrics["eval_loss"] > 0
+
+
+@pytest.mark.slow
+def test_real_model_on_spider_rows_gives_each_records_own_answer_logits(tmp_path):
+    """The embedded SmolLM2-135M, its tokenizer and the Spider recipe's template on real Spider records: a packed row's
+    answer logits are those of each record alone (the tiny model above proves the mechanism; this, the real path)."""
+    from tests.conftest import shared_data
+
+    spider = shared_data("spider_train", "spider_train.jsonl")
+    config = load_config("configs/smollm2-135m-spider-cpu.yaml", [
+        f"data.train=[{{path: {spider}, max_records: 12}}]", "data.val_fraction=0", "data.val_dbs=[]",
+        "data.max_length=512", "data.packing=shared_prefix"])
+    tokenizer = load_tokenizer(config.model.name, config.model)
+    data = build_training_data(config, tokenizer)
+    assert data.packed.report["records_without_shared_prefix"] == 0  # chatml + SmolLM2's tokenizer: clean prefixes
+    row = max(data.packed.rows, key=lambda r: max(r.block_ids))
+    prefix, blocks = blocks_of(vars(row))
+    assert len(blocks) >= 3
+    model = load_base_model(config.model, for_training=False)
+    shared_prefix.install_block_mask(model)
+    batch = shared_prefix.Collator(tokenizer.pad_token_id)([vars(row)])
+    with torch.no_grad():
+        logits = model(**batch).logits[0]
+    records = {tuple(e.input_ids) for e in data.train}
+    for _, start, end in blocks:
+        ids = row.input_ids[:prefix] + row.input_ids[start:end]
+        assert tuple(ids) in records
+        answer = [i for i in range(start, end) if row.labels[i] != IGNORE]
+        alone = alone_logits(model, ids)
+        torch.testing.assert_close(logits[answer[0] - 1:answer[-1]], alone[prefix + answer[0] - 1 - start:
+                                                                           prefix + answer[-1] - start],
+                                   rtol=1e-4, atol=2e-4)
