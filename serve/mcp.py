@@ -86,8 +86,6 @@ class SchemaInfo(BaseModel):
 def create_server(state: ServerState) -> MCPServer:
     """The MCP server over `state`; its lifespan loads the model and databases (in a thread, as serve does) and
     closes them at the end. Tool calls made while loading wait for it, up to the request timeout."""
-    settings = state.settings
-
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[None]:
         # A daemon thread: a client that disconnects during a long model load must not wait for it.
@@ -97,62 +95,39 @@ def create_server(state: ServerState) -> MCPServer:
         finally:
             await asyncio.to_thread(state.close)
 
-    server = MCPServer("sqlft", version="0.1.0", lifespan=lifespan, log_level=settings.log_level.upper(),
+    server = MCPServer("sqlft", version="0.1.0", lifespan=lifespan, log_level=state.settings.log_level.upper(),
                        instructions="Text-to-SQL over registered databases. Call list_databases, then "
                        "describe_schema for one; question_to_sql writes SQL with the fine-tuned model (execute: "
                        "true also returns rows); execute_sql runs one read-only SELECT.")
+    tools = Tools(state)
     read_only = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
+    for tool in (tools.list_databases, tools.describe_schema, tools.question_to_sql, tools.execute_sql):
+        server.add_tool(tool, annotations=read_only)  # name and description: the method's name and docstring
+    return server
 
-    async def ready() -> ServerState:
-        """The state once loaded; a ToolError while it still loads after the request timeout, or failed."""
-        deadline = time.monotonic() + settings.request_timeout_s
-        while not state.ready:
-            if state.load_error:
-                raise ToolError(f"The server failed to load: {state.load_error}. Fix that option and restart "
-                                "the MCP server.")
-            if time.monotonic() > deadline:
-                raise ToolError("The model and databases are still loading; retry in a few seconds.")
-            await asyncio.sleep(0.05)
-        return state
 
-    def database_named(name: str) -> Database:
-        if name not in state.databases:
-            raise ToolError(f"No database named {name!r}. Registered: {', '.join(state.databases) or 'none'} "
-                            "(list_databases lists them; sqlft mcp --database NAME=PATH registers one).")
-        return state.databases[name]
+class Tools:
+    """The tools, over one server state. Each waits for the state to load, and checks the database name first."""
 
-    async def with_slot(work: Callable[[Slot], Awaitable[Any]]) -> Any:
-        """work(slot) in one of --max-concurrency places, shared with the HTTP API's guard; API errors (timeouts,
-        busy PostgreSQL pools, prompts over the context) become tool errors with the same message."""
-        slot = state.slots.acquire()
-        if slot is None:
-            raise ToolError(f"The server is answering {state.slots.in_flight} requests, its limit; retry shortly.")
-        try:
-            return await work(slot)
-        except ApiError as e:
-            raise ToolError(e.message) from None
-        finally:
-            slot.release()
+    def __init__(self, state: ServerState):
+        self.state, self.settings = state, state.settings
 
-    @server.tool(annotations=read_only)
-    async def list_databases() -> list[DatabaseSummary]:
+    async def list_databases(self) -> list[DatabaseSummary]:
         """The databases this server answers questions about: name, engine and tables."""
-        await ready()
-        return [DatabaseSummary(name=d.name, engine=d.engine, tables=d.tables) for d in state.databases.values()]
+        await self.ready()
+        return [DatabaseSummary(name=d.name, engine=d.engine, tables=d.tables) for d in self.state.databases.values()]
 
-    @server.tool(annotations=read_only)
-    async def describe_schema(database: str) -> SchemaInfo:
+    async def describe_schema(self, database: str) -> SchemaInfo:
         """One database's tables: columns with types and a few sample values, primary and foreign keys, and the
         CREATE TABLE text the model is given."""
-        await ready()
-        db = database_named(database)
-        tables = await with_slot(lambda slot: routes.run_on(state.execute_pool, slot, describe_tables, db,
-                                                            timeout_s=settings.execute_timeout_s))
+        await self.ready()
+        db = self.database_named(database)
+        tables = await self.with_slot(lambda slot: routes.run_on(self.state.execute_pool, slot, describe_tables, db,
+                                                                 timeout_s=self.settings.execute_timeout_s))
         return SchemaInfo(name=db.name, engine=db.engine, tables=tables, db_schema=db.ddl)
 
-    @server.tool(annotations=read_only)
     async def question_to_sql(
-        question: str, database: str,
+        self, question: str, database: str,
         execute: bool = Field(False, description="also run the SQL and return the rows (read-only sandbox)"),
         repair: bool = Field(False, description="an answer that does not run is rewritten to the table and column "
                              "names the schema has"),
@@ -165,30 +140,63 @@ def create_server(state: ServerState) -> MCPServer:
     ) -> SQLResponse:
         """A question in English -> SQL written by the fine-tuned model for `database` (POST /sql of `sqlft serve`).
         `sql` is the answer; with execute, `result` has the columns and rows or why there are none."""
-        await ready()
-        database_named(database)
+        await self.ready()
+        self.database_named(database)
         body = request(SQLRequest, question=question, database=database, execute=execute, repair=repair,
                        vote=vote, candidates=candidates, prune_schema=prune_schema, max_rows=max_rows)
-        return await with_slot(lambda slot: routes.sql(body, state, state.batcher, state.databases, settings, slot))
+        state = self.state
+        return await self.with_slot(lambda slot: routes.sql(body, state, state.batcher, state.databases,
+                                                            self.settings, slot))
 
-    @server.tool(annotations=read_only)
     async def execute_sql(
-        database: str, sql: str,
+        self, database: str, sql: str,
         max_rows: int | None = Field(None, ge=1, description="rows returned (default and upper bound: the "
                                      "server's)"),
     ) -> ExecuteResponse:
         """Run one read-only SELECT on `database` in the server's sandbox (time, memory and row limits) and return
         the columns and rows. SQL that fails, times out or may not run is a tool error saying why."""
-        await ready()
-        database_named(database)
+        await self.ready()
+        self.database_named(database)
         body = request(ExecuteRequest, database=database, sql=sql, max_rows=max_rows)
-        response = await with_slot(lambda slot: routes.execute_sql(body, state, state.databases, settings, slot))
+        state = self.state
+        response = await self.with_slot(lambda slot: routes.execute_sql(body, state, state.databases, self.settings,
+                                                                        slot))
         if response.status != "ok":  # the same body POST /execute answers with, marked as an error for the agent
             return CallToolResult(content=[TextContent(type="text", text=f"SQL {response.status}: {response.error}")],
                                   structured_content=response.model_dump(mode="json"), is_error=True)
         return response
 
-    return server
+    async def ready(self) -> None:
+        """Once the state has loaded; a ToolError if it failed, or still loads after the request timeout."""
+        deadline = time.monotonic() + self.settings.request_timeout_s
+        while not self.state.ready:
+            if self.state.load_error:
+                raise ToolError(f"The server failed to load: {self.state.load_error}. Fix that option and restart "
+                                "the MCP server.")
+            if time.monotonic() > deadline:
+                raise ToolError("The model and databases are still loading; retry in a few seconds.")
+            await asyncio.sleep(0.05)
+
+    def database_named(self, name: str) -> Database:
+        databases = self.state.databases
+        if name not in databases:
+            raise ToolError(f"No database named {name!r}. Registered: {', '.join(databases) or 'none'} "
+                            "(list_databases lists them; sqlft mcp --database NAME=PATH registers one).")
+        return databases[name]
+
+    async def with_slot(self, work: Callable[[Slot], Awaitable[Any]]) -> Any:
+        """work(slot) in one of --max-concurrency places, shared with the HTTP API's guard; API errors (timeouts,
+        busy PostgreSQL pools, prompts over the context) become tool errors with the same message."""
+        slots = self.state.slots
+        slot = slots.acquire()
+        if slot is None:
+            raise ToolError(f"The server is answering {slots.in_flight} requests, its limit; retry shortly.")
+        try:
+            return await work(slot)
+        except ApiError as e:
+            raise ToolError(e.message) from None
+        finally:
+            slot.release()
 
 
 def request(model: type[BaseModel], **fields: Any) -> Any:
@@ -295,7 +303,13 @@ def key_ok(headers: Mapping[str, str], api_key: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from serve.main import preflight
+
     settings = parse_settings(argv)
+    try:  # serve's checks before anything loads (model folder, template, database files and URLs), all at once
+        preflight(settings)
+    except SystemExit as e:
+        sys.exit(str(e.code).replace("sqlft serve:", "sqlft mcp:", 1))
     # stderr: on stdio, stdout is the protocol's channel (the SDK also diverts stray writes while it serves)
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -19,13 +19,14 @@ import httpx
 import httpx2
 import pytest
 from fastapi.testclient import TestClient
-from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp import Client, ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from serve.app import create_app
-from serve.mcp import parse_settings
+from serve.mcp import create_server, parse_settings
 from serve.settings import Settings
+from serve.state import ServerState
 from sqlft.net import free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,6 +120,9 @@ def test_each_tool_over_stdio(files):
     assert samples == {"id": [1, 2, 3], "name": ["Ada", "Bo", "Cy"], "city": ["Paris", "Lyon"]}  # 3 distinct, no NULL
     assert orders["name"] == "orders" and {c["name"]: c["samples"] for c in orders["columns"]}["total"] == \
         [10.5, 3.0, 7.25]
+    # the SQLite file's own foreign key, as the model's prompt has it
+    assert orders["foreign_keys"] == [{"columns": ["customer_id"], "table": "customer", "ref_columns": ["id"]}]
+    assert {c["name"]: c["references"] for c in orders["columns"]}["customer_id"] == "customer.id"
     item = got["stock"].structured_content["tables"][0]
     assert item["primary_key"] == ["sku"]
     assert {c["name"]: c["samples"] for c in item["columns"]} == {"sku": ["a-1", "b-2"], "qty": [5, 0],
@@ -177,16 +181,30 @@ def test_refusals_are_tool_errors_as_post_execute_refuses(files):
     assert got["after"].structured_content["rows"] == [[4]]  # the server is still answering
 
 
-def test_a_database_that_cannot_load_is_a_tool_error(tmp_path):
+def test_a_missing_database_stops_the_server_before_it_serves(tmp_path):
     missing = tmp_path / "missing.sqlite"
+    done = subprocess.run([sys.executable, "-m", "serve.mcp", *FLAGS, f"--database=gone={missing}"], cwd=ROOT,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and done.stdout == "", done
+    assert done.stderr.startswith("sqlft mcp: cannot start:") and str(missing) in done.stderr, done.stderr
 
-    async def calls(s: ClientSession) -> list:
-        return [await s.call_tool("list_databases", {}),
-                await s.call_tool("execute_sql", {"database": "gone", "sql": "SELECT 1"})]
 
-    for result in over_stdio(server_params(f"--database=gone={missing}"), calls):
+def test_a_load_failure_is_a_tool_error(files):
+    """What only loading finds (here the model) is each tool's error, with the reason; the process stays up."""
+    def no_model(settings: Settings):
+        raise OSError("runs/nowhere/merged: no model there")
+
+    state = ServerState(Settings(backend="fake", demo_databases=False, database=[f"shop={files['shop']}"],
+                                 execute_workers=1), no_model)
+
+    async def calls() -> list:
+        async with Client(create_server(state)) as client:  # the SDK's in-memory transport; the lifespan runs
+            return [await client.call_tool("list_databases", {}),
+                    await client.call_tool("execute_sql", {"database": "shop", "sql": "SELECT 1"})]
+
+    for result in anyio.run(calls):
         assert result.is_error
-        assert f"The server failed to load: DatabaseError: Database file not found: {missing}" in text(result)
+        assert "The server failed to load: OSError: runs/nowhere/merged: no model there" in text(result), text(result)
 
 
 def test_bad_flags_exit_before_serving(capsys):
