@@ -89,21 +89,7 @@ def train(config: Config, resume: bool = False) -> Path:
     config = shared_prefix_attention(config, verbose=main_process)
     data = build_training_data(config, tokenizer)
     if main_process:
-        print(data.report.summary())
-        run = RunFolder(run_dir)
-        report = {"train": data.report.to_dict(), "mix": data.mix_info,
-                  "validation": data.validation_report.to_dict() if data.validation_report else None,
-                  "examples": {"train": len(data.train), "validation": len(data.validation)}}
-        if data.packed is not None:  # how many records went into how many rows
-            report["shared_prefix"] = {"train": data.packed.report, "validation": data.packed_validation.report}
-            r = data.packed.report
-            print(f"[sqlft] shared-schema packing: {r['records']} records in {r['rows']} rows of <= "
-                  f"{r['row_length']} tokens ({r['records_per_row']} per row, {r['prefixes']} schemas, "
-                  f"{r['records_without_shared_prefix']} records without a shared prefix; "
-                  f"{r['tokens']:,} tokens instead of {r['tokens_unpacked']:,})")
-        run.data_report.write_text(json.dumps(report, indent=2))
-        run.write_sample_prompts(data.sample_prompts)
-        run.write_validation(held_out_sql_rows(data.validation_records))  # never trained on: for `sqlft eval`
+        write_data(RunFolder(run_dir), data)
 
     # Before the model: under a launcher this joins the process group and picks this process's GPU (4-bit
     # weights load onto it), and under ZeRO-3 it tells from_pretrained to load the weights partitioned.
@@ -135,6 +121,25 @@ def train(config: Config, resume: bool = False) -> Path:
                  "checkpoint.")
     save_outputs(config, trainer, tokenizer, run_dir, result, seconds, records=len(data.train), rows=rows)
     return run_dir
+
+
+def write_data(run: RunFolder, data) -> None:
+    """data_report.json (records kept and dropped; with shared-schema packing how many records went into how many
+    rows), the sample prompts for merge's check and the held-out records for `sqlft eval`."""
+    print(data.report.summary())
+    report = {"train": data.report.to_dict(), "mix": data.mix_info,
+              "validation": data.validation_report.to_dict() if data.validation_report else None,
+              "examples": {"train": len(data.train), "validation": len(data.validation)}}
+    if data.packed is not None:
+        report["shared_prefix"] = {"train": data.packed.report, "validation": data.packed_validation.report}
+        r = data.packed.report
+        print(f"[sqlft] shared-schema packing: {r['records']} records in {r['rows']} rows of <= "
+              f"{r['row_length']} tokens ({r['records_per_row']} per row, {r['prefixes']} schemas, "
+              f"{r['records_without_shared_prefix']} records without a shared prefix; "
+              f"{r['tokens']:,} tokens instead of {r['tokens_unpacked']:,})")
+    run.data_report.write_text(json.dumps(report, indent=2))
+    run.write_sample_prompts(data.sample_prompts)
+    run.write_validation(held_out_sql_rows(data.validation_records))  # never trained on: for `sqlft eval`
 
 
 def shared_prefix_attention(config: Config, verbose: bool = True) -> Config:
