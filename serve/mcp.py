@@ -280,8 +280,8 @@ def http_app(server: MCPServer, state: ServerState) -> Callable:
     settings = state.settings
     app = server.streamable_http_app(host=settings.host, max_request_body_size=settings.max_body_bytes)
 
-    # Not serve's RequestGuard: it replays the body it read, after which uvicorn's receive() returns an empty
-    # request at once instead of waiting for the disconnect, and an SSE stream's disconnect listener spins.
+    # Not serve's RequestGuard: on a GET it hands the app a receive() that answers an empty request forever, never
+    # the disconnect, so the SSE stream of GET /mcp (whose listener waits for the disconnect) spins a core.
     async def require_key(scope, receive, send) -> None:
         if scope["type"] == "http" and settings.api_key and scope["path"] != "/healthz" \
                 and not key_ok(Request(scope).headers, settings.api_key):
