@@ -181,8 +181,10 @@ def test_a_misspelt_packing_choice_names_the_right_one():
         load_config(None, ["data.packing=shared-prefix"])
 
 
-# full: with TRL's own LM head (train.token_metrics), which hands block_ids to the decoder as sqlft's head does
-@pytest.mark.parametrize("method, validation, extra", [("lora", True, []), ("qlora", False, []),
+# full: with TRL's own LM head (train.token_metrics), which hands block_ids to the decoder as sqlft's head does;
+# qlora: with gradient checkpointing, as the QLoRA configs train (the mask is built once, before the layers)
+@pytest.mark.parametrize("method, validation, extra", [("lora", True, []),
+                                                       ("qlora", False, ["train.gradient_checkpointing=true"]),
                                                        ("full", False, ["train.token_metrics=true"])])
 def test_training_writes_how_many_records_went_into_how_many_rows(tiny_model_dir, sql_jsonl, tmp_path, method,
                                                                   validation, extra):
