@@ -129,8 +129,19 @@ def _closing(send: Send) -> Send:
 
 
 def _no_body(receive: Receive) -> Receive:
+    """An empty body for the route, once; after it only the client's disconnect (a streaming GET listens for it),
+    anything the client sends meanwhile dropped, never kept."""
+    given = False
+
     async def empty() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return message
     return empty
 
 

@@ -247,3 +247,25 @@ def test_multirange_vote_over_http(own_cluster, tmp_path):
         assert r.json()["result"]["status"] == "ok"
     with psycopg.connect(live) as conn:  # the server itself is fine afterwards
         assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] == 2
+
+
+def test_a_get_gets_an_empty_body_once_then_only_the_disconnect():
+    """A streaming GET listens for the client's disconnect: it must wait for it, not spin on empty bodies."""
+    import asyncio
+
+    from serve.guard import _no_body
+
+    sent = [{"type": "http.request", "body": b"x" * 100, "more_body": True}, {"type": "http.disconnect"}]
+
+    async def client_receive():
+        await asyncio.sleep(0.05)
+        return sent.pop(0)
+
+    async def run():
+        receive = _no_body(client_receive)
+        first = await receive()
+        second = await asyncio.wait_for(receive(), 2)
+        return first, second
+    first, second = asyncio.run(run())
+    assert first == {"type": "http.request", "body": b"", "more_body": False}
+    assert second == {"type": "http.disconnect"} and not sent  # the body chunk was dropped, not handed on
