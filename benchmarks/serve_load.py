@@ -7,11 +7,25 @@ micro-batching on vs off side by side. Bounded: R requests per client per level 
 
 The server runs in this process (uvicorn in a thread, the model in the batcher's thread); clients are asyncio
 tasks with httpx. Closed loop: each of C clients sends its next request when the last one is answered.
+
+Settings compared side by side (how the serve defaults were chosen, serve/settings.py):
+
+    python benchmarks/serve_load.py --compare default,threads1,spin-wait --rounds 2
+
+starts one real `sqlft serve` process per candidate (its flags and environment in CANDIDATES, the embedded
+SmolLM2 unless --fake), then, for each round, quiet and with a CPU-burning child process beside them (started
+and stopped here), at 1 and 8 concurrent clients, measures /sql (execute: true) on every candidate in turn,
+the order rotated each round, so that the candidates share whatever else the machine is doing. Prints p50 /
+p95 per cell and each candidate's p50 over the best one's.
 """
 
 import argparse
 import asyncio
 import json
+import os
+import socket
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -126,6 +140,130 @@ def report(levels: list[Level]) -> str:
     return "\n".join(lines)
 
 
+CORES = os.cpu_count() or 1
+SQLFT = Path(sys.executable).with_name("sqlft")
+# name -> (flags, environment) of a `sqlft serve` process; "default" is the flags as shipped.
+CANDIDATES: dict[str, tuple[list[str], dict[str, str]]] = {
+    "default": ([], {}),
+    "threads1": (["--threads", "1"], {}),
+    "spin-wait": (["--spin-wait"], {}),  # the default before issue 26: one thread per core, spinning
+    f"threads{CORES}-spin10k": (["--spin-wait"], {"GOMP_SPINCOUNT": "10000"}),  # a short spin, then sleep
+    "threads1-spin": (["--threads", "1", "--spin-wait"], {}),
+    "no-batching": (["--no-batching"], {}),
+    "execute-workers1": (["--execute-workers", "1"], {}),
+    "execute-workers8": (["--execute-workers", "8"], {}),
+}
+BURNER = "while True:\n    pass\n"  # another process busy on the same cores
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(name: str, args: argparse.Namespace, log_dir: Path) -> tuple[subprocess.Popen, str]:
+    flags, env = CANDIDATES[name]
+    port = free_port()
+    backend = ["--backend", "fake"] if args.fake else [args.model] if args.model != EMBEDDED_MODEL else []
+    # Only what the benchmark needs beside the candidate's flags: a port, one database, a quiet log.
+    command = [str(SQLFT), "serve", *backend, "--port", str(port), "--no-demo-databases", "--database",
+               f"{args.database}={args.database}", "--log-level", "warning", "--max-concurrency", "64",
+               "--data-dir", str(log_dir / f"data-{name}"), *flags]
+    log = open(log_dir / f"{name}.log", "w")
+    process = subprocess.Popen(command, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
+    return process, f"http://127.0.0.1:{port}"
+
+
+def wait_ready(servers: dict[str, tuple[subprocess.Popen, str]], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    for name, (process, url) in servers.items():
+        while True:
+            if process.poll() is not None:
+                raise SystemExit(f"server {name} exited ({process.returncode}): see its log")
+            try:
+                if httpx.get(url + "/readyz", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"server {name} not ready after {timeout_s:.0f} s")
+            time.sleep(1)
+
+
+def compare(args: argparse.Namespace) -> None:
+    names = args.compare.split(",")
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown:
+        raise SystemExit(f"unknown candidates {unknown}: choose from {', '.join(CANDIDATES)}")
+    log_dir = Path(args.log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    body = {"database": args.database, "max_new_tokens": args.max_new_tokens, "execute": True}
+    levels = [int(c) for c in args.compare_concurrency.split(",")]
+    servers = {name: start_server(name, args, log_dir) for name in names}
+    burner = None
+    latencies: dict[tuple[str, int, str], list[float]] = {}
+    errors: dict[tuple[str, int, str], int] = {}
+    started = time.perf_counter()
+    try:
+        wait_ready(servers, 600)
+        for name, (_, url) in servers.items():  # warm-up: first-call costs out of the figures
+            asyncio.run(run_level(url, 1, 1, 120, body))
+        print(f"{len(servers)} servers ready after {time.perf_counter() - started:.0f} s", flush=True)
+        for r in range(args.rounds):
+            for condition in ("quiet", "busy"):
+                if condition == "busy":
+                    burner = subprocess.Popen([sys.executable, "-c", BURNER])
+                    time.sleep(1)
+                for c in levels:
+                    order = names[r % len(names):] + names[:r % len(names)]
+                    for name in order:
+                        requests = args.c1_requests if c == 1 else 1
+                        found, failed, _ = asyncio.run(run_level(servers[name][1], c, requests,
+                                                                 args.level_deadline, body))
+                        latencies.setdefault((condition, c, name), []).extend(found)
+                        errors[(condition, c, name)] = errors.get((condition, c, name), 0) + failed
+                        print(f"  round {r + 1} {condition:5} c={c} {name:18} p50 {percentile(found, 50):6.2f} s "
+                              f"({len(found)} ok, {failed} errors)", flush=True)
+                if burner is not None:
+                    burner.kill()
+                    burner.wait()
+                    burner = None
+    finally:
+        if burner is not None:
+            burner.kill()
+        for process, _ in servers.values():
+            process.terminate()
+        for process, _ in servers.values():
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    table = compare_table(names, levels, latencies, errors)
+    print(f"\n{table}\n\ntotal {time.perf_counter() - started:.0f} s")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"args": vars(args), "latencies": {"|".join(map(str, k)): v for k, v in latencies.items()},
+                       "errors": {"|".join(map(str, k)): v for k, v in errors.items()}}, f, indent=1)
+
+
+def compare_table(names: list[str], levels: list[int], latencies: dict, errors: dict) -> str:
+    """One row per condition and concurrency: each candidate's p50 / p95 (s), and its p50 over the best p50."""
+    lines = ["| condition | clients | " + " | ".join(f"{n}: p50 / p95 s" for n in names) + " | best | "
+             + " | ".join(f"{n} / best" for n in names) + " |", "|" + "---|" * (3 + 2 * len(names))]
+    for condition in ("quiet", "busy"):
+        for c in levels:
+            p50 = {n: percentile(latencies.get((condition, c, n), []), 50) for n in names}
+            cells = [f"{p50[n]:.2f} / {percentile(latencies.get((condition, c, n), []), 95):.2f}"
+                     + (f" ({errors[(condition, c, n)]} err)" if errors.get((condition, c, n)) else "")
+                     for n in names]
+            # A candidate without one answer (all errors) cannot be the best; its ratio is then "-".
+            best = min(names, key=lambda n: (p50[n] != p50[n], p50[n]))
+            ratios = [f"{p50[n] / p50[best]:.2f}x" if p50[n] == p50[n] else "-" for n in names]
+            lines.append(f"| {condition} | {c} | {' | '.join(cells)} | {best} | {' | '.join(ratios)} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default=EMBEDDED_MODEL)
@@ -140,8 +278,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--max-wait-ms", type=float, default=20.0)
     p.add_argument("--out", help="also write the figures as JSON here")
+    p.add_argument("--compare", help="compare `sqlft serve` settings side by side: names from CANDIDATES, "
+                   "comma-separated (e.g. default,threads1,spin-wait)")
+    p.add_argument("--compare-concurrency", default="1,8", help="with --compare: client counts")
+    p.add_argument("--c1-requests", type=int, default=3, help="with --compare: requests per 1-client level")
+    p.add_argument("--log-dir", default="/tmp/sqlft-serve-compare", help="with --compare: server logs")
     args = p.parse_args(argv)
     print_machine("auto")  # figures name the machine they were measured on
+    if args.compare:
+        args.rounds = args.rounds or 2
+        compare(args)
+        return
     args.rounds = args.rounds or (4 if args.fake else 1)
 
     started = time.perf_counter()

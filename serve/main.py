@@ -54,12 +54,14 @@ def main(argv: list[str] | None = None) -> None:
     import threading
     import time
 
+    settings = parse_settings(argv)
+    settings.apply_wait_policy()  # before serve.app imports torch
+
     import uvicorn
 
     from serve.app import create_app
     from serve.protocol import guarded_protocol
 
-    settings = parse_settings(argv)
     preflight(settings)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("sqlft.serve")

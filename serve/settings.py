@@ -54,8 +54,13 @@ class Settings(BaseSettings):
     model_name: str = Field("sqlft", description="openai backend: the served model name")
     openai_api_key: CliSuppress[str | None] = Field(None, description="key sent to the remote server (env only)")
     torch_threads: int = Field(0, ge=0, validation_alias=AliasChoices("threads", "torch_threads"),
-                               description="local backend: torch CPU threads (0: one per core); on a CPU shared "
-                               "with other work, 1 avoids threads spinning against each other")
+                               description="local backend: torch CPU threads (0: one per core)")
+    # Measured (benchmarks/serve_load.py --compare, benchmarks/RESULTS.md): threads that spin while they wait
+    # made /sql 4-13x slower once other processes were busy on the same cores; sleeping threads cost little.
+    spin_wait: bool = Field(False, description="local backend: let torch's OpenMP threads spin while they wait "
+                            "(the library's default; a little faster on cores nobody else uses, several times "
+                            "slower when other processes are busy on them). Default: OMP_WAIT_POLICY=PASSIVE, "
+                            "unless the environment sets OMP_WAIT_POLICY")
 
     # ---------------------------------------------------------------------------------- listening
     host: str = Field("127.0.0.1", description="0.0.0.0 to listen on every interface")
@@ -136,6 +141,13 @@ class Settings(BaseSettings):
         """Flags (argv; None: sys.argv) over SQLFT_* environment variables over defaults."""
         import sys
         return cls(_cli_parse_args=sys.argv[1:] if argv is None else argv)
+
+    def apply_wait_policy(self) -> None:
+        """Set OpenMP's wait policy (see spin_wait) for the model this process will load: before torch is
+        imported, since OpenMP reads it once, when it loads."""
+        import os
+        if self.backend == "local" and not self.spin_wait:
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     def sources(self) -> dict[str, str]:
         """name -> database source: the demo ones, then --databases FILE (or mapping), then each --database."""
