@@ -15,7 +15,7 @@ from eval.sqlite_sandbox import SQLITE_MAGIC
 from sqlft.config import ConfigError
 from sqlft.embedded import EMBEDDED_MODELS, EMBEDDED_PREFIX, ModelNotFound, gguf_path
 from sqlft.paths import cache_dir
-from sqlft.run_folder import RunFolder, read_merged_meta
+from sqlft.run_folder import CONFIG, RunFolder, read_merged_meta
 from sqlft.templates import check_template
 
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")  # organisation/name: the only model reference that is not on this disk
@@ -55,7 +55,7 @@ def model_problems(ref: str, template: str | None = None) -> list[str]:
         return problems
     if read_merged_meta(path) is not None or (path / "config.json").is_file():
         return problems
-    if (path / "config.yaml").is_file():
+    if (path / CONFIG).is_file():
         return problems + [f"{ref} holds a config.yaml but no adapter/ or model/ folder: the run has not saved its "
                            "weights yet (still training, or stopped early); wait for it, or give its merged folder"]
     return problems + [f"{ref} is neither a training run (config.yaml + adapter/), a merged folder (sqlft.yaml), "

@@ -449,7 +449,8 @@ def test_merge_dtype_follows_the_training_precision(tiny_model_dir):
 def test_train_reads_the_local_rank_deepspeed_appends(monkeypatch):
     from sqlft.train import parse_args
 
-    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setenv("LOCAL_RANK", "unset-after-the-test")  # so that the undo removes what parse_args sets
+    monkeypatch.delenv("LOCAL_RANK")
     args = parse_args(["--local_rank=3", "seed.yaml", "train.max_steps=1"])  # deepspeed's launch.py order
     assert (args.local_rank, args.config, args.overrides, os.environ["LOCAL_RANK"]) == (
         3, "seed.yaml", ["train.max_steps=1"], "3")
