@@ -1,4 +1,5 @@
-"""`sqlft eval`: a model answers an eval set, gold and predicted SQL run in a DuckDB sandbox, results are compared.
+"""`sqlft eval`: a model answers an eval set, gold and predicted SQL run in a sandbox on the database's engine (SQLite,
+DuckDB or PostgreSQL: eval.engine), results are compared.
 
     sqlft eval MODEL --data demo:eval [--format auto] [--db-root DIR] [--dialect sqlite|postgres|duckdb]
                [--mode spider|strict|set] [--float-tolerance X] [--out DIR] [--limit N] [--config CONFIG]

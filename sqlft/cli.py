@@ -2,7 +2,7 @@
 
     sqlft train CONFIG [k=v ...] [--resume]     fine-tune (sqlft.train)
     sqlft merge RUN                              merge the adapter into a 16-bit model (sqlft.merge)
-    sqlft eval ...                               execution accuracy in DuckDB (eval.run); `sqlft eval compare A B`
+    sqlft eval ...                               execution accuracy on each database's engine (eval.run); `eval compare A B`
     sqlft ask MODEL [QUESTION ...] --schema DDL  questions (or --questions FILE, stdin, a prompt) -> SQL (sqlft.ask)
     sqlft serve [MODEL]                          HTTP API, POST /sql (serve.main)
     sqlft mcp [MODEL]                            the databases as MCP tools for agents (serve.mcp)
