@@ -75,6 +75,13 @@ COMPARISONS = {  # name -> (config, {variant: overrides}); the first variant is 
         "packing": ["data.packing=true", "train.grad_accum=1"],
         "shared_prefix": ["data.packing=shared_prefix", "train.grad_accum=1"],
         "shared_prefix_rows_1536": ["data.packing=shared_prefix", "train.grad_accum=1", "data.max_length=1536"]}),
+    # Longer shared rows hold more records per schema; gradient checkpointing trades ~1/3 more compute for memory.
+    "shared_prefix_rows": (SPIDER_RECIPE, {
+        "packing": ["data.packing=true", "train.grad_accum=1"],
+        "shared_prefix": ["data.packing=shared_prefix", "train.grad_accum=1"],
+        "shared_prefix_rows_1024": ["data.packing=shared_prefix", "train.grad_accum=1", "data.max_length=1024"],
+        "shared_prefix_rows_1536_checkpointing": ["data.packing=shared_prefix", "train.grad_accum=1",
+                                                  "data.max_length=1536", "train.gradient_checkpointing=true"]}),
 }
 
 

@@ -36,7 +36,7 @@ from serve.registry import Database
 from serve.routes import sql as routes
 from serve.routes import tables
 from serve.schemas import MAX_CANDIDATES, ExecuteRequest, ExecuteResponse, SQLRequest, SQLResponse
-from serve.settings import Settings
+from serve.settings import MCPSettings
 from serve.state import ServerState, Slot
 
 log = logging.getLogger("sqlft.mcp")
@@ -44,16 +44,6 @@ log = logging.getLogger("sqlft.mcp")
 SAMPLE_ROWS = 5  # rows read per table for describe_schema's sample values
 SAMPLE_VALUES = 3  # distinct values shown per column
 SAMPLE_CHARS = 60  # a longer text value is cut: samples show what values look like, not whole documents
-
-
-class MCPSettings(Settings):
-    """sqlft mcp: the registered databases as MCP tools (list_databases, describe_schema, question_to_sql,
-    execute_sql) over stdio or streamable HTTP. The flags are `sqlft serve`'s, plus --transport."""
-    model_config = SettingsConfigDict(cli_prog_name="sqlft mcp")
-
-    transport: Literal["stdio", "http"] = Field(
-        "stdio", description="stdio: the MCP client starts this process and talks over stdin/stdout; http: "
-        "streamable HTTP on http://HOST:PORT/mcp (send --api-key as X-API-Key or Bearer)")
 
 
 # ------------------------------------------------------------------------------------------ tool results
@@ -253,19 +243,6 @@ def sample_values(rows: list[tuple], column: int) -> list[Any]:
 
 # ------------------------------------------------------------------------------------------ the command
 
-def parse_settings(argv: list[str] | None = None) -> MCPSettings:
-    """Settings from flags and environment (serve.main.parse_settings' rules); every problem listed at once."""
-    try:
-        settings = MCPSettings.from_cli(argv)
-        settings.sources()  # a bad --databases file or --database flag is found now, not after startup
-    except ValidationError as e:
-        problems = [f"--{'.'.join(str(p) for p in err['loc']).replace('_', '-')}: {err['msg']}" for err in e.errors()]
-        sys.exit("sqlft mcp: " + "\n  ".join(["problems with the options:"] + problems))
-    except (OSError, ValueError) as e:
-        sys.exit(f"sqlft mcp: {e}")
-    return settings
-
-
 def http_app(server: MCPServer, state: ServerState) -> Callable:
     """The streamable HTTP app on /mcp. With --api-key, every path but /healthz needs it, sent as `sqlft serve`
     takes it (X-API-Key or Authorization: Bearer), else 401 with serve's error body. Bodies over --max-body-bytes
@@ -303,13 +280,13 @@ def key_ok(headers: Mapping[str, str], api_key: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from serve.main import preflight
+    """`python -m serve.mcp`: as `sqlft mcp` (serve.mcp_command), though torch is already imported here."""
+    from serve.mcp_command import main as command_main
+    command_main(argv)
 
-    settings = parse_settings(argv)
-    try:  # serve's checks before anything loads (model folder, template, database files and URLs), all at once
-        preflight(settings)
-    except SystemExit as e:
-        sys.exit(str(e.code).replace("sqlft serve:", "sqlft mcp:", 1))
+
+def run(settings: MCPSettings) -> None:
+    """Serve the tools until the client goes (stdio) or the process is stopped (http); settings checked."""
     # stderr: on stdio, stdout is the protocol's channel (the SDK also diverts stray writes while it serves)
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -164,3 +164,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"--database {flag!r}: expected NAME=SOURCE")
             found[name] = source
         return found
+
+
+class MCPSettings(Settings):
+    """sqlft mcp: the registered databases as MCP tools (list_databases, describe_schema, question_to_sql,
+    execute_sql) over stdio or streamable HTTP. The flags are `sqlft serve`'s, plus --transport."""
+    model_config = SettingsConfigDict(cli_prog_name="sqlft mcp")
+
+    transport: Literal["stdio", "http"] = Field(
+        "stdio", description="stdio: the MCP client starts this process and talks over stdin/stdout; http: "
+        "streamable HTTP on http://HOST:PORT/mcp (send --api-key as X-API-Key or Bearer)")

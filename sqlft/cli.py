@@ -23,7 +23,7 @@ COMMANDS = {
     "eval": "eval.run",
     "ask": "sqlft.ask",
     "serve": "serve.main",
-    "mcp": "serve.mcp",
+    "mcp": "serve.mcp_command",
     "ui": "ui.main",
     "quickstart": "sqlft.quickstart",
     "info": "sqlft.info",

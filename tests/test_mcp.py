@@ -24,7 +24,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from serve.app import create_app
-from serve.mcp import create_server, parse_settings
+from serve.mcp import create_server
+from serve.mcp_command import parse_settings
 from serve.settings import Settings
 from serve.state import ServerState
 from sqlft.net import free_port, wait_for_http

@@ -18,11 +18,12 @@ def test_defaults_are_the_measured_ones():
     assert settings.batching is True and settings.max_batch == 8
 
 
-def run_serve_until_preflight(*flags: str, env: dict[str, str] | None = None) -> str:
+def run_serve_until_preflight(*flags: str, env: dict[str, str] | None = None, command: str = "serve.main") -> str:
     """`sqlft serve` in a fresh process, stopped at its preflight (after settings, before the model): prints the
     wait policy OpenMP saw when torch was imported (torch is imported by then) and the one now."""
     script = """
 import os, sys
+import importlib
 import serve.main as serve_main
 seen = {}
 
@@ -35,8 +36,8 @@ class Watch:  # records the environment at the moment torch is first imported
 sys.meta_path.insert(0, Watch())
 serve_main.preflight = lambda settings: sys.exit(f"{seen.get('torch', 'not imported')}|"
                                                  f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}")
-serve_main.main(sys.argv[1:])
-"""
+importlib.import_module(COMMAND).main(sys.argv[1:])
+""".replace("COMMAND", repr(command))
     base = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     done = subprocess.run([sys.executable, "-c", script, "--no-demo-databases", *flags], cwd=ROOT,
                           env={**base, **(env or {})}, capture_output=True, text=True, timeout=120)
@@ -52,3 +53,10 @@ def test_spin_wait_and_the_environment_keep_the_library_default_or_the_users_cho
     assert run_serve_until_preflight(env={"OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE|ACTIVE"
     # the fake backend loads no model: nothing to set
     assert run_serve_until_preflight("--backend", "fake").endswith("|unset")
+
+
+def test_sqlft_mcp_sets_the_wait_policy_before_torch_loads_too():
+    """`sqlft mcp` (serve.mcp_command) sets it before its preflight and before serve.mcp (torch) is imported."""
+    seen_at_torch, now = run_serve_until_preflight(command="serve.mcp_command").split("|")
+    assert seen_at_torch in ("PASSIVE", "not imported") and now == "PASSIVE"
+    assert run_serve_until_preflight("--spin-wait", command="serve.mcp_command").endswith("|unset")
