@@ -18,16 +18,18 @@ from pydantic import ValidationError
 from serve.settings import Settings
 
 
-def parse_settings(argv: list[str] | None = None) -> Settings:
-    """Settings from flags and environment; every problem is listed at once, then the program exits."""
+def parse_settings(argv: list[str] | None = None, kind: type[Settings] = Settings, prog: str = "sqlft serve"
+                   ) -> Settings:
+    """Settings (or a subclass: `sqlft mcp`'s) from flags and environment; every problem is listed at once, then the
+    program exits."""
     try:
-        settings = Settings.from_cli(argv)
+        settings = kind.from_cli(argv)
         settings.sources()  # a bad --databases file or --database flag is found now, not after startup
     except ValidationError as e:
         problems = [f"--{'.'.join(str(p) for p in err['loc']).replace('_', '-')}: {err['msg']}" for err in e.errors()]
-        sys.exit("sqlft serve: " + "\n  ".join(["problems with the options:"] + problems))
+        sys.exit(f"{prog}: " + "\n  ".join(["problems with the options:"] + problems))
     except (OSError, ValueError) as e:
-        sys.exit(f"sqlft serve: {e}")
+        sys.exit(f"{prog}: {e}")
     return settings
 
 

@@ -7,27 +7,17 @@ serve/main.py does for `sqlft serve`.
 
 import sys
 
-from pydantic import ValidationError
-
+from serve.main import parse_settings as parse_serve_settings
+from serve.main import preflight
 from serve.settings import MCPSettings
 
 
 def parse_settings(argv: list[str] | None = None) -> MCPSettings:
     """Settings from flags and environment (serve.main.parse_settings' rules); every problem listed at once."""
-    try:
-        settings = MCPSettings.from_cli(argv)
-        settings.sources()  # a bad --databases file or --database flag is found now, not after startup
-    except ValidationError as e:
-        problems = [f"--{'.'.join(str(p) for p in err['loc']).replace('_', '-')}: {err['msg']}" for err in e.errors()]
-        sys.exit("sqlft mcp: " + "\n  ".join(["problems with the options:"] + problems))
-    except (OSError, ValueError) as e:
-        sys.exit(f"sqlft mcp: {e}")
-    return settings
+    return parse_serve_settings(argv, MCPSettings, "sqlft mcp")
 
 
 def main(argv: list[str] | None = None) -> None:
-    from serve.main import preflight
-
     settings = parse_settings(argv)
     settings.apply_wait_policy()  # before anything imports torch (the preflight's model checks may)
     try:  # serve's checks before anything loads (model folder, template, database files and URLs), all at once
