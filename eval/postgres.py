@@ -9,20 +9,24 @@
 Passwords never appear in a URL: libpq takes them from PGPASSWORD, ~/.pgpass (PGPASSFILE) or a service file
 (postgresql:///?service=shop, PGSERVICEFILE), and every message sqlft writes goes through `redact`.
 
-What sqlft guarantees, whatever the role may do (each is a separate layer):
-  - sqlglot reads the SQL as PostgreSQL: exactly one statement, a query (SELECT / WITH / VALUES), no
-    data-modifying CTE, no SELECT INTO, no FOR UPDATE/SHARE; only tables of this database (schema read at
-    start) or the query's own CTEs; no functions that reach outside the database or change settings
-    (DENIED_FUNCTIONS, and every pg_* function but a few harmless ones); no U&"..." escaped names;
+The layers, each separate:
+  - the role: at registration a role that is superuser, holds a dangerous predefined role (DANGEROUS_ROLES) or
+    may write a table is refused (PrivilegedRole) unless allow_privileged_role, which warns at every start;
+  - what runs is what was checked (prepare_postgres_sql): sqlglot parses the SQL as PostgreSQL and the check walks
+    that tree (one query; no data-modifying CTE, SELECT INTO or FOR UPDATE/SHARE; tables of this database or CTEs
+    in scope as PostgreSQL scopes them; no function that reaches outside the database or changes settings, in any
+    position, attribute-style and schema-qualified calls included; no catalog casts; literal sizes), then the
+    server runs text generated from that tree: no comments, tables schema-qualified, parsed back to the same tree;
   - the server runs it as `DECLARE ... CURSOR FOR <sql>` through the extended protocol: it refuses a second
     statement and anything that is not a query (COPY, SET, CALL, DO, DDL), data-modifying WITH included;
-  - in a READ ONLY transaction (also the session default), with statement_timeout, lock_timeout and
-    idle_in_transaction_session_timeout; always rolled back, then DISCARD ALL before the connection is reused;
+  - in a READ ONLY transaction (also the session default), with statement_timeout (and a cancel half a second
+    later as a backstop), lock_timeout and idle_in_transaction_session_timeout; always rolled back, then DISCARD
+    ALL before the connection is reused;
   - rows are fetched in chunks up to max_rows + 1 and max_result_bytes, then the query is cancelled; the
     server itself counts the bytes it sends (a running sum over each row's text) and stops the query with an
-    error before a row would pass max_result_bytes: a chunk, or one value (repeat('x', 500000000)), never
-    reaches sqlft's memory whole (issue 15);
-  - a bounded pool: past pool_size queries at once, execute() raises PoolBusy (serve answers 429).
+    error before a row would pass max_result_bytes: a chunk, or one value, never reaches sqlft's memory whole;
+  - a bounded pool: past pool_size queries at once, execute() raises PoolBusy (serve answers 429); a server that
+    cannot be reached raises SourceUnavailable (503).
 What only the role can guarantee: that user-defined functions or views reached by an allowed query do nothing
 outside the database, and which rows and columns may be read. Connect with a role that has SELECT grants only.
 """
@@ -188,12 +192,6 @@ class CheckedSQL:
     tree: exp.Expression
     tables: frozenset[str]  # the database tables it reads (`table` or `schema.table`, lower case)
     functions: frozenset[str]  # every function name it calls (lower case)
-
-
-def check_postgres_sql(sql: str, known_tables: set[str]) -> tuple[str, str] | None:
-    """(status, reason) when `sql` may not run ("error": sqlglot cannot parse it), None when it may."""
-    checked = prepare_postgres_sql(sql, known_tables)
-    return checked if isinstance(checked, tuple) else None
 
 
 def prepare_postgres_sql(sql: str, known_tables: set[str]) -> CheckedSQL | tuple[str, str]:
