@@ -22,6 +22,13 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
 
+def one_schema_source(db_schema: str | None, database: str | None) -> None:
+    """The rule every body that names a schema follows (/sql, /history, /feedback): pasted DDL or a registered
+    database, exactly one of them."""
+    if (db_schema is None) == (database is None):
+        raise ValueError("give exactly one of `database` (a registered name) or `db_schema` (CREATE TABLE text)")
+
+
 class SQLRequest(Request):
     question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS, examples=["How many restaurants are there?"])
     db_schema: str | None = Field(None, min_length=1, max_length=MAX_SCHEMA_CHARS,
@@ -41,9 +48,8 @@ class SQLRequest(Request):
                          "and column names its schema has (eval.repair); `repaired_from` then gives it as written")
 
     @model_validator(mode="after")
-    def one_schema_source(self) -> "SQLRequest":
-        if (self.db_schema is None) == (self.database is None):
-            raise ValueError("give exactly one of `db_schema` (CREATE TABLE text) or `database` (a registered name)")
+    def consistent(self) -> "SQLRequest":
+        one_schema_source(self.db_schema, self.database)
         if self.execute and self.database is None:
             raise ValueError("`execute` needs `database`: pasted DDL has no rows to run the SQL on")
         if self.vote and (self.database is None or self.candidates < 2):

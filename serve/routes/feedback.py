@@ -21,7 +21,8 @@ from serve.errors import ApiError
 from serve.registry import Database
 from serve.routes.history import stored_in
 from serve.routes.sql import find_database
-from serve.schemas import MAX_QUESTION_CHARS, MAX_SCHEMA_CHARS, MAX_SQL_CHARS, Request as StrictBody
+from serve.schemas import MAX_QUESTION_CHARS, MAX_SCHEMA_CHARS, MAX_SQL_CHARS, one_schema_source
+from serve.schemas import Request as StrictBody
 
 MAX_FEEDBACK_BYTES = 256_000_000  # per file: a client (with the key) cannot fill the disk one verdict at a time
 
@@ -40,9 +41,8 @@ class Feedback(StrictBody):
                                   description="the model's own SQL, when the judged SQL is an edit of it")
 
     @model_validator(mode="after")
-    def one_schema_source(self) -> "Feedback":
-        if (self.db_schema is None) == (self.database is None):
-            raise ValueError("give exactly one of `database` (a registered name) or `db_schema` (CREATE TABLE text)")
+    def schema_source(self) -> "Feedback":
+        one_schema_source(self.db_schema, self.database)
         return self
 
 

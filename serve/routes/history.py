@@ -20,7 +20,8 @@ from pydantic import BaseModel, Field, model_validator
 
 from serve.deps import SettingsDep
 from serve.errors import ApiError
-from serve.schemas import MAX_QUESTION_CHARS, MAX_SCHEMA_CHARS, MAX_SQL_CHARS, Request as StrictBody
+from serve.schemas import MAX_QUESTION_CHARS, MAX_SCHEMA_CHARS, MAX_SQL_CHARS, one_schema_source
+from serve.schemas import Request as StrictBody
 
 HISTORY_LIMIT = 200  # entries kept per owner; the oldest go first
 
@@ -38,9 +39,8 @@ class HistoryEntry(StrictBody):
     rows: int | None = Field(None, ge=0, description="rows it returned, when it was run")
 
     @model_validator(mode="after")
-    def one_schema_source(self) -> "HistoryEntry":
-        if (self.db_schema is None) == (self.database is None):
-            raise ValueError("give exactly one of `database` (a registered name) or `db_schema` (CREATE TABLE text)")
+    def schema_source(self) -> "HistoryEntry":
+        one_schema_source(self.db_schema, self.database)
         return self
 
 
