@@ -6,10 +6,13 @@ Skipped, with the reason, only where no PostgreSQL server binary can be had (.ci
 """
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
-from tests.pg_cluster import PostgresUnavailable, throwaway_cluster
+from tests.pg_cluster import Cluster, PostgresUnavailable, throwaway_cluster
 
 PASSWORD = "s3cret-" + uuid.uuid4().hex[:8]  # must never show up in any message
 SHOP = """
@@ -33,14 +36,31 @@ GRANT SELECT ON customers, orders, big, sales.targets TO reader;
 """
 
 
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory):
+@contextmanager
+def cluster_or_skip() -> Iterator[Cluster]:
+    """A throwaway cluster, or the test skipped (with the reason) where no PostgreSQL server can be had."""
     try:
         context = throwaway_cluster()
         server = context.__enter__()
     except PostgresUnavailable as err:
         pytest.skip(f"no PostgreSQL server: {err}")
     try:
+        yield server
+    finally:
+        context.__exit__(None, None, None)
+
+
+def write_pgpass(folder: Path, cluster: Cluster, logins: dict[str, str]) -> Path:
+    """A .pgpass file giving each role (role -> password) its password on `cluster`: never in a URL."""
+    pgpass = folder / "pgpass"
+    pgpass.write_text("".join(f"127.0.0.1:{cluster.port}:*:{role}:{password}\n" for role, password in logins.items()))
+    pgpass.chmod(0o600)
+    return pgpass
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    with cluster_or_skip() as server:
         server.psql("CREATE DATABASE shop")
         server.psql(SHOP.format(password=PASSWORD), db="shop")
         try:
@@ -48,15 +68,11 @@ def cluster(tmp_path_factory):
         except Exception:
             pass
         # The reader's password comes from a .pgpass file, as the README recommends; never from the URL.
-        pgpass = tmp_path_factory.mktemp("pgpass") / "pgpass"
-        pgpass.write_text(f"127.0.0.1:{server.port}:*:reader:{PASSWORD}\n")
-        pgpass.chmod(0o600)
+        pgpass = write_pgpass(tmp_path_factory.mktemp("pgpass"), server, {"reader": PASSWORD})
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("PGPASSFILE", str(pgpass))
             mp.delenv("PGPASSWORD", raising=False)
             yield server
-    finally:
-        context.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")

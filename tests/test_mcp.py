@@ -259,14 +259,9 @@ def test_streamable_http_needs_the_api_key(files):
 def test_postgres_keys_and_schema_qualified_tables(tmp_path):
     """PostgreSQL's catalog keeps foreign keys in the schema text: describe_schema shows them, and samples a
     table outside the search path (sales.targets) by its qualified name."""
-    from tests.pg_cluster import PostgresUnavailable, throwaway_cluster
+    from tests.pg_fixtures import cluster_or_skip, write_pgpass
 
-    try:
-        context = throwaway_cluster()
-        cluster = context.__enter__()
-    except PostgresUnavailable as err:
-        pytest.skip(f"no PostgreSQL server: {err}")
-    try:
+    with cluster_or_skip() as cluster:
         cluster.psql("CREATE DATABASE shop")
         cluster.psql("""
             CREATE SCHEMA sales;
@@ -280,9 +275,7 @@ def test_postgres_keys_and_schema_qualified_tables(tmp_path):
             GRANT USAGE ON SCHEMA sales TO reader;
             GRANT SELECT ON customers, orders, sales.targets TO reader;
         """, db="shop")
-        pgpass = tmp_path / "pgpass"
-        pgpass.write_text(f"127.0.0.1:{cluster.port}:*:reader:pw-mcp\n")
-        pgpass.chmod(0o600)
+        pgpass = write_pgpass(tmp_path, cluster, {"reader": "pw-mcp"})
 
         async def calls(s: ClientSession) -> tuple:
             return (await s.call_tool("describe_schema", {"database": "live"}),
@@ -303,5 +296,3 @@ def test_postgres_keys_and_schema_qualified_tables(tmp_path):
                                                                                          "year": [2024]}
         assert {c["name"]: c["samples"] for c in tables["orders"]["columns"]}["total"] == [9.5, 3.25]
         assert refused.is_error and refused.structured_content["status"] == "rejected"
-    finally:
-        context.__exit__(None, None, None)

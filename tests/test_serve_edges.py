@@ -23,7 +23,7 @@ from serve.app import create_app
 from serve.guard import takes_slot
 from serve.settings import Settings
 from serve.testing import FakeBackend, running_server
-from tests.pg_cluster import PostgresUnavailable, throwaway_cluster
+from tests.pg_fixtures import cluster_or_skip, write_pgpass
 
 
 def sqlite_file(tmp_path):
@@ -143,24 +143,15 @@ def test_any_schema_text_gives_a_4xx_or_a_result(tmp_path):
 @pytest.fixture(scope="module")
 def own_cluster(tmp_path_factory):
     """A cluster of this module's own: these tests stop and start it."""
-    try:
-        context = throwaway_cluster()
-        cluster = context.__enter__()
-    except PostgresUnavailable as err:
-        pytest.skip(f"no PostgreSQL server: {err}")
-    try:
+    with cluster_or_skip() as cluster:
         password = "p-" + str(time.time_ns())
         cluster.psql("CREATE DATABASE shop")
         cluster.psql(f"CREATE TABLE orders (id int); INSERT INTO orders VALUES (1), (2);"
                      f"CREATE ROLE reader LOGIN PASSWORD '{password}'; GRANT SELECT ON orders TO reader;", db="shop")
-        pgpass = tmp_path_factory.mktemp("pgpass") / "pgpass"
-        pgpass.write_text(f"127.0.0.1:{cluster.port}:*:reader:{password}\n")
-        pgpass.chmod(0o600)
+        pgpass = write_pgpass(tmp_path_factory.mktemp("pgpass"), cluster, {"reader": password})
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("PGPASSFILE", str(pgpass))
             yield cluster
-    finally:
-        context.__exit__(None, None, None)
 
 
 def test_an_outage_is_a_503_and_a_source_down_at_start_comes_back(own_cluster, tmp_path):
