@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.p
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: sqlft
 from machine import print_machine  # noqa: E402
 
-from sqlft.run_folder import RunFolder  # noqa: E402
+from sqlft.config.run_folder import RunFolder  # noqa: E402
 
 DEFOG = Path(__file__).resolve().parents[2] / "shared" / "data" / "defog" / "questions" / "questions_gen_sqlite.csv"
 BASE = "embedded:smollm2-135m-instruct"

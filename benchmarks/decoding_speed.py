@@ -9,7 +9,7 @@ that they are identical. Variants:
   hf      transformers' generate() on left-padded rows (the anchor: what a plain script does);
   concat  sqlft's loop (prefix caching, finished rows dropped) on transformers' DynamicCache, a finished row
           dropped at once: the loop as it was before the roomy cache (issue 11);
-  now     sqlft.decoding as shipped.
+  now     sqlft.model.decoding as shipped.
 Rounds alternate the variants so that a noisy shared CPU slows them alike; the median of the rounds is reported.
 """
 
@@ -27,8 +27,8 @@ from machine import print_machine  # noqa: E402
 
 @contextlib.contextmanager
 def variant(name: str, model):
-    """Patch sqlft.decoding into the named variant for the duration of one generation."""
-    import sqlft.decoding as decoding
+    """Patch sqlft.model.decoding into the named variant for the duration of one generation."""
+    import sqlft.model.decoding as decoding
     from transformers import DynamicCache
 
     saved = decoding.new_cache, decoding.DROP_WHEN_DONE, decoding._grouped_query_attention_in_sdpa
@@ -72,8 +72,8 @@ def main() -> None:
     args = p.parse_args()
     info = print_machine(args.dtype)
 
-    from eval.inputs import load_eval_set
-    from sqlft.generate import InferenceModel
+    from sqlft.data.examples import load_eval_set
+    from sqlft.model.generate import InferenceModel
 
     model = InferenceModel.load(args.run, dtype=args.dtype)
     examples = load_eval_set(args.data or str(Path(args.run) / "validation.jsonl")).examples

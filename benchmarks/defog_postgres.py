@@ -6,7 +6,7 @@ Starts a throwaway PostgreSQL cluster (tests/pg_cluster.py), loads each dump of 
 into its own database with psql, adds a SELECT-only role, then runs `sqlft eval --predictions` twice: with
 --db-root the server's URL (PostgreSQL, where Defog's gold was written) and with --db-root the dump folder
 (DuckDB, sqlft's default for dumps). Prints both summaries and every example whose verdict differs, then
-runs each question's first gold query on both engines and counts the results that agree (eval.compare, strict
+runs each question's first gold query on both engines and counts the results that agree (sqlft.sql.compare, strict
 mode; order matters when the query has ORDER BY): how faithful the DuckDB path is to PostgreSQL.
 """
 
@@ -23,11 +23,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from eval import run as eval_run  # noqa: E402
-from eval.compare import compare_results  # noqa: E402
-from eval.engine import open_sandbox, to_engine  # noqa: E402
-from eval.database import column_names, prepare_database  # noqa: E402
-from eval.sql import has_order_by  # noqa: E402
-from eval.inputs import expand_alternatives  # noqa: E402
+from sqlft.sql.compare import compare_results  # noqa: E402
+from sqlft.sql.engine import open_sandbox, to_engine  # noqa: E402
+from sqlft.sql.database import column_names, prepare_database  # noqa: E402
+from sqlft.sql.dialect import has_order_by  # noqa: E402
+from sqlft.data.examples import expand_alternatives  # noqa: E402
 from tests.pg_cluster import throwaway_cluster  # noqa: E402
 from machine import print_machine  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 

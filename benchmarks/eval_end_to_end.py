@@ -5,7 +5,7 @@ evaluator on the same pairs: each side a fresh process, run alternately, the mac
                                                    [--work /tmp/sqlft-e2e] [--out FILE.json]
 
 Data (built once, cached under --work): Spider-style SQLite files from ../shared/data/spider_train schemas, rows
-planted by eval.synth (spider_faithfulness.build_sqlite), 10 to 5,000 rows per table (drawn per database, most
+planted by sqlft.sql.synth (spider_faithfulness.build_sqlite), 10 to 5,000 rows per table (drawn per database, most
 databases small as in Spider: median ~50); pairs: every spider_train question of those databases whose gold runs
 on its file (up to --questions-per-db), with one prediction, as a model's predictions file holds: the gold a third of
 the time, else one of benchmarks/spider_faithfulness.py's perturbations of it (wrong ones and equivalent rewrites). Written as the official evaluator's gold and

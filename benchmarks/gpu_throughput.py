@@ -1,7 +1,7 @@
 """Training throughput of sqlft's QLoRA / LoRA path: tokens/s, peak memory and MFU, sqlft's setup vs the seed tutorials'.
 
 No downloaded weights: a Llama-2-7B-shaped model with random weights is built on the GPU and trained through sqlft's
-own code (sqlft.modeling quantization_config / add_lora, sqlft.train.build_trainer -> TRL SFTTrainer) on synthetic
+own code (sqlft.model.loading quantization_config / add_lora, sqlft.training.sft.build_trainer -> TRL SFTTrainer) on synthetic
 token data whose lengths follow Spider prompts under the sql template. `--small` runs a tiny Llama on the CPU.
     python benchmarks/gpu_throughput.py [--methods qlora,lora] [--seq-lens 512,2048] [--json out.json]
     python benchmarks/gpu_throughput.py --small            # CPU, ~2 minutes: keeps this script from rotting
@@ -26,10 +26,10 @@ import torch  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
 from sqlft.config import Config, ModelConfig, load_config  # noqa: E402
-from sqlft.data import Example, TrainingData  # noqa: E402
-from sqlft.modeling import (add_lora, attention, fix_bnb_cpu_gradients, has_gpu, quantization_config,  # noqa: E402
+from sqlft.training.dataset import Example, TrainingData  # noqa: E402
+from sqlft.model.loading import (add_lora, attention, fix_bnb_cpu_gradients, has_gpu, quantization_config,  # noqa: E402
                             weights_dtype)
-from sqlft.train import build_trainer  # noqa: E402
+from sqlft.training.sft import build_trainer  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
 from machine import print_machine  # noqa: E402
 
@@ -93,7 +93,7 @@ def sample_lengths(n: int, max_length: int, rng: np.random.Generator) -> list[tu
 
 
 def synthetic_data(n: int, max_length: int, vocab_size: int, seed: int = 0) -> TrainingData:
-    """Random token ids with Spider-like lengths; the loss mask covers the answer tokens, as in sqlft.data."""
+    """Random token ids with Spider-like lengths; the loss mask covers the answer tokens, as in sqlft.training.dataset."""
     rng = np.random.default_rng(seed)
     examples = []
     for total, answer in sample_lengths(n, max_length, rng):

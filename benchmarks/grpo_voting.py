@@ -13,7 +13,7 @@ the sampling time of the N = 8 run. Voting rows score the first --vote-limit que
 same questions (read from the greedy run's results) are printed beside them.
 A row whose OUT/.../report.json exists is read, not run again.
 
---repair scores every row with schema repair (`sqlft eval --repair`, eval/repair.py) and also scores the same
+--repair scores every row with schema repair (`sqlft eval --repair`, sqlft/sql/repair.py) and also scores the same
 answers without it (their predictions copied to a `-plain` folder, so nothing is generated twice): each decoding
 row then reads "plain -> repaired".
 """
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: 
 from machine import print_machine  # noqa: E402
 
 from eval.report import summarize  # noqa: E402
-from sqlft.run_folder import RunFolder  # noqa: E402
+from sqlft.config.run_folder import RunFolder  # noqa: E402
 
 
 def sqlft_eval(model: str, data: str, out: Path, limit: int, extra: list[str]) -> dict:

@@ -2,11 +2,11 @@
 
     python benchmarks/hostile_memory.py [--memory-limit 1GB] [--rounds 2] [--raw] [--load N]
 
-Default: each query through eval.isolation.IsolatedExecutor, as `sqlft serve` runs it (checked SQL, bounded
+Default: each query through sqlft.sql.isolation.IsolatedExecutor, as `sqlft serve` runs it (checked SQL, bounded
 worker), on a 6-row `singer` table in a DuckDB and a SQLite file. Growth is the worker's peak RSS (the kernel's
 VmHWM, reset before each query) minus its RSS before the query, as IsolatedExecutor.last_peak_bytes.
 --raw: the same DuckDB queries WITHOUT the SQL check (printf '*' widths and the like run), each in a fresh
-process bounded as a worker is (eval.isolation.bound_memory): what the engine and kernel bounds alone hold.
+process bounded as a worker is (sqlft.sql.isolation.bound_memory): what the engine and kernel bounds alone hold.
 --load N: N busy-looping processes meanwhile (a loaded machine: the watcher polls late, the cap does not).
 """
 
@@ -28,8 +28,8 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 import duckdb  # noqa: E402
 from machine import cpu_model  # noqa: E402
 
-from eval import isolation  # noqa: E402
-from eval.sandbox import _CONNECT_CONFIG  # noqa: E402
+from sqlft.sql import isolation  # noqa: E402
+from sqlft.sql.duckdb_sandbox import _CONNECT_CONFIG  # noqa: E402
 
 LAMBDA_BOMB = ("SELECT len(flatten(flatten(list_transform(range(1000), lambda x: list_transform(range(1000), "
                "lambda y: range(30))))))")

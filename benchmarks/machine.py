@@ -25,7 +25,7 @@ def machine(precision: str = "auto") -> dict:
     """precision: the run's train.precision (or generation dtype), resolved as sqlft resolves it."""
     import torch
 
-    from sqlft import precision as prec
+    from sqlft.model import precision as prec
 
     hw = prec.hardware()
     resolved = prec.resolve(precision, hw) if precision in prec.CHOICES else precision

@@ -31,7 +31,7 @@ import spider_faithfulness as sf  # noqa: E402
 from machine import print_machine  # noqa: E402
 
 from eval import run as eval_run  # noqa: E402
-from eval.inputs import Example  # noqa: E402
+from sqlft.data.examples import Example  # noqa: E402
 
 
 def build_pairs(args) -> list[tuple[str, str, str, str]]:

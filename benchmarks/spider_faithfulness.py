@@ -8,7 +8,7 @@ Reference: a port of the official verdict of taoyds/test-suite-sql-eval (exec_ev
 database per question): postprocess + remove_distinct on both queries, order matters when 'order by' occurs in
 the gold text, execution on sqlite3 with its text_factory, result_eq with quick_rej / permutations / multiset_eq.
 
-Data: Spider-style SQLite files built from spider_train.jsonl schemas. Rows come from eval.synth.synthesize
+Data: Spider-style SQLite files built from spider_train.jsonl schemas. Rows come from sqlft.sql.synth.synthesize
 (planted so that the gold predicates hit), copied into SQLite tables with the DDL's declared column types (so
 SQLite's type affinity behaves as on real Spider files). Pairs: each gold as its own prediction, plus
 predictions made by perturbing the gold (wrong ones and equivalent rewrites), so matches and mismatches are
@@ -16,10 +16,10 @@ both common. Each --dirty level is one run: a share of the non-key cells soiled 
 soil()); default: a clean run and a 5% dirty one.
 
 Engines compared with the reference, as eval/run.py would score:
-  (a) sqlite: eval.sqlite_sandbox.SqliteSandbox on the SQLite file, strip_distinct(sql, "sqlite") on both,
+  (a) sqlite: sqlft.sql.sqlite_sandbox.SqliteSandbox on the SQLite file, strip_distinct(sql, "sqlite") on both,
       compare_results(mode="spider", order_matters=has_order_by(gold, "sqlite"));
-  (b) duckdb: the SQLite file copied by eval.database.prepare_database, to_duckdb(strip_distinct(sql), "sqlite",
-      columns) on both, eval.sandbox.Sandbox, the same comparison;
+  (b) duckdb: the SQLite file copied by sqlft.sql.database.prepare_database, to_duckdb(strip_distinct(sql), "sqlite",
+      columns) on both, sqlft.sql.duckdb_sandbox.Sandbox, the same comparison;
   and, computed from (a)'s results, (a) with the official order rule instead of has_order_by.
 The official reference needs sqlparse (its parse.remove_distinct); without it a regex lexer applying the same
 token rule stands in, and the report says which ran.
@@ -50,11 +50,11 @@ import duckdb  # noqa: E402
 import sqlglot  # noqa: E402
 from sqlglot import exp  # noqa: E402
 
-from eval.compare import compare_results  # noqa: E402
-from eval.database import prepare_database  # noqa: E402
-from eval.sandbox import ExecutionResult, Sandbox  # noqa: E402
-from eval.sql import has_order_by, strip_distinct, to_duckdb  # noqa: E402
-from eval.sqlite_sandbox import SqliteSandbox  # noqa: E402
+from sqlft.sql.compare import compare_results  # noqa: E402
+from sqlft.sql.database import prepare_database  # noqa: E402
+from sqlft.sql.duckdb_sandbox import ExecutionResult, Sandbox  # noqa: E402
+from sqlft.sql.dialect import has_order_by, strip_distinct, to_duckdb  # noqa: E402
+from sqlft.sql.sqlite_sandbox import SqliteSandbox  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
 from machine import print_machine  # noqa: E402
 
@@ -274,7 +274,7 @@ def build_sqlite(db_id: str, ddl: str, golds: list[str], work: Path, rows_per_ta
                  dirty: float = 0.0) -> Path:
     """A Spider-style SQLite file for one schema, built once under `work`; `dirty` > 0 then soils that share of
     the cells as real Spider files are soiled (see soil())."""
-    from eval.synth import synthesize
+    from sqlft.sql.synth import synthesize
 
     path = work / "sqlite" / (f"{db_id}.sqlite" if not dirty else f"{db_id}.dirty{dirty:g}.sqlite")
     if path.exists():
@@ -994,7 +994,7 @@ def main(argv: list[str] | None = None) -> None:
 def gold_checks(dbs: dict[str, dict]) -> tuple[int, int, int]:
     """(unique gold queries in the data file, those calling a function whose arguments the sandbox checks,
     those the sandbox would refuse before running them)."""
-    from eval.sqlite_sandbox import argument_problem, split_statement, statement_problem
+    from sqlft.sql.sqlite_sandbox import argument_problem, split_statement, statement_problem
 
     golds = {g for entry in dbs.values() for g in entry["golds"]}
     checked = refused = 0
@@ -1022,15 +1022,15 @@ def render(args: argparse.Namespace, command: str, chosen: list[str], tallies: l
         "See the docstring of benchmarks/spider_faithfulness.py for what is ported and how the data is built.",
         "",
         f"Data: {len(chosen)} Spider train schemas (seed {args.seed}), each a SQLite file of rows synthesized by "
-        f"eval.synth ({args.rows_per_table} rows per table, the DDL's declared column types); up to "
+        f"sqlft.sql.synth ({args.rows_per_table} rows per table, the DDL's declared column types); up to "
         f"{args.golds_per_db} gold queries per schema, each paired with itself and up to {args.preds_per_gold} "
         "perturbed predictions (wrong ones and equivalent rewrites). \"dirty\" runs soil that share of the "
         "non-key cells as real Spider files are soiled: trailing spaces, other letter case, non-UTF-8 bytes, "
         "'' or 'N/A' in numeric columns, inexact reals.",
         "",
-        "Engines: `sqlite` = eval.sqlite_sandbox.SqliteSandbox on the SQLite file; `duckdb` = the file copied by "
-        "eval.database.prepare_database, queries through eval.sql.to_duckdb, eval.sandbox.Sandbox. Both as "
-        "eval/run.py scores: strip_distinct on gold and prediction, eval.compare.compare_results(mode=\"spider\", "
+        "Engines: `sqlite` = sqlft.sql.sqlite_sandbox.SqliteSandbox on the SQLite file; `duckdb` = the file copied by "
+        "sqlft.sql.database.prepare_database, queries through sqlft.sql.dialect.to_duckdb, sqlft.sql.duckdb_sandbox.Sandbox. Both as "
+        "eval/run.py scores: strip_distinct on gold and prediction, sqlft.sql.compare.compare_results(mode=\"spider\", "
         "order_matters=has_order_by(gold)). A gold that fails on an engine counts as a disagreement (eval/run.py "
         f"reports a gold_error, not a verdict). `{ORDER_VARIANT}` = the sqlite engine with order_matters taken as "
         "the official code does ('order by' anywhere in the gold text, subqueries included).",
@@ -1086,7 +1086,7 @@ def notes(tallies: list[Tally], golds: tuple[int, int, int]) -> list[str]:
         causes = {why for t in tallies for why in t.disagreements.get("sqlite", {})}
         only_order = all(why.startswith("order rule") for why in causes)
         lines.append(
-            f"- `sqlite` and `{ORDER_VARIANT}` differ only in how order_matters is decided: eval.sql.has_order_by "
+            f"- `sqlite` and `{ORDER_VARIANT}` differ only in how order_matters is decided: sqlft.sql.dialect.has_order_by "
             "looks at the top-level ORDER BY, the official code at the substring 'order by' anywhere in the gold, "
             "so an `ORDER BY ... LIMIT 1` inside a subquery makes row order matter there. "
             + ("Every `sqlite` disagreement above is of that kind." if causes and only_order else
@@ -1096,13 +1096,13 @@ def notes(tallies: list[Tally], golds: tuple[int, int, int]) -> list[str]:
         "would run: stored or computed values over 1 MB, LIKE/GLOB patterns over 200 characters, printf/format "
         "with '*' widths, widths over 10000 or a computed format, instr/replace with a computed needle or one over "
         "1000 characters, trim/ltrim/rtrim with a character set that is not a literal of at most 100 characters "
-        "(eval/sqlite_sandbox.py). A prediction doing so is scored wrong, a gold doing so is a gold_error; "
+        "(sqlft/sql/sqlite_sandbox.py). A prediction doing so is scored wrong, a gold doing so is a gold_error; "
         "pairs hitting a limit would show above as 'runs on SQLite but rejected/error on sqlite'. "
         f"Of the {golds[0]} distinct gold queries of the data file, {golds[1]} call a checked function and "
         f"{golds[2]} would be refused before running.",
         "- `duckdb`: clean synthesized data flatters it; the dirty runs, with the mixed types and stray values of "
         "real Spider files, come nearer to what DESIGN.md measured there (~94-96% of gold results equal after "
-        "eval.sql's rewrites). Most of its disagreements are golds that DuckDB refuses to run (aggregates and "
+        "sqlft.sql.dialect's rewrites). Most of its disagreements are golds that DuckDB refuses to run (aggregates and "
         "arithmetic on text columns, comparisons of text with numbers) and ties broken differently by "
         "`GROUP BY ... ORDER BY count(*) DESC LIMIT 1`.",
         "",

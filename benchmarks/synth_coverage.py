@@ -2,7 +2,7 @@
 
     python benchmarks/synth_coverage.py [--n 300] [--seed 0] [--baseline] [--out synth_coverage.json]
 Samples spider_train records, builds one synthesized set per db_id holding all its sampled gold queries
-(eval.synth.synthesize, into a fresh temp folder so build times are real) and checks each gold (check_gold).
+(sqlft.sql.synth.synthesize, into a fresh temp folder so build times are real) and checks each gold (check_gold).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from eval.gold_check import check_gold
-from eval.synth import synthesize
+from sqlft.sql.gold_check import check_gold
+from sqlft.sql.synth import synthesize
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
 from machine import print_machine  # noqa: E402
 

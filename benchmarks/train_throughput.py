@@ -8,7 +8,7 @@
 --compare packing: packing vs the seed tutorials' setup (no packing, every row padded to max_length), on the
   default config (embedded SmolLM2-135M, LoRA).
 --compare head: the Spider recipe (configs/smollm2-135m-spider-cpu.yaml: LoRA, 4 x 768 packed tokens per step, no
-  activation checkpointing) as shipped (LM head on the answer positions only, sqlft.lm_head; 1 row per forward,
+  activation checkpointing) as shipped (LM head on the answer positions only, sqlft.training.lm_head; 1 row per forward,
   4 accumulation steps) vs sqlft before issue 10 (TRL's head on every position plus its entropy/accuracy metrics,
   4 rows per forward).
 --compare method: the quickstart config in LoRA vs QLoRA NF4 (use --data demo:train --max-length 384).
@@ -87,7 +87,7 @@ COMPARISONS = {  # name -> (config, {variant: overrides}); the first variant is 
 
 def run_once(config: Path, name: str, extra: list[str], args, workdir: Path, index: int) -> dict:
     out = workdir / f"{name}-{index}"
-    cmd = [sys.executable, "-m", "sqlft.train", str(config),
+    cmd = [sys.executable, "-m", "sqlft.training.sft", str(config),
            f"data.train=[{{path: {args.data}, max_records: {args.records}}}]", f"data.max_length={args.max_length}",
            "data.val_fraction=0", "data.val_dbs=[]", f"train.max_steps={args.steps}",
            f"train.precision={args.precision}", "train.eval_steps=0",

@@ -12,7 +12,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from eval.hardness import LEVELS
+from sqlft.sql.hardness import LEVELS
 
 STATUSES = ("match", "mismatch", "pred_parse_error", "pred_exec_error", "pred_timeout", "rejected", "gold_error")
 
@@ -92,7 +92,7 @@ def _short_name(database: str) -> str:
 
 
 def voting(rows: list[dict]) -> dict | None:
-    """How voting over executed results went (eval.vote): how often it changed the greedy answer, how many
+    """How voting over executed results went (sqlft.sql.vote): how often it changed the greedy answer, how many
     candidates ran, and what the changes did to accuracy. None when the eval did not vote."""
     voted = [row for row in rows if row.get("vote")]
     if not voted:
@@ -108,7 +108,7 @@ def voting(rows: list[dict]) -> dict | None:
 
 
 def repair(rows: list[dict]) -> dict | None:
-    """How schema repair went (eval.repair): answers that did not run and were rewritten, and how many of those
+    """How schema repair went (sqlft.sql.repair): answers that did not run and were rewritten, and how many of those
     then match. None when no answer was repaired."""
     repaired = [row for row in rows if "repaired_from" in row]
     if not repaired:
@@ -226,7 +226,7 @@ def markdown(summary: dict, rows: list[dict]) -> str:
     fixed = summary.get("repair")
     if fixed:
         lines += ["", f"Schema repair: {fixed['repaired']} answers did not run and were rewritten to the schema's "
-                  f"names (eval.repair); {fixed['repaired_and_correct']} of them match, {fixed['still_failing']} "
+                  f"names (sqlft.sql.repair); {fixed['repaired_and_correct']} of them match, {fixed['still_failing']} "
                   "still fail. Each row's `repaired_from` in results.jsonl is the answer as written."]
     if summary["non_discriminating_gold"]:
         lines += ["", f"{len(summary['non_discriminating_gold'])} gold queries give the same result on every "

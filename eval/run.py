@@ -1,5 +1,5 @@
 """`sqlft eval`: a model answers an eval set, gold and predicted SQL run in a sandbox on the database's engine (SQLite,
-DuckDB or PostgreSQL: eval.engine), results are compared.
+DuckDB or PostgreSQL: sqlft.sql.engine), results are compared.
 
     sqlft eval MODEL --data demo:eval [--format auto] [--db-root DIR] [--dialect sqlite|postgres|duckdb]
                [--mode spider|strict|set] [--float-tolerance X] [--out DIR] [--limit N] [--config CONFIG]
@@ -27,17 +27,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from eval import report
-from eval.compare import MODES
-from eval.database import DatabaseError
-from eval.inputs import EvalSet, Example, load_eval_set, load_predictions
-from eval.postgres import PostgresError, redact
-from eval.scoring import Scoring, flag_non_discriminating, prepare_instances, score_all
+from sqlft.sql.compare import MODES
+from sqlft.sql.database import DatabaseError
+from sqlft.data.examples import EvalSet, Example, load_eval_set, load_predictions
+from sqlft.sql.postgres import PostgresError, redact
+from sqlft.scoring.execution import Scoring, flag_non_discriminating, prepare_instances, score_all
 from sqlft.config import ConfigError, GenerationConfig, build_config, load_config
-from sqlft.formats import DataError
-from sqlft.progress import progress
+from sqlft.data.formats import DataError
+from sqlft.core.progress import progress
 
 DIALECTS = ("sqlite", "postgres", "duckdb")
-ENGINES = ("auto", "sqlite", "duckdb")  # auto: eval.engine.engine_for, the rule serve follows too
+ENGINES = ("auto", "sqlite", "duckdb")  # auto: sqlft.sql.engine.engine_for, the rule serve follows too
 
 
 # ------------------------------------------------------------------ command line
@@ -53,7 +53,7 @@ class EvalConfig:
     format: str = "auto"  # record format of data (default: detected)
     db_root: str | None = None  # folder of databases (<db_id>/<db_id>.sqlite, <db_id>.duckdb) or a PostgreSQL URL
     dialect: str | None = None  # of the gold SQL; None: postgres for Defog's CSV, duckdb for demo sets, else sqlite
-    mode: str = "spider"  # eval.compare.MODES: spider strips DISTINCT as the official evaluation does
+    mode: str = "spider"  # sqlft.sql.compare.MODES: spider strips DISTINCT as the official evaluation does
     float_tolerance: float = 0.0  # relative tolerance for floats (0: exact)
     out: str | None = None  # output folder (None: runs/eval/<model>-<data>)
     limit: int = 0  # first N examples only (0: all)
@@ -63,7 +63,7 @@ class EvalConfig:
     dtype: str = "auto"  # weights for generation (auto: the GPU's native 16-bit type, float32 on a CPU)
     timeout_s: float = 5.0  # time limit per query in seconds, gold and pred alike
     allow_privileged_role: bool = False  # PostgreSQL: accept a role that may do more than read (warned)
-    engine: str = "auto"  # where SQL runs: auto (eval.engine's rule, serve's too), sqlite or duckdb (see --engine)
+    engine: str = "auto"  # where SQL runs: auto (sqlft.sql.engine's rule, serve's too), sqlite or duckdb (see --engine)
     openai_url: str | None = None  # generate through an OpenAI-compatible server (e.g. vLLM)
     model_dir: str | None = None  # with openai_url: the merged folder (template, tokenizer, context)
     generation: GenerationConfig = field(default_factory=GenerationConfig)  # decoding (--config reads a run's)
@@ -132,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, dest="generation.batch_size",
                    help="prompts per generation batch (overrides the config)")
     p.add_argument("--dtype", choices=EVAL_CHOICES["dtype"], help="weights for generation (auto: the GPU's native "
-                   "16-bit type, float32 on a CPU; sqlft.precision)")
+                   "16-bit type, float32 on a CPU; sqlft.model.precision)")
     p.add_argument("--no-prefix-cache", action="store_false", dest="generation.prefix_cache", help="read every "
                    "prompt whole (prefix caching off: slower, same answers; for measuring it)")
     p.add_argument("--candidates", type=int, dest="generation.candidates", help="with --vote: answers per question, "
@@ -141,7 +141,7 @@ def _parser() -> argparse.ArgumentParser:
                    "answer on the question's database and keep the one whose result is the most common among those "
                    "that run (the greedy answer on a tie); the report says how often that changed the answer")
     p.add_argument("--repair", action="store_true", dest="generation.repair", help="an answer that does not run "
-                   "on its database is rewritten to the table and column names its schema has (eval.repair; an "
+                   "on its database is rewritten to the table and column names its schema has (sqlft.sql.repair; an "
                    "answer that runs is never changed); the report says how many were and how many then match")
     p.add_argument("--timeout-s", type=float, help="time limit per query in seconds (default 5)")
     p.add_argument("--allow-privileged-role", action="store_true", help="PostgreSQL: score on a database whose "
@@ -260,7 +260,7 @@ def check_before_loading(config: EvalConfig, model: bool = False) -> None:
     """Settings problems found before anything is read: --db-root (a folder, or a PostgreSQL URL libpq reads and
     that holds no password), the data or predictions file, and with `model` the model reference and template
     (checked before the model loads, once it is known that answers are missing). Raises ConfigError listing them."""
-    from sqlft.preflight import db_root_problem, model_problems, template_problems
+    from sqlft.config.preflight import db_root_problem, model_problems, template_problems
 
     problems = [p for p in [db_root_problem(config.db_root)] if p]
     for flag, path in (("--data", config.data), ("--predictions", config.predictions)):
@@ -279,7 +279,7 @@ def check_before_loading(config: EvalConfig, model: bool = False) -> None:
 def announce_databases(examples: list[Example]) -> None:
     """Say where the examples will run before anything is generated: real databases by engine, the examples that
     fall back to synthesized databases (and why), and the ones whose database cannot be found."""
-    from eval.engine import engine_for
+    from sqlft.sql.engine import engine_for
 
     synthesized = [e for e in examples if not e.database and not e.database_error]
     missing = [e for e in examples if e.database_error]
@@ -363,8 +363,8 @@ def read_predictions(path: Path) -> dict[str, dict]:
 
 def remote_loader(config: EvalConfig) -> Callable[..., Any]:
     """Generation on a serving engine (vLLM, TGI, ...) through its OpenAI-compatible completions endpoint: the
-    same backend as `sqlft serve --backend openai`; prompts are still rendered by sqlft.templates."""
-    from sqlft.remote import OpenAIBackend
+    same backend as `sqlft serve --backend openai`; prompts are still rendered by sqlft.prompts.templates."""
+    from sqlft.model.remote import OpenAIBackend
 
     def load(ref: str, template: str | None = None):
         return OpenAIBackend(config.openai_url, ref, template=template, model_dir=config.model_dir)
@@ -396,7 +396,7 @@ def generate_predictions(config: EvalConfig, evalset: EvalSet, out: Path,
     if load_model is None and config.openai_url:
         load_model = remote_loader(config)
     if load_model is None:
-        from sqlft.generate import InferenceModel
+        from sqlft.model.generate import InferenceModel
         load_model = functools.partial(InferenceModel.load, dtype=config.dtype)
     print(f"loading {config.model}", file=sys.stderr)
     model = load_model(config.model, template=config.template)
@@ -427,7 +427,7 @@ def append_predictions(model, todo: list[Example], gen: GenerationConfig, dialec
             batch_prompts = [prompts[e.id] for e in batch]
             outputs = model.generate(batch_prompts, gen, on_answer=bar.update) if reports else \
                 model.generate(batch_prompts, gen)
-            # Voting: the samples are kept beside the greedy answer; scoring runs them all and picks (eval.vote).
+            # Voting: the samples are kept beside the greedy answer; scoring runs them all and picks (sqlft.sql.vote).
             samples = [model.generate(batch_prompts, sampling) for _ in range(gen.candidates - 1)] if voting else []
             seconds = time.perf_counter() - began
             for i, (example, output) in enumerate(zip(batch, outputs)):

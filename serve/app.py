@@ -30,14 +30,14 @@ log = logging.getLogger("sqlft.serve")
 def load_backend(settings: Settings) -> Backend:
     """The model behind the API: loaded in this process, or a remote OpenAI-compatible server (vLLM)."""
     if settings.backend == "local":
-        from sqlft.generate import InferenceModel
+        from sqlft.model.generate import InferenceModel
         model = InferenceModel.load(settings.model, template=settings.template)
         if settings.torch_threads:  # after load(), which sets one thread per core
             import torch
             torch.set_num_threads(settings.torch_threads)
         return model
     if settings.backend == "openai":
-        from sqlft.remote import OpenAIBackend
+        from sqlft.model.remote import OpenAIBackend
         return OpenAIBackend(settings.openai_url, settings.model_name, api_key=settings.openai_api_key,
                              timeout_s=settings.request_timeout_s, template=settings.template,
                              model_dir=settings.model or None)

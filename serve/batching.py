@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sqlft.config import GenerationConfig
-from sqlft.generate import Generation
+from sqlft.model.generate import Generation
 
 
 class Backend(Protocol):
-    """What serve needs from a model: sqlft.generate.InferenceModel and sqlft.remote.OpenAIBackend have it."""
+    """What serve needs from a model: sqlft.model.generate.InferenceModel and sqlft.model.remote.OpenAIBackend have it."""
     template: str
 
     @property

@@ -2,8 +2,8 @@
 
     result = run_sql(database, "SELECT 1", max_rows=10, timeout_s=5)   # ExecutionResult, never raises
 
-Each database's engine was chosen when it was opened, by eval.engine.engine_for (the rule `sqlft eval`
-follows); engine_sql transpiles the model's SQL to that engine's dialect with eval.engine.to_engine, as eval
+Each database's engine was chosen when it was opened, by sqlft.sql.engine.engine_for (the rule `sqlft eval`
+follows); engine_sql transpiles the model's SQL to that engine's dialect with sqlft.sql.engine.to_engine, as eval
 does. run_sql is called on the server's execution pool, never on the event loop.
 """
 
@@ -13,11 +13,11 @@ import math
 import uuid
 from typing import Any
 
-from eval.engine import to_engine
-from eval.postgres import PoolBusy, SourceUnavailable
-from eval.repair import repair_answer
-from eval.sandbox import ExecutionResult
-from eval.vote import Vote, vote
+from sqlft.sql.engine import to_engine
+from sqlft.sql.postgres import PoolBusy, SourceUnavailable
+from sqlft.sql.repair import repair_answer
+from sqlft.sql.duckdb_sandbox import ExecutionResult
+from sqlft.sql.vote import Vote, vote
 from serve.errors import ApiError
 from serve.registry import Database
 from serve.schemas import ExecuteResponse
@@ -50,7 +50,7 @@ def run_sql(database: Database, sql: str, *, max_rows: int, timeout_s: float) ->
 
 def vote_on(database: Database, sqls: list[str], dialect: str | None, *, max_rows: int,
             timeout_s: float) -> Vote:
-    """eval.vote over the candidates' SQL (the greedy answer first), each run on `database` as /execute runs it."""
+    """sqlft.sql.vote over the candidates' SQL (the greedy answer first), each run on `database` as /execute runs it."""
     def run(sql: str) -> list[ExecutionResult] | None:
         result = run_sql(database, engine_sql(database, sql, dialect), max_rows=max_rows, timeout_s=timeout_s)
         return [result] if result.status == "ok" else None
@@ -58,7 +58,7 @@ def vote_on(database: Database, sqls: list[str], dialect: str | None, *, max_row
 
 
 def repair_on(database: Database, sqls: list[str], dialect: str | None, *, timeout_s: float) -> list[str]:
-    """Each answer as eval.scoring.answer_sql gives it: rewritten to the schema's names (eval.repair) when it does
+    """Each answer as sqlft.scoring.execution.answer_sql gives it: rewritten to the schema's names (sqlft.sql.repair) when it does
     not run on `database`, else as written."""
     def runs(sql: str) -> bool:
         return run_sql(database, engine_sql(database, sql, dialect), max_rows=1, timeout_s=timeout_s).status == "ok"

@@ -36,7 +36,7 @@ def parse_settings(argv: list[str] | None = None, kind: type[Settings] = Setting
 def preflight(settings: Settings) -> None:
     """Every problem that can be found before the model loads (model folder, template, database files and URLs,
     a password in a URL), all at once; the program exits non-zero with them."""
-    from sqlft.preflight import database_problems, model_problems
+    from sqlft.config.preflight import database_problems, model_problems
 
     problems = database_problems(settings.sources())
     if settings.backend == "local":

@@ -13,7 +13,7 @@ The statements kept are the original text, in the original order.
 
 import re
 
-from sqlft.schema import schema_from_ddl, split_statements
+from sqlft.sql.schema import schema_from_ddl, split_statements
 
 STOPWORDS = frozenset("""
 a an and any are as at be by did do does each every for from give has have how i in is it its list me

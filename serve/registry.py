@@ -1,7 +1,7 @@
 """The databases a server answers questions about: name -> engine, schema text, hardened sandbox.
 
 Sources are files (DuckDB, SQLite), PostgreSQL dumps, defog-data names or PostgreSQL URLs. Where each runs is
-eval.engine.engine_for's rule, the one `sqlft eval` follows: SQLite files on SQLite, PostgreSQL URLs on the
+sqlft.sql.engine.engine_for's rule, the one `sqlft eval` follows: SQLite files on SQLite, PostgreSQL URLs on the
 server, the rest on DuckDB. A YAML file lists them as a mapping:
 
     databases:
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from eval.database import column_names, prepare_database, schema_ddl, table_names
-from eval.engine import AnySandbox, engine_for, open_sandbox
-from eval.postgres import PostgresSandbox, redact
-from eval.sqlite_schema import sqlite_ddl
+from sqlft.sql.database import column_names, prepare_database, schema_ddl, table_names
+from sqlft.sql.engine import AnySandbox, engine_for, open_sandbox
+from sqlft.sql.postgres import PostgresSandbox, redact
+from sqlft.sql.sqlite_schema import sqlite_ddl
 
 
 class Databases(dict):
@@ -33,7 +33,7 @@ class Databases(dict):
 @dataclass
 class Database:
     name: str
-    engine: str  # eval.engine.ENGINES: where its SQL runs
+    engine: str  # sqlft.sql.engine.ENGINES: where its SQL runs
     tables: list[str]
     ddl: str  # CREATE TABLE text, the model's context
     sandbox: AnySandbox

@@ -45,7 +45,7 @@ class SQLRequest(Request):
     vote: bool = Field(False, description="run every candidate on `database` and answer with the SQL whose result "
                        "most of them give (the greedy answer on a tie)")
     repair: bool = Field(False, description="an answer that does not run on `database` is rewritten to the table "
-                         "and column names its schema has (eval.repair); `repaired_from` then gives it as written")
+                         "and column names its schema has (sqlft.sql.repair); `repaired_from` then gives it as written")
 
     @model_validator(mode="after")
     def consistent(self) -> "SQLRequest":

@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, CliPositionalArg, CliSuppress, SettingsConfigDict
 
-from eval.database import DEFOG_DATABASES as DEMO_DATABASES  # the defog-data databases, listed once
+from sqlft.sql.database import DEFOG_DATABASES as DEMO_DATABASES  # the defog-data databases, listed once
 from sqlft.config import EMBEDDED_MODEL
 
 

@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from eval.isolation import IsolatedExecutor, isolate
-from eval.postgres import PostgresUnreachable, redact
+from sqlft.sql.isolation import IsolatedExecutor, isolate
+from sqlft.sql.postgres import PostgresUnreachable, redact
 from serve.batching import Backend, MicroBatcher
 from serve.registry import Database, Databases, close_databases, open_database
 from serve.settings import Settings
@@ -81,7 +81,7 @@ class ServerState:
         # Pools of their own: six slow prunings cannot make a SELECT 1 wait (the default pool is shared).
         self.execute_pool = ThreadPoolExecutor(settings.execute_workers, thread_name_prefix="sqlft-execute")
         self.prune_pool = ThreadPoolExecutor(settings.prune_workers, thread_name_prefix="sqlft-prune")
-        # One worker process per execution thread: SQL runs where it can be killed (eval/isolation.py).
+        # One worker process per execution thread: SQL runs where it can be killed (sqlft/sql/isolation.py).
         self.isolated = IsolatedExecutor(settings.execute_workers, memory_limit=settings.memory_limit,
                                          max_result_bytes=settings.max_result_bytes)
         self._lock = threading.Lock()  # load() runs in its own thread; close() may come while it runs

@@ -16,9 +16,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from sqlft.config import GenerationConfig
-from sqlft.generate import Generation
-from sqlft.net import free_port, wait_for_http
-from sqlft.templates import sql_prompt
+from sqlft.model.generate import Generation
+from sqlft.core.net import free_port, wait_for_http
+from sqlft.prompts.templates import sql_prompt
 
 
 class FakeBackend:

@@ -1,13 +1,13 @@
 """The `sqlft` command: a thin dispatcher to each stage's own main().
 
-    sqlft train CONFIG [k=v ...] [--resume]     fine-tune (sqlft.train)
-    sqlft merge RUN                              merge the adapter into a 16-bit model (sqlft.merge)
+    sqlft train CONFIG [k=v ...] [--resume]     fine-tune (sqlft.training.sft)
+    sqlft merge RUN                              merge the adapter into a 16-bit model (sqlft.training.merge)
     sqlft eval ...                               execution accuracy on each database's engine (eval.run); `eval compare A B`
-    sqlft ask MODEL [QUESTION ...] --schema DDL  questions (or --questions FILE, stdin, a prompt) -> SQL (sqlft.ask)
+    sqlft ask MODEL [QUESTION ...] --schema DDL  questions (or --questions FILE, stdin, a prompt) -> SQL (sqlft.commands.ask)
     sqlft serve [MODEL]                          HTTP API, POST /sql (serve.main)
     sqlft mcp [MODEL]                            the databases as MCP tools for agents (serve.mcp)
     sqlft ui                                     Streamlit page over the API (ui.main)
-    sqlft quickstart                             train + merge + eval on the embedded default (sqlft.quickstart)
+    sqlft quickstart                             train + merge + eval on the embedded default (sqlft.commands.quickstart)
     sqlft info                                   versions, device, cache locations
     sqlft config import FILE [--out OUT.yaml]    a sqlft config from an axolotl or LLaMA-Factory config
 
@@ -18,16 +18,16 @@ import importlib
 import sys
 
 COMMANDS = {
-    "train": "sqlft.train",
-    "merge": "sqlft.merge",
+    "train": "sqlft.training.sft",
+    "merge": "sqlft.training.merge",
     "eval": "eval.run",
-    "ask": "sqlft.ask",
+    "ask": "sqlft.commands.ask",
     "serve": "serve.main",
     "mcp": "serve.mcp_command",
     "ui": "ui.main",
-    "quickstart": "sqlft.quickstart",
-    "info": "sqlft.info",
-    "config": "sqlft.config_import",
+    "quickstart": "sqlft.commands.quickstart",
+    "info": "sqlft.commands.info",
+    "config": "sqlft.commands.config_import",
 }
 
 

@@ -29,7 +29,7 @@ def shared_data(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def embedded_model_dir() -> Path:
-    from sqlft.embedded import resolve_embedded
+    from sqlft.model.embedded import resolve_embedded
     return resolve_embedded("embedded:smollm2-135m-instruct")
 
 
@@ -118,5 +118,5 @@ def tiny_yuan_dir(tmp_path_factory, embedded_model_dir) -> Path:
 @pytest.fixture(scope="session")
 def model_for_progress(tiny_model_dir):
     """The tiny Llama as an InferenceModel (answers are noise; only the bookkeeping is checked)."""
-    from sqlft.generate import InferenceModel
+    from sqlft.model.generate import InferenceModel
     return InferenceModel.load(str(tiny_model_dir), template="chatml")

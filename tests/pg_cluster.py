@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlft.net import free_port
+from sqlft.core.net import free_port
 
 
 class PostgresUnavailable(RuntimeError):

@@ -9,10 +9,10 @@ import shutil
 import pytest
 import yaml
 
-from sqlft import ask
+from sqlft.commands import ask
 from sqlft.config import Config, DatasetSpec, save_config
-from sqlft.generate import InferenceModel
-from sqlft.run_folder import MERGED_META
+from sqlft.model.generate import InferenceModel
+from sqlft.config.run_folder import MERGED_META
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""eval/compare.py: (gold SQL, predicted SQL, verdict) pairs executed on an in-memory DuckDB fixture.
+"""sqlft/sql/compare.py: (gold SQL, predicted SQL, verdict) pairs executed on an in-memory DuckDB fixture.
 
 Run: .venv/bin/pytest tests/test_compare.py -q
 """
@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from eval import compare as compare_module
-from eval.compare import MODES, compare_results, result_eq
-from eval.sandbox import ExecutionResult, Sandbox
-from eval.sql import has_order_by, strip_distinct
+from sqlft.sql import compare as compare_module
+from sqlft.sql.compare import MODES, compare_results, result_eq
+from sqlft.sql.duckdb_sandbox import ExecutionResult, Sandbox
+from sqlft.sql.dialect import has_order_by, strip_distinct
 
 FIXTURE = """
 CREATE TABLE singer (singer_id INTEGER, name VARCHAR, country VARCHAR, age INTEGER, net_worth DOUBLE);

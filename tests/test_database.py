@@ -1,4 +1,4 @@
-"""eval.database: every source kind (SQLite, PostgreSQL dump, DuckDB file, defog name) built from tiny real files,
+"""sqlft.sql.database: every source kind (SQLite, PostgreSQL dump, DuckDB file, defog name) built from tiny real files,
 the cache (built once, atomically), schema DDL, and the error messages."""
 
 import datetime
@@ -9,7 +9,7 @@ import duckdb
 import pytest
 from conftest import shared_data
 
-from eval.database import (DatabaseError, defog_database_names, prepare_database, schema_ddl,
+from sqlft.sql.database import (DatabaseError, defog_database_names, prepare_database, schema_ddl,
                            table_names)
 
 # A pg_dump-style script: noise to skip, a ';' inside a string, COPY data with NULLs and escapes, a primary key

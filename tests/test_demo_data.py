@@ -1,4 +1,4 @@
-"""sqlft/demo_data: every gold query runs on its database and returns rows, contexts match the databases,
+"""sqlft/data/demo: every gold query runs on its database and returns rows, contexts match the databases,
 train and eval are disjoint and of the promised size."""
 
 import json
@@ -8,8 +8,8 @@ from collections import Counter
 import duckdb
 import pytest
 
-from eval.database import defog_database_names, prepare_database, schema_ddl
-from sqlft.demo_data import EVAL_PATH, TRAIN_PATH
+from sqlft.sql.database import defog_database_names, prepare_database, schema_ddl
+from sqlft.data.demo import EVAL_PATH, TRAIN_PATH
 
 FIELDS = {"db_id", "question", "context", "answer", "difficulty", "category"}
 

@@ -1,7 +1,7 @@
-"""Distributed training: a real two-process data-parallel run of `sqlft.train` on the CPU (gloo backend).
+"""Distributed training: a real two-process data-parallel run of `sqlft.training.sft` on the CPU (gloo backend).
 
 `accelerate launch --config_file configs/accelerate/cpu_ddp_2proc.yaml` starts this file twice with `--worker`;
-each process runs `sqlft.train.main` unchanged, plus a callback that writes a hash of its LoRA weights, so the
+each process runs `sqlft.training.sft.main` unchanged, plus a callback that writes a hash of its LoRA weights, so the
 test can check that both processes end with the same adapter as the one rank 0 saved. The model is conftest's tiny
 Llama (hidden 16, 2 layers, the embedded SmolLM2 tokenizer).
     .venv/bin/pytest tests/test_distributed.py    (~2.5 min on 2 cores; -m "not slow" leaves out the QLoRA run)
@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-from sqlft.net import free_port
+from sqlft.core.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CPU_DDP = ROOT / "configs" / "accelerate" / "cpu_ddp_2proc.yaml"
@@ -35,7 +35,7 @@ def tensors_hash(tensors: dict[str, torch.Tensor]) -> str:
 
 
 def launch_two_processes(tmp_path: Path, model: Path, data: Path, method: str) -> tuple[Path, Path, str]:
-    """Runs `accelerate launch` (2 CPU processes) on sqlft.train; returns (run folder, hash folder, output)."""
+    """Runs `accelerate launch` (2 CPU processes) on sqlft.training.sft; returns (run folder, hash folder, output)."""
     run_dir, hash_dir = tmp_path / "run", tmp_path / "hashes"
     hash_dir.mkdir()
     config = {
@@ -93,7 +93,7 @@ SHARDED = {"fsdp": {"ACCELERATE_USE_FSDP": "true"},
 def test_sharded_qlora_keeps_one_dtype_for_fsdp_and_zero3(tiny_model_dir, monkeypatch, launcher):
     """Under FSDP / ZeRO-3 (as `accelerate launch` announces them) the 4-bit weights are stored in the model dtype
     and nothing is upcast to fp32, so every shard holds one dtype; under DDP the norms are upcast as usual."""
-    from sqlft import modeling
+    from sqlft.model import loading as modeling
     from sqlft.config import load_config
 
     config = load_config(None, [f"model.name={tiny_model_dir}", "model.method=qlora", "model.dtype=bfloat16",
@@ -113,7 +113,7 @@ def test_sharded_qlora_keeps_one_dtype_for_fsdp_and_zero3(tiny_model_dir, monkey
 
 
 def test_zero2_does_not_count_as_sharding_weights(monkeypatch):
-    from sqlft import modeling
+    from sqlft.model import loading as modeling
 
     monkeypatch.delenv("ACCELERATE_USE_FSDP", raising=False)
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
@@ -161,11 +161,11 @@ def test_model_flops_per_token_formula():
 
 
 def worker(hash_dir: Path, argv: list[str]) -> None:
-    """One launched process: sqlft.train.main, with a callback recording this process's LoRA weights."""
+    """One launched process: sqlft.training.sft.main, with a callback recording this process's LoRA weights."""
     from peft import get_peft_model_state_dict
     from transformers import TrainerCallback
 
-    import sqlft.train as train_module
+    import sqlft.training.sft as train_module
 
     class RecordLora(TrainerCallback):
         def __init__(self, trainer):

@@ -8,10 +8,10 @@ import pytest
 from conftest import shared_data
 
 from eval import run as eval_run
-from eval.inputs import expand_alternatives
+from sqlft.data.examples import expand_alternatives
 from eval.report import compare_runs
-from sqlft.generate import Generation
-from sqlft.paths import resolve_data_path
+from sqlft.model.generate import Generation
+from sqlft.data.demo import resolve_data_path
 
 SINGERS = [(1, "Joe", "France", 52), (2, "Ann", "Netherlands", 32), (3, "Tom", "France", 41), (4, "Lia", "US", 25)]
 SLOW_SQL = "SELECT count(*) FROM " + ", ".join(f"singer s{i}" for i in range(16))  # 4^16 rows: runs for minutes
@@ -64,7 +64,7 @@ EXPECTED = {"m1": "match", "m2": "match", "x1": "mismatch", "x2": "mismatch", "p
 @pytest.mark.parametrize("dialect, flag, engine", [("sqlite", "auto", "sqlite"), ("duckdb", "auto", "sqlite"),
                                                    ("duckdb", "duckdb", "duckdb")])
 def test_predictions_file_end_to_end(tmp_path, db_root, capsys, dialect, flag, engine):
-    # A SQLite file runs on SQLite (eval.engine's rule; SQL of another dialect transpiled), or with --engine
+    # A SQLite file runs on SQLite (sqlft.sql.engine's rule; SQL of another dialect transpiled), or with --engine
     # duckdb on a DuckDB copy of it.
     preds = write_jsonl(tmp_path / "preds.jsonl", PREDICTIONS)
     out = tmp_path / "out"
@@ -203,16 +203,16 @@ def test_spider_file_with_db_root(tmp_path, db_root):
     assert "only in gold: ('Joe',), ('Tom',)" in rows[1]["reason"]
     assert report["settings"]["dialect"] == "sqlite" and report["settings"]["data_kind"] == "spider"
     assert not rows[0]["synthetic"] and rows[0]["instances"] == 1
-    # read from SQLite itself (eval.sqlite_schema): the declared types, as the file's own DDL has them
+    # read from SQLite itself (sqlft.sql.sqlite_schema): the declared types, as the file's own DDL has them
     assert all(p.startswith("CREATE TABLE singer (singer_id INTEGER, name TEXT, country TEXT, age INTEGER, "
                             "PRIMARY KEY (singer_id));") for p in model.prompts), model.prompts[0]
 
 
 def test_spider_rows_are_read_by_the_one_spider_reader(tmp_path, db_root):
-    """sqlft.formats reads Spider for training and for `sqlft eval --db-root` alike. The eval keeps Spider's ids
+    """sqlft.data.formats reads Spider for training and for `sqlft eval --db-root` alike. The eval keeps Spider's ids
     (a row's position, or its own id), reports a bad row, and takes the schema from the database even where a
     tables.json lies beside the file (the prompt shows the database's real DDL)."""
-    from eval.inputs import load_eval_set
+    from sqlft.data.examples import load_eval_set
 
     data = tmp_path / "dev.json"
     data.write_text(json.dumps([
@@ -309,7 +309,7 @@ def test_real_model_on_three_demo_questions(tmp_path):
     try:
         resolve_data_path("demo:eval")
     except FileNotFoundError:
-        pytest.skip("the demo eval set (sqlft/demo_data/eval.jsonl) is not there yet")
+        pytest.skip("the demo eval set (sqlft/data/demo/eval.jsonl) is not there yet")
     from sqlft.config import EMBEDDED_MODEL
     out = tmp_path / "out"
     report = eval_run.run(eval_run.parse_args([EMBEDDED_MODEL, "--data", "demo:eval", "--limit", "3",

@@ -7,9 +7,9 @@ import pytest
 from conftest import shared_data as conftest_shared_data
 
 from sqlft.config import DatasetSpec
-from sqlft.formats import DataError, load_records
-from sqlft.record import SQL_SYSTEM
-from sqlft.templates import render
+from sqlft.data.formats import DataError, load_records
+from sqlft.prompts.record import SQL_SYSTEM
+from sqlft.prompts.templates import render
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 
@@ -108,7 +108,7 @@ def test_spider_without_tables_json_is_a_problem(tmp_path):
 
 
 def test_spider_rows_keep_their_positions_and_labels(tmp_path):
-    from sqlft.formats import is_spider_file, read_spider
+    from sqlft.data.formats import is_spider_file, read_spider
 
     rows = [{"db_id": "x", "question": "q?", "query": "SELECT 1", "hardness": "easy", "question_toks": ["q"]},
             {"db_id": "x", "question": "", "query": "SELECT 2"},

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from sqlft.config import GenerationConfig
-from sqlft.decoding import RoomyLayer, new_cache, pad_after_prefix, prefix_groups, shared_prefix_length
-from sqlft.generate import InferenceModel, cut_at_stop
+from sqlft.model.decoding import RoomyLayer, new_cache, pad_after_prefix, prefix_groups, shared_prefix_length
+from sqlft.model.generate import InferenceModel, cut_at_stop
 
 SCHEMA = ("CREATE TABLE singer (singer_id INT, name TEXT, country TEXT, age INT, PRIMARY KEY (singer_id));\n"
           "CREATE TABLE concert (concert_id INT, singer_id INT, year INT, "
@@ -42,7 +42,7 @@ def model(embedded_model_dir):
 @pytest.mark.slow  # the real 135M model
 @pytest.mark.parametrize("schema_format", ["ddl", "compact"])
 def test_decoding_loop_gives_the_answers_of_transformers_generate(model, schema_format):
-    """sqlft.decoding (prefix cache, rows dropped as they finish) against plain generate() on left padding."""
+    """sqlft.model.decoding (prefix cache, rows dropped as they finish) against plain generate() on left padding."""
     model.ref.schema_format = schema_format
     prompts = [model.sql_prompt(SCHEMA, q) for q in QUESTIONS]
     ids = [model.tokenizer(p)["input_ids"] for p in prompts]

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from sqlft.config import ConfigError, load_config
-from sqlft.modeling import load_tokenizer
+from sqlft.model.loading import load_tokenizer
 
 
 def grpo_config(tiny_model_dir, data_path, run_dir, *overrides):
@@ -27,7 +27,7 @@ def eos_half_the_time(monkeypatch, tiny_model_dir):
     """A random tiny model never writes SQL, so every answer would earn the same and GRPO would have nothing to
     learn from. Biasing its end-of-turn token to about 0.3 a token makes about half of the answers end within the
     2-token budget and the others not: the real reward's over-long penalty then differs within a group."""
-    import sqlft.grpo as grpo
+    import sqlft.training.grpo as grpo
 
     tokenizer = load_tokenizer(str(tiny_model_dir))
     end = tokenizer.convert_tokens_to_ids("<|im_end|>")
@@ -41,8 +41,8 @@ def eos_half_the_time(monkeypatch, tiny_model_dir):
 
 
 def test_grpo_changes_the_adapter_resumes_and_merges(tiny_model_dir, sql_jsonl, tmp_path, eos_half_the_time):
-    from sqlft.merge import merge
-    from sqlft.train import newest_checkpoint, train
+    from sqlft.training.merge import merge
+    from sqlft.training.sft import newest_checkpoint, train
 
     run_dir = train(grpo_config(tiny_model_dir, sql_jsonl, tmp_path / "run"))
     adapter = load_file(run_dir / "adapter" / "adapter_model.safetensors")
@@ -71,7 +71,7 @@ def test_grpo_changes_the_adapter_resumes_and_merges(tiny_model_dir, sql_jsonl, 
 
 
 def test_grpo_continues_an_sft_adapter(tiny_model_dir, sql_jsonl, tmp_path, eos_half_the_time):
-    from sqlft.train import train
+    from sqlft.training.sft import train
 
     # A barely trained SFT adapter (a bigger step teaches the tiny model to end at once: no reward variance left)
     sft = train(grpo_config(tiny_model_dir, sql_jsonl, tmp_path / "sft", "train.stage=sft", "train.max_steps=1",
@@ -89,8 +89,8 @@ def test_grpo_continues_an_sft_adapter(tiny_model_dir, sql_jsonl, tmp_path, eos_
 
 
 def test_prompts_are_sfts_token_for_token(tiny_model_dir, sql_jsonl, tmp_path):
-    from sqlft.data import build_training_data
-    from sqlft.grpo import prompt_dataset
+    from sqlft.training.dataset import build_training_data
+    from sqlft.training.grpo import prompt_dataset
 
     tokenizer = load_tokenizer(str(tiny_model_dir))
     for template in ("chatml", "sql", "llama3"):
@@ -106,7 +106,7 @@ def test_prompts_are_sfts_token_for_token(tiny_model_dir, sql_jsonl, tmp_path):
 def test_config_checks_and_vllm_mapping(tiny_model_dir, sql_jsonl, tmp_path, monkeypatch):
     import importlib.util
 
-    from sqlft.grpo import grpo_args
+    from sqlft.training.grpo import grpo_args
 
     with pytest.raises(ConfigError, match="multiple of grpo.num_generations"):
         grpo_config(tiny_model_dir, sql_jsonl, tmp_path, "train.batch_size=6")
@@ -131,7 +131,7 @@ def test_config_checks_and_vllm_mapping(tiny_model_dir, sql_jsonl, tmp_path, mon
 
 
 def test_reward_keys_of_the_config_reach_the_reward(tiny_model_dir, sql_jsonl, tmp_path):
-    from sqlft.grpo import reward_settings
+    from sqlft.training.grpo import reward_settings
 
     config = grpo_config(tiny_model_dir, sql_jsonl, tmp_path, "grpo.reward.match=2.0", "grpo.reward.runs=0.3",
                          "grpo.reward.instances=2", "grpo.reward.timeout_s=1.5", "grpo.reward.mode=strict",
@@ -147,7 +147,7 @@ def test_small_logprob_tiles_give_trls_log_probs_and_gradients(monkeypatch):
     import trl.kernels.chunked_logprob as kernel
     import trl.trainer.utils as trl_utils
 
-    from sqlft.grpo import small_logprob_tiles
+    from sqlft.training.grpo import small_logprob_tiles
 
     monkeypatch.setattr(kernel, "TOKEN_CHUNK_SIZE", kernel.TOKEN_CHUNK_SIZE)  # restored after the test
     monkeypatch.setattr(trl_utils, "_CHUNKED_LOGPROB_CHUNK_SIZE", trl_utils._CHUNKED_LOGPROB_CHUNK_SIZE)

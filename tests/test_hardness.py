@@ -11,8 +11,8 @@ Queries are lines of ../shared/data/spider_train/spider_train.jsonl (Spider trai
 
 import pytest
 
-from eval.hardness import count_component1, count_component2, count_others, hardness
-from eval.sql import parse_sql
+from sqlft.sql.hardness import count_component1, count_component2, count_others, hardness
+from sqlft.sql.dialect import parse_sql
 
 SPIDER = [
     # line 1: WHERE -> comp1 1; one aggregate, one item, one condition -> others 0.

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from eval.inputs import record_example
+from sqlft.data.examples import record_example
 from serve.app import create_app
 from serve.routes.history import HISTORY_LIMIT
 from serve.routes.tables import describe_tables
 from serve.settings import Settings
 from serve.testing import FakeBackend
 from sqlft.config import DatasetSpec, load_config
-from sqlft.formats import DataError, load_records
+from sqlft.data.formats import DataError, load_records
 
 ROOT = Path(__file__).resolve().parents[1]
 CITY_SQL = "SELECT city_name, COUNT(*) FROM restaurant GROUP BY city_name"
@@ -260,9 +260,9 @@ def test_describe_tables_reads_keys_and_declared_types():
 def test_thumbs_up_file_trains(tmp_path, shop, tiny_model_dir):
     """The loop's last step: `sqlft train` on the thumbs-up file (a tiny Llama, 2 steps), each record's answer
     being what the loss learns."""
-    from sqlft.data import build_training_data
-    from sqlft.modeling import load_tokenizer
-    from sqlft.train import train
+    from sqlft.training.dataset import build_training_data
+    from sqlft.model.loading import load_tokenizer
+    from sqlft.training.sft import train
 
     questions = ["Who lives in Oslo?", "How many customers?", "Customers by city?", "Orders per customer?"]
     sqls = ["SELECT name FROM customer WHERE city = 'Oslo'", "SELECT COUNT(*) FROM customer",

@@ -2,7 +2,7 @@
 without the server's memory growing by the query's size, and without an answer revealing a path or setting.
 
 One server (TestClient, fake model) over Spider's `singer` table as a DuckDB file and as a SQLite file (each
-runs on its own engine); SQL runs in killable worker processes (eval/isolation.py) with a 256 MB memory
+runs on its own engine); SQL runs in killable worker processes (sqlft/sql/isolation.py) with a 256 MB memory
 limit and a 1 s execution timeout. The worker's own growth is measured too: its peak RSS (the kernel's
 VmHWM) minus its RSS before the query must stay under the memory limit, whatever the SQL check let through.
 """
@@ -15,7 +15,7 @@ import duckdb
 import pytest
 from fastapi.testclient import TestClient
 
-from eval.isolation import parse_size
+from sqlft.sql.isolation import parse_size
 from serve.app import create_app
 from serve.settings import Settings
 from serve.testing import FakeBackend

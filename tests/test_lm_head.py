@@ -1,4 +1,4 @@
-"""The LM head on answer positions only (sqlft.lm_head) trains exactly as the full-logits path does.
+"""The LM head on answer positions only (sqlft.training.lm_head) trains exactly as the full-logits path does.
 
 On a tiny Llama with LoRA: the loss SFTTrainer computes through the label-only head, and the LoRA gradients it gives,
 equal those of transformers' own forward (logits at every position, ForCausalLMLoss), and the logs carry no
@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from sqlft.config import load_config
-from sqlft.data import build_training_data
-from sqlft.modeling import add_lora, load_base_model, load_tokenizer
-from sqlft.train import build_trainer
+from sqlft.training.dataset import build_training_data
+from sqlft.model.loading import add_lora, load_base_model, load_tokenizer
+from sqlft.training.sft import build_trainer
 
 
 def trainer_for(tiny_model_dir, sql_jsonl, tmp_path, *overrides):

@@ -7,11 +7,11 @@ from types import SimpleNamespace
 import pytest
 
 from sqlft.config import ConfigError, load_config
-from sqlft.data import build_training_data, encode
-from sqlft.formats import DataError
-from sqlft.modeling import load_tokenizer
-from sqlft.record import Record, Turn, sql_record
-from sqlft.templates import render, render_turns
+from sqlft.training.dataset import build_training_data, encode
+from sqlft.data.formats import DataError
+from sqlft.model.loading import load_tokenizer
+from sqlft.prompts.record import Record, Turn, sql_record
+from sqlft.prompts.templates import render, render_turns
 
 CHAT = Record(turns=[Turn("user", "Hi there"), Turn("assistant", "Hello!"), Turn("user", "Name a colour."),
                      Turn("assistant", "Blue.")], system="Be brief.", task="chat")
@@ -125,7 +125,7 @@ def test_warmup_keys(tmp_path):
 
 
 def test_trainer_options_reach_sft_config(tiny_model_dir, tmp_path):
-    from sqlft.train import training_args
+    from sqlft.training.sft import training_args
 
     config = load_config(None, [
         "train.warmup_steps=7", "train.group_by_length=true", "train.eval_strategy=epoch", "train.save_strategy=epoch",
@@ -145,7 +145,7 @@ def test_trainer_options_reach_sft_config(tiny_model_dir, tmp_path):
 def test_services_that_are_not_here_fail_before_training(monkeypatch):
     import importlib.util
 
-    from sqlft.train import check_services
+    from sqlft.training.sft import check_services
 
     if importlib.util.find_spec("wandb") is None:
         with pytest.raises(ConfigError, match="pip install wandb"):
@@ -160,7 +160,7 @@ def test_packed_rows_are_rounded_to_a_few_lengths(tmp_path):
     kernels to oneDNN's cache, which is what made resident memory grow step after step."""
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    from sqlft.train import training_args
+    from sqlft.training.sft import training_args
 
     def args(*overrides):
         return training_args(load_config(None, ["data.max_length=256", "train.report_to=none", *overrides]),

@@ -28,7 +28,7 @@ from serve.mcp import create_server
 from serve.mcp_command import parse_settings
 from serve.settings import Settings
 from serve.state import ServerState
-from sqlft.net import free_port, wait_for_http
+from sqlft.core.net import free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = {"list_databases", "describe_schema", "question_to_sql", "execute_sql"}

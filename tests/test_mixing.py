@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from sqlft.config import DatasetSpec
-from sqlft.formats import load_records
-from sqlft.mixing import mix, split
-from sqlft.record import Record, Turn, sql_record
+from sqlft.data.formats import load_records
+from sqlft.data.mixing import mix, split
+from sqlft.prompts.record import Record, Turn, sql_record
 
 
 def shared_data(relative: str) -> Path:
@@ -121,13 +121,13 @@ def test_val_dbs_hold_out_exactly_those_databases():
     train, val = split(records, 0.5, True, 0, val_dbs=["db1", "db3"])
     assert {r.db_id for r in val} == {"db1", "db3"} and len(val) == 20
     assert not {r.db_id for r in train} & {"db1", "db3"}
-    from sqlft.formats import DataError
+    from sqlft.data.formats import DataError
     with pytest.raises(DataError, match="db9"):
         split(records, 0.5, True, 0, val_dbs=["db1", "db9"])
 
 
 class WordTokenizer:
-    """One token per word: enough for sqlft.data to measure lengths without a model's tokenizer."""
+    """One token per word: enough for sqlft.training.dataset to measure lengths without a model's tokenizer."""
 
     def __call__(self, text, add_special_tokens=True):
         return {"input_ids": list(range(len(text.split())))}
@@ -139,7 +139,7 @@ def test_a_weight_above_one_survives_deduplication(tmp_path):
     import json
 
     from sqlft.config import load_config
-    from sqlft.data import load_split
+    from sqlft.training.dataset import load_split
 
     for name in ("a", "b"):
         rows = [{"context": f"CREATE TABLE {name} (x INT)", "question": f"{name} question {i}?",

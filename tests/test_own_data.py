@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from eval import run as eval_run
-from eval.inputs import load_eval_set
-from eval.sqlite_schema import sqlite_ddl
+from sqlft.data.examples import load_eval_set
+from sqlft.sql.sqlite_schema import sqlite_ddl
 from sqlft.config import DatasetSpec, load_config
-from sqlft.formats import load_records
+from sqlft.data.formats import load_records
 
 SHOP_DDL = """
 CREATE TABLE customer (id INTEGER PRIMARY KEY, name TEXT, city TEXT);
@@ -49,7 +49,7 @@ class AnswerTable:
         return f"{db_schema}\n-- {question}"
 
     def generate(self, prompts, gen=None):
-        from sqlft.generate import Generation
+        from sqlft.model.generate import Generation
         self.prompts += prompts
         return [Generation(self.answers[p.rsplit("\n-- ", 1)[1]], 10, 5, 0.01) for p in prompts]
 
@@ -121,7 +121,7 @@ def test_validation_file_of_a_run_is_scored_on_the_users_database(tmp_path, monk
     """`sqlft eval RUN --data RUN/validation.jsonl`: the held-out records keep their database (an absolute
     db_path), so the eval runs on the user's SQLite file, and the summary says so; the schema-only record says
     synthesized."""
-    from sqlft.data import held_out_sql_rows
+    from sqlft.training.dataset import held_out_sql_rows
 
     records, _ = load_records(DatasetSpec(path=str(own_records(tmp_path))))
     run = tmp_path / "runs" / "mine"
@@ -281,7 +281,7 @@ def test_serve_lists_every_problem_before_loading(tmp_path):
 def test_serve_exits_non_zero_when_loading_fails(tmp_path):
     """A model folder that passes the checks on disk but cannot load: the server stops with status 1 and the reason
     instead of staying up answering 503."""
-    from sqlft.net import free_port
+    from sqlft.core.net import free_port
 
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -23,8 +23,8 @@ import sqlglot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import eval.postgres as pg
-from eval.postgres import CheckedSQL, PostgresSandbox, PrivilegedRole, prepare_postgres_sql
+import sqlft.sql.postgres as pg
+from sqlft.sql.postgres import CheckedSQL, PostgresSandbox, PrivilegedRole, prepare_postgres_sql
 from tests.pg_fixtures import PASSWORD
 
 KNOWN = {"customers", "orders", "big", "sales.targets"}

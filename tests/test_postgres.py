@@ -16,9 +16,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-import eval.postgres as pg
-from eval.engine import engine_for, open_sandbox, to_engine
-from eval.postgres import PoolBusy, PostgresError, PostgresSandbox, check_url, database_url, redact
+import sqlft.sql.postgres as pg
+from sqlft.sql.engine import engine_for, open_sandbox, to_engine
+from sqlft.sql.postgres import PoolBusy, PostgresError, PostgresSandbox, check_url, database_url, redact
 from tests.pg_fixtures import PASSWORD
 
 @pytest.fixture(scope="session")
@@ -41,7 +41,7 @@ def test_schema_from_the_catalog(reader_box):
     assert lines[3] == ("CREATE TABLE sales.targets (region TEXT, year INTEGER, amount DOUBLE PRECISION, "
                         "PRIMARY KEY (region, year));")
     # The schema text is read by sqlft's own schema tools like any other database's.
-    from sqlft.schema import format_schema
+    from sqlft.sql.schema import format_schema
     assert "customers(" in format_schema(reader_box.ddl, "compact")
 
 
@@ -134,7 +134,7 @@ def test_hostile_sizes_are_stopped_by_the_server(reader_url, sql):
         assert box.execute("SELECT 1").status == "ok"
         r, growth = _peak_growth(lambda: box.execute(sql))
         assert r.status in ("error", "timeout", "rejected"), r
-        # refused before it runs (a literal size over eval.postgres.MAX_SIZE_ARG), stopped, or cut by the byte count
+        # refused before it runs (a literal size over sqlft.sql.postgres.MAX_SIZE_ARG), stopped, or cut by the byte count
         assert r.status == "timeout" or r.error == "result larger than 1000000 bytes" or "literal" in r.error, r.error
         assert growth < 16_000_000, f"this process grew by {growth:,} bytes"
         assert box.execute("SELECT n FROM big ORDER BY n DESC LIMIT 2").rows == [(1000,), (999,)]
@@ -455,8 +455,8 @@ SAME_ON_BOTH = [  # (database, dialect, SQL): eval and serve must give the same 
 def test_eval_and_serve_run_the_same_sql_the_same_way(reader_url, tmp_path):
     """The one execution rule: eval's scoring path and serve's /execute choose the same engine and transpile
     the same way, so the same SQL on the same source gives the same status and rows."""
-    from eval import scoring as eval_scoring
-    from eval.inputs import Example
+    from sqlft.scoring import execution as eval_scoring
+    from sqlft.data.examples import Example
     from serve.execution import json_value
     sources = {"concert": str(sqlite_file(tmp_path)), "shop": reader_url}
     client = serve_client(database=[f"{name}={source}" for name, source in sources.items()])
@@ -516,7 +516,7 @@ def test_a_service_file_gives_host_user_and_password(cluster, tmp_path, monkeypa
 
 
 def test_eval_sets_take_their_schema_from_the_catalog(cluster, tmp_path):
-    from eval.inputs import load_eval_set
+    from sqlft.data.examples import load_eval_set
     questions = tmp_path / "questions_gen_postgres.csv"
     questions.write_text("question,query,db_name,query_category,instructions\n"
                          "How many customers?,SELECT COUNT(*) FROM customers,shop,count,\n")
@@ -531,7 +531,7 @@ def test_the_run_records_the_dialect_its_model_writes(tmp_path):
     import yaml
 
     from sqlft.config import load_config, save_config
-    from sqlft.generate import resolve_ref
+    from sqlft.model.generate import resolve_ref
     root = Path(__file__).resolve().parents[1]
     assert load_config(root / "configs" / "smollm2-135m-lora-cpu.yaml").data.sql_dialect == "duckdb"  # demo data
     assert load_config(root / "configs" / "smollm2-135m-spider-cpu.yaml").data.sql_dialect == "sqlite"  # Spider

@@ -1,7 +1,7 @@
 """Precision follows the hardware: `auto` is bf16 where it is native and fp32 on a CPU without it; an explicit bf16
 where it is emulated runs with one warning; the choice is printed and recorded in the run's config.yaml.
 
-The CPU is described to sqlft.precision by monkeypatching its flag reader and torch's capability, so these tests
+The CPU is described to sqlft.model.precision by monkeypatching its flag reader and torch's capability, so these tests
 check both CPU kinds on any machine.
 """
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from sqlft import precision
+from sqlft.model import precision
 from sqlft.config import ConfigError, ModelConfig, load_config
 
 AVX2_FLAGS = frozenset({"fpu", "sse4_2", "avx", "avx2", "fma"})  # Zen 3: no avx512_bf16, no amx_bf16
@@ -20,7 +20,7 @@ AVX512_BF16_FLAGS = AVX2_FLAGS | {"avx512f", "avx512bw", "avx512_bf16"}  # Zen 4
 
 @pytest.fixture
 def cpu(monkeypatch):
-    """cpu(flags, capability) makes sqlft.precision see that CPU (and no GPU); resets the once-only warning."""
+    """cpu(flags, capability) makes sqlft.model.precision see that CPU (and no GPU); resets the once-only warning."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.delenv(precision.CPU_BF16_ENV, raising=False)
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
@@ -82,7 +82,7 @@ def test_explicit_bf16_on_a_native_cpu_does_not_warn(cpu):
 
 
 def test_train_prints_and_records_the_resolved_precision(cpu, capsys):
-    from sqlft.train import resolve_precision
+    from sqlft.training.sft import resolve_precision
 
     cpu(AVX2_FLAGS, "AVX2")
     config = resolve_precision(load_config(None, ["model.method=qlora"]))
@@ -97,7 +97,7 @@ def test_train_prints_and_records_the_resolved_precision(cpu, capsys):
 
 
 def test_quantization_compute_dtype_auto_follows_the_hardware(cpu):
-    from sqlft.modeling import quantization_config
+    from sqlft.model.loading import quantization_config
 
     cpu(AVX2_FLAGS, "AVX2")
     assert quantization_config(ModelConfig(method="qlora")).bnb_4bit_compute_dtype == torch.float32
@@ -113,7 +113,7 @@ def test_renamed_bf16_key_says_what_replaced_it():
 
 
 def test_run_folder_config_yaml_records_the_choice(cpu, tmp_path):
-    from sqlft.train import prepare_run_dir, resolve_precision
+    from sqlft.training.sft import prepare_run_dir, resolve_precision
 
     cpu(AVX2_FLAGS, "AVX2")
     config = resolve_precision(load_config(None, ["model.method=qlora", f"train.output_dir={tmp_path / 'run'}"]))

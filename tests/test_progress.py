@@ -2,7 +2,7 @@
 
 import io
 
-from sqlft.progress import progress
+from sqlft.core.progress import progress
 
 
 def test_progress_off_a_terminal_writes_plain_lines():

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "prompts.json"
-DEMO = Path(__file__).resolve().parent.parent / "sqlft" / "demo_data" / "train.jsonl"
+DEMO = Path(__file__).resolve().parent.parent / "sqlft" / "data" / "demo" / "train.jsonl"
 
 # Schemas as the data gives them: know_sql's one-line DDL, Spider's tables.json DDL, DuckDB and PostgreSQL dumps,
 # SQLite's untyped columns, quoted names, semicolons inside strings and comments, statements that are not tables.
@@ -45,7 +45,7 @@ SCHEMAS = {
 
 
 def demo_schemas(limit: int = 6) -> dict[str, str]:
-    """The demo set's schemas (DuckDB DDL from eval.database.schema_ddl), one per distinct context."""
+    """The demo set's schemas (DuckDB DDL from sqlft.sql.database.schema_ddl), one per distinct context."""
     found = {}
     for line in DEMO.read_text().splitlines():
         row = json.loads(line)
@@ -55,9 +55,9 @@ def demo_schemas(limit: int = 6) -> dict[str, str]:
 
 
 def render_all(tokenizer) -> dict[str, str]:
-    from sqlft.record import Record, Turn, sql_record
-    from sqlft.schema import SCHEMA_FORMATS
-    from sqlft.templates import TEMPLATES, render, sql_prompt, stop_strings
+    from sqlft.prompts.record import Record, Turn, sql_record
+    from sqlft.sql.schema import SCHEMA_FORMATS
+    from sqlft.prompts.templates import TEMPLATES, render, sql_prompt, stop_strings
 
     chat = Record([Turn("user", "Hi; who are you?"), Turn("assistant", "A model."), Turn("user", "And SQL?"),
                    Turn("assistant", "SELECT 1;")], system="Be brief.", task="chat")
@@ -102,7 +102,7 @@ if __name__ == "__main__":
         sys.exit(__doc__)
     from transformers import AutoTokenizer
 
-    from sqlft.embedded import resolve_embedded
+    from sqlft.model.embedded import resolve_embedded
     GOLDEN.parent.mkdir(exist_ok=True)
     rendered = render_all(AutoTokenizer.from_pretrained(resolve_embedded("embedded:smollm2-135m-instruct")))
     GOLDEN.write_text(json.dumps(rendered, indent=1, ensure_ascii=False, sort_keys=True) + "\n")

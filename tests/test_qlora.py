@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sqlft.config import load_config
-from sqlft.modeling import add_lora, fix_bnb_cpu_gradients, load_base_model, load_tokenizer
+from sqlft.model.loading import add_lora, fix_bnb_cpu_gradients, load_base_model, load_tokenizer
 
 
 def lora_grad_norm(model, batch) -> float:
@@ -54,8 +54,8 @@ def test_qlora_gradients_survive_an_eval_forward(small_model_dir, monkeypatch):
 @pytest.mark.slow
 def test_real_embedded_model_qlora_trains_and_answers(embedded_model_dir, sql_jsonl, tmp_path):
     """The real SmolLM2-135M, 4-bit NF4 + LoRA, two steps at a short length; then the run answers a question."""
-    from sqlft.generate import InferenceModel
-    from sqlft.train import train
+    from sqlft.model.generate import InferenceModel
+    from sqlft.training.sft import train
 
     config = load_config("configs/smollm2-135m-lora-cpu.yaml", [
         "model.method=qlora", f"data.train=[{{path: {sql_jsonl}}}]", "data.max_length=96",

@@ -62,7 +62,7 @@ def parse(argv: list[str]) -> None:
         Settings.from_cli(rest)
     elif command == "train":
         from sqlft.config import load_config
-        from sqlft.train import parse_args
+        from sqlft.training.sft import parse_args
         args = parse_args(rest)
         load_config(ROOT / args.config, args.overrides)  # the overrides as written are valid keys and values
     else:
@@ -150,8 +150,8 @@ def test_cheap_lines_run_as_written(tmp_path, monkeypatch, capsys):
 
 def test_model_card_base_model_is_the_hub_id_the_run_started_from(tmp_path):
     from sqlft.config import Config
-    from sqlft.merge import hub_id, model_card
-    from sqlft.run_folder import RunFolder
+    from sqlft.training.merge import hub_id, model_card
+    from sqlft.config.run_folder import RunFolder
 
     assert hub_id("embedded:smollm2-135m-instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert hub_id("meta-llama/Llama-2-7b-hf") == "meta-llama/Llama-2-7b-hf"

@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 from serve.app import create_app
 from serve.settings import Settings
 from sqlft.config import EMBEDDED_MODEL, GenerationConfig
-from sqlft.record import SQL_SYSTEM
-from sqlft.remote import OpenAIBackend, RemoteError
-from sqlft.templates import sql_prompt, stop_strings
+from sqlft.prompts.record import SQL_SYSTEM
+from sqlft.model.remote import OpenAIBackend, RemoteError
+from sqlft.prompts.templates import sql_prompt, stop_strings
 
 DDL = "CREATE TABLE singer (id INT, name TEXT, age INT)"
 

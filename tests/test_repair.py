@@ -1,11 +1,11 @@
-"""eval/repair.py: answers that name tables or columns the schema lacks are rewritten to the schema's names, rule by
+"""sqlft/sql/repair.py: answers that name tables or columns the schema lacks are rewritten to the schema's names, rule by
 rule; an answer whose names all resolve, or that no rule can place, is returned as written. The rewritten SQL is
 run on a real DuckDB database built from the same schema, so each case checks that the repair runs."""
 
 import pytest
 
-from eval.repair import closest, repair_sql, schema_names
-from eval.sandbox import Sandbox
+from sqlft.sql.repair import closest, repair_sql, schema_names
+from sqlft.sql.duckdb_sandbox import Sandbox
 
 # Spider's party_host database, as its CREATE TABLE text reads (apartment_bookings for the plural rule)
 DDL = """CREATE TABLE party (Party_ID INT, Party_Theme TEXT, Location TEXT, First_year TEXT, Last_year TEXT,

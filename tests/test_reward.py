@@ -1,4 +1,4 @@
-"""eval/reward.py: the GRPO execution reward scores answers as `sqlft eval` does, on real and synthesized databases.
+"""sqlft/training/reward.py: the GRPO execution reward scores answers as `sqlft eval` does, on real and synthesized databases.
 
 match 1, runs-but-wrong 0.1, error 0, timeout 0, hostile SQL 0 with the database file unchanged; gold that does not
 run drops the record with its reason; penalties and the logged rates.
@@ -11,9 +11,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from eval.inputs import record_example
-from eval.reward import ExecutionReward, RewardSettings, outcome_rates
-from sqlft.record import sql_record
+from sqlft.data.examples import record_example
+from sqlft.training.reward import ExecutionReward, RewardSettings, outcome_rates
+from sqlft.prompts.record import sql_record
 
 DDL = "CREATE TABLE singer (singer_id INT, name TEXT, country TEXT, age INT)"
 GOLD = "SELECT name FROM singer WHERE country = 'France'"

@@ -1,4 +1,4 @@
-"""The run folder has one home (sqlft.run_folder): later stages read a run back as the typed config, a folder that is
+"""The run folder has one home (sqlft.config.run_folder): later stages read a run back as the typed config, a folder that is
 not a run is a clear error, and no other module spells the layout's file names."""
 
 import ast
@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from sqlft.config import ConfigError, load_config, save_config
-from sqlft.run_folder import NotARunError, RunFolder, open_run, read_config
+from sqlft.config.run_folder import NotARunError, RunFolder, open_run, read_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,7 +85,7 @@ def test_sample_prompts_and_metrics_round_trip(tmp_path):
 
 def test_a_continued_adapter_must_share_the_runs_prompt_settings(tmp_path):
     """GRPO (or SFT) continuing an SFT run reads that run back typed: a different template is refused."""
-    from sqlft.modeling import adapter_dir
+    from sqlft.model.loading import adapter_dir
 
     run = make_run(tmp_path / "sft", "data.template=chatml")
     (run.adapter / "adapter_config.json").write_text("{}")
@@ -110,11 +110,11 @@ def test_only_the_run_folder_module_spells_the_layout():
             spelt += [f"{path.relative_to(ROOT)}:{node.lineno} {node.value!r}"
                       for node in ast.walk(ast.parse(path.read_text()))
                       if isinstance(node, ast.Constant) and node.value in LAYOUT_NAMES]
-    assert not spelt, f"use sqlft.run_folder.RunFolder instead of spelling the run folder's files: {spelt}"
+    assert not spelt, f"use sqlft.config.run_folder.RunFolder instead of spelling the run folder's files: {spelt}"
 
 
 def test_merge_refuses_a_folder_that_is_not_a_run_with_an_adapter(tmp_path):
-    from sqlft.merge import main
+    from sqlft.training.merge import main
 
     with pytest.raises(SystemExit, match="sqlft merge: .* is not a training run folder: it has no config.yaml"):
         main([str(tmp_path)])

@@ -1,4 +1,4 @@
-"""eval/sandbox.py: hostile SQL is rejected or stopped, nothing touches the file system, timeouts and threads hold.
+"""sqlft/sql/duckdb_sandbox.py: hostile SQL is rejected or stopped, nothing touches the file system, timeouts and threads hold.
 
 Run: .venv/bin/pytest tests/test_sandbox.py -q
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from eval.sandbox import ExecutionResult, Sandbox, check_sql
+from sqlft.sql.duckdb_sandbox import ExecutionResult, Sandbox, check_sql
 
 TIMEOUT_S = 1.0
 SLACK_S = 1.5  # a shared 2-core machine: how late a stopped query may come back

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from sqlft.record import sql_record
-from sqlft.schema import format_schema
-from sqlft.templates import render, sql_prompt
+from sqlft.prompts.record import sql_record
+from sqlft.sql.schema import format_schema
+from sqlft.prompts.templates import render, sql_prompt
 from tests.conftest import shared_data
 
 SPIDER_DDL = ("CREATE TABLE head (head_ID NUMERIC, name TEXT, born_state TEXT, age NUMERIC, "
@@ -53,7 +53,7 @@ def test_train_and_inference_prompts_carry_the_same_compact_schema():
 
 
 def test_only_sql_records_are_reformatted():
-    from sqlft.record import Record, Turn
+    from sqlft.prompts.record import Record, Turn
     alpaca = Record(turns=[Turn("user", "Summarise"), Turn("assistant", "ok")], context="CREATE TABLE t (a INT);")
     assert "CREATE TABLE t (a INT);" in render(alpaca, "chatml", schema_format="compact").prompt
 
@@ -68,7 +68,7 @@ def test_every_spider_train_schema_compacts_without_leftover_ddl():
 
 
 def test_split_statements_follows_sqlglots_tokens():
-    from sqlft.schema import split_statements
+    from sqlft.sql.schema import split_statements
 
     script = ("CREATE TABLE \"a;b\" (x TEXT DEFAULT 'p;q'); -- c; d\nCREATE TABLE c (y INT) /* e; f */;\n"
               "INSERT INTO c VALUES (1);;\n  SELECT 'x;' AS s")

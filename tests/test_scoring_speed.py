@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from eval import scoring
-from eval.compare import _freeze_row, _freeze_rows, compare_results
-from eval.inputs import Example
-from eval.sandbox import ExecutionResult
-from eval.sqlite_sandbox import SqliteSandbox, _chunk_size, _value_size
+from sqlft.scoring import execution as scoring
+from sqlft.sql.compare import _freeze_row, _freeze_rows, compare_results
+from sqlft.data.examples import Example
+from sqlft.sql.duckdb_sandbox import ExecutionResult
+from sqlft.sql.sqlite_sandbox import SqliteSandbox, _chunk_size, _value_size
 
 
 @pytest.fixture

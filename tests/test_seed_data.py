@@ -7,9 +7,9 @@ import pytest
 
 from conftest import shared_data
 from sqlft.config import DatasetSpec
-from sqlft.formats import DataError, load_records
-from sqlft.record import sql_record
-from sqlft.templates import render
+from sqlft.data.formats import DataError, load_records
+from sqlft.prompts.record import sql_record
+from sqlft.prompts.templates import render
 
 
 def test_pre_rendered_text_in_another_column(tmp_path):

@@ -11,7 +11,7 @@ import yaml
 
 from conftest import SHARED_DATA, shared_data
 from sqlft.config import ConfigError, load_config
-from sqlft.modeling import check_device_options, has_gpu
+from sqlft.model.loading import check_device_options, has_gpu
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "configs" / "seeds"
@@ -52,7 +52,7 @@ def _data(template: str) -> str:
 
 @pytest.mark.parametrize("name", CASES)
 def test_seed_config_trains_two_steps_on_cpu(name, tiny_model_dir, tiny_yuan_dir, tmp_path):
-    from sqlft.train import train
+    from sqlft.training.sft import train
 
     data, gpu_only = CASES[name]
     data = _data(data)
@@ -93,14 +93,14 @@ def _value(config, key):
 
 
 def _import(path, **kwargs):
-    from sqlft.config_import import import_file
+    from sqlft.commands.config_import import import_file
     return import_file(path, **kwargs)
 
 
 def test_axolotl_seed_imports_with_every_key_accounted_for(tmp_path, tiny_model_dir):
-    from sqlft.config_import import main
-    from sqlft.merge import merge
-    from sqlft.train import train
+    from sqlft.commands.config_import import main
+    from sqlft.training.merge import merge
+    from sqlft.training.sft import train
 
     source = SHARED_SEEDS / "axolotl-know_sql-qlora.yml"
     if not source.is_file():
@@ -138,8 +138,8 @@ def test_axolotl_seed_imports_with_every_key_accounted_for(tmp_path, tiny_model_
 
 
 def test_llamafactory_seed_imports_with_its_deepspeed_json_and_registry(tmp_path, tiny_yuan_dir):
-    from sqlft.config_import import parse_command_line, write
-    from sqlft.train import train
+    from sqlft.commands.config_import import parse_command_line, write
+    from sqlft.training.sft import train
 
     source = SHARED_SEEDS / "llamafactory-yuan2-full.sh"
     deepspeed = SHARED_SEEDS / "llamafactory-zero2.json"
@@ -178,7 +178,7 @@ def test_llamafactory_seed_imports_with_its_deepspeed_json_and_registry(tmp_path
 
 
 def test_llamafactory_yaml_and_registry_import(tmp_path, tiny_yuan_dir):
-    from sqlft.config_import import import_registry
+    from sqlft.commands.config_import import import_registry
 
     registry = shared_data("instruct", "llamafactory", "dataset_info.json")
     alone = import_registry(registry)

@@ -17,8 +17,8 @@ import httpx
 import psycopg
 import pytest
 
-from eval.compare import compare_results
-from eval.sandbox import ExecutionResult
+from sqlft.sql.compare import compare_results
+from sqlft.sql.duckdb_sandbox import ExecutionResult
 from serve.app import create_app
 from serve.guard import takes_slot
 from serve.settings import Settings

@@ -1,4 +1,4 @@
-"""Shared-schema packing (data.packing: shared_prefix, sqlft.shared_prefix) trains exactly what the records alone do.
+"""Shared-schema packing (data.packing: shared_prefix, sqlft.training.shared_prefix) trains exactly what the records alone do.
 
 On a tiny random Llama with LoRA: each block of a packed row gives the logits of its record run alone, the summed
 loss and the LoRA gradients of a packed batch are those of the records one by one, a block's question changes no other
@@ -13,13 +13,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sqlft import shared_prefix
+from sqlft.training import shared_prefix
 from sqlft.config import ConfigError, load_config
-from sqlft.data import build_training_data
-from sqlft.modeling import add_lora, load_base_model, load_tokenizer
-from sqlft.record import sql_record
-from sqlft.templates import TEMPLATES, render_prompt
-from sqlft.train import build_trainer, train
+from sqlft.training.dataset import build_training_data
+from sqlft.model.loading import add_lora, load_base_model, load_tokenizer
+from sqlft.prompts.record import sql_record
+from sqlft.prompts.templates import TEMPLATES, render_prompt
+from sqlft.training.sft import build_trainer, train
 
 IGNORE = -100
 
@@ -34,7 +34,7 @@ def overrides(tiny_model_dir, sql_jsonl, tmp_path, *extra):
 
 def setup(tiny_model_dir, sql_jsonl, tmp_path, *extra, attention="sdpa"):
     config = load_config(None, overrides(tiny_model_dir, sql_jsonl, tmp_path, *extra))
-    # As train() sets it (sqlft.shared_prefix.attention_for)
+    # As train() sets it (sqlft.training.shared_prefix.attention_for)
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, attn_implementation=attention))
     tokenizer = load_tokenizer(config.model.name)
     data = build_training_data(config, tokenizer)

@@ -1,4 +1,4 @@
-"""eval/sql.py: extraction from model text, parsing, normal forms, and SQLite -> DuckDB rewrites checked by running
+"""sqlft/sql/dialect.py: extraction from model text, parsing, normal forms, and SQLite -> DuckDB rewrites checked by running
 the same query on Python's sqlite3 and on DuckDB.
 
 Run: .venv/bin/pytest tests/test_sql.py -q
@@ -11,9 +11,10 @@ import sqlite3
 import pytest
 import sqlglot
 
-from eval.compare import compare_results
-from eval.sandbox import ExecutionResult, Sandbox
-from eval.sql import exact_match, extract_sql, has_order_by, normalise, parse_sql, strip_distinct, to_duckdb
+from sqlft.sql.compare import compare_results
+from sqlft.sql.duckdb_sandbox import ExecutionResult, Sandbox
+from sqlft.prompts.reply import extract_sql
+from sqlft.sql.dialect import exact_match, has_order_by, normalise, parse_sql, strip_distinct, to_duckdb
 
 # (id, model text, expected SQL)
 EXTRACTION = [

@@ -1,4 +1,4 @@
-"""eval.sqlite_sandbox.SqliteSandbox: behaviour, hostile queries, limits, threads, and agreement with the
+"""sqlft.sql.sqlite_sandbox.SqliteSandbox: behaviour, hostile queries, limits, threads, and agreement with the
 official Spider verdict (ported in benchmarks/spider_faithfulness.py) on a tiny database."""
 
 import hashlib
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from eval.compare import compare_results
-from eval.sandbox import ExecutionResult, Sandbox
-from eval.sql import has_order_by, strip_distinct
-from eval.sqlite_sandbox import SqliteSandbox, is_sqlite_file, split_statement, statement_problem
+from sqlft.sql.compare import compare_results
+from sqlft.sql.duckdb_sandbox import ExecutionResult, Sandbox
+from sqlft.sql.dialect import has_order_by, strip_distinct
+from sqlft.sql.sqlite_sandbox import SqliteSandbox, is_sqlite_file, split_statement, statement_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -315,7 +315,7 @@ class HeldClock:
 def test_threads_share_one_sandbox(box, monkeypatch):
     """A slow query blocks nobody: 120 queries from 8 threads all finish while an endless one is still running
     (it cannot end before the test moves the clock past its timeout)."""
-    import eval.sqlite_sandbox as module
+    import sqlft.sql.sqlite_sandbox as module
 
     clock = HeldClock()
     monkeypatch.setattr(module, "time", clock)

@@ -1,5 +1,5 @@
-"""The schema reader (sqlft.schema), literal harvesting (eval.literals), synthesized databases on real Spider
-schemas (eval.synth) and gold checks (eval.gold_check).
+"""The schema reader (sqlft.sql.schema), literal harvesting (sqlft.sql.literals), synthesized databases on real Spider
+schemas (sqlft.sql.synth) and gold checks (sqlft.sql.gold_check).
 
     .venv/bin/pytest tests/test_synth.py -q
 """
@@ -14,11 +14,11 @@ import duckdb
 import pytest
 from conftest import SHARED_DATA
 
-from eval import synth
-from eval.gold_check import GoldCheck, check_gold
-from eval.literals import harvest
-from eval.synth import synthesize
-from sqlft.schema import parse_tables, schema_from_ddl
+from sqlft.sql import synth
+from sqlft.sql.gold_check import GoldCheck, check_gold
+from sqlft.sql.literals import harvest
+from sqlft.sql.synth import synthesize
+from sqlft.sql.schema import parse_tables, schema_from_ddl
 
 SPIDER = SHARED_DATA / "spider_train" / "spider_train.jsonl"
 needs_spider = pytest.mark.skipif(not SPIDER.exists(), reason=f"shared Spider data not found at {SPIDER}")

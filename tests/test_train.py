@@ -9,10 +9,10 @@ import yaml
 from safetensors.torch import load_file
 
 from sqlft.config import load_config
-from sqlft.data import build_training_data, encode
-from sqlft.modeling import load_tokenizer
-from sqlft.record import sql_record
-from sqlft.templates import render
+from sqlft.training.dataset import build_training_data, encode
+from sqlft.model.loading import load_tokenizer
+from sqlft.prompts.record import sql_record
+from sqlft.prompts.templates import render
 
 
 def tiny_config(tiny_model_dir, data_path, run_dir, *overrides):
@@ -25,7 +25,7 @@ def tiny_config(tiny_model_dir, data_path, run_dir, *overrides):
 
 
 def test_lora_changes_adapter_and_leaves_base_untouched(tiny_model_dir, sql_jsonl, tmp_path, monkeypatch):
-    import sqlft.train as train_module
+    import sqlft.training.sft as train_module
 
     loaded = {}
 
@@ -70,7 +70,7 @@ def test_loss_mask_covers_exactly_the_answer(tiny_model_dir):
 
 
 def test_data_that_leaves_nothing_to_learn_fails_loudly(tiny_model_dir, sql_jsonl, tmp_path):
-    from sqlft.formats import DataError
+    from sqlft.data.formats import DataError
 
     config = tiny_config(tiny_model_dir, sql_jsonl, tmp_path / "run", "data.max_length=16", "data.overlong=fail")
     with pytest.raises(DataError, match="max_length"):
@@ -86,7 +86,7 @@ def test_split_by_database_keeps_databases_apart(tiny_model_dir, sql_jsonl, tmp_
 def test_killed_run_resumes_to_the_same_result(tiny_model_dir, sql_jsonl, tmp_path, monkeypatch):
     from transformers import TrainerCallback
 
-    import sqlft.train as train_module
+    import sqlft.training.sft as train_module
 
     reference = train_module.train(tiny_config(tiny_model_dir, sql_jsonl, tmp_path / "straight"))
 
@@ -121,8 +121,8 @@ def _with_callback(trainer, callback):
 
 
 def test_existing_run_folder_is_not_overwritten(tiny_model_dir, sql_jsonl, tmp_path):
-    from sqlft.formats import DataError
-    from sqlft.train import train
+    from sqlft.data.formats import DataError
+    from sqlft.training.sft import train
 
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "metrics.json").write_text("{}")
@@ -131,7 +131,7 @@ def test_existing_run_folder_is_not_overwritten(tiny_model_dir, sql_jsonl, tmp_p
 
 
 def test_non_finite_loss_stops_with_a_message(tiny_model_dir, sql_jsonl, tmp_path, monkeypatch):
-    import sqlft.train as train_module
+    import sqlft.training.sft as train_module
 
     original = train_module.load_base_model
 
@@ -149,9 +149,9 @@ def test_non_finite_loss_stops_with_a_message(tiny_model_dir, sql_jsonl, tmp_pat
 def test_merged_model_equals_adapter_and_loads_plainly(tiny_model_dir, sql_jsonl, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from sqlft.generate import InferenceModel
-    from sqlft.merge import merge
-    from sqlft.train import train
+    from sqlft.model.generate import InferenceModel
+    from sqlft.training.merge import merge
+    from sqlft.training.sft import train
 
     run_dir = train(tiny_config(tiny_model_dir, sql_jsonl, tmp_path / "run", "data.schema_format=compact"))
     merged_dir = merge(run_dir, dtype="float32")  # verify=True: raises if greedy outputs differ
@@ -175,10 +175,10 @@ def test_a_16_bit_merge_passes_its_check_and_a_wrong_merge_fails_it(tiny_model_d
     a merge that moved one layer's weights is refused."""
     from safetensors.torch import load_file, save_file
 
-    from sqlft.generate import InferenceModel
-    from sqlft.merge import MergeMismatch, merge, reference_answers, verify_merge
-    from sqlft.run_folder import open_run
-    from sqlft.train import train
+    from sqlft.model.generate import InferenceModel
+    from sqlft.training.merge import MergeMismatch, merge, reference_answers, verify_merge
+    from sqlft.config.run_folder import open_run
+    from sqlft.training.sft import train
 
     run_dir = train(tiny_config(tiny_model_dir, sql_jsonl, tmp_path / "run"))
     merged_dir = merge(run_dir, dtype="bfloat16")  # verifies; raised before on ties

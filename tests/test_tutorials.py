@@ -57,7 +57,7 @@ def seed_config(data: dict, overrides=()):
 def config_value(config, key: str):
     """A dotted key of a config; data.train[0].path indexes a list; merge.dtype is what `sqlft merge` picks."""
     if key == "merge.dtype":
-        from sqlft.merge import merge_dtype
+        from sqlft.training.merge import merge_dtype
         return merge_dtype(config, config.model.name)
     node = config
     for part in key.split("."):
@@ -102,7 +102,7 @@ def collator_labels(tokenizer, ids: list[int]) -> list[int]:
 
 def load_one(tmp_path, rows, **spec):
     from sqlft.config import DatasetSpec
-    from sqlft.formats import load_records
+    from sqlft.data.formats import load_records
 
     path = tmp_path / "data.jsonl"
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
@@ -143,8 +143,8 @@ def ovh_create_prompt_formats(sample: dict, parts: dict) -> str:
 
 
 def test_ovh_bytes_and_tokens(tmp_path, llama2_tokenizer):
-    from sqlft.data import encode
-    from sqlft.templates import render
+    from sqlft.training.dataset import encode
+    from sqlft.prompts.templates import render
 
     data, config = fixture(OVH), seed_config(fixture(OVH))
     example = data["example"]
@@ -166,9 +166,9 @@ def test_ovh_bytes_and_tokens(tmp_path, llama2_tokenizer):
 
 
 def test_mlabonne_bytes_and_tokens(tmp_path, llama2_tokenizer):
-    from sqlft.data import encode
-    from sqlft.record import Record, Turn
-    from sqlft.templates import render_prompt
+    from sqlft.training.dataset import encode
+    from sqlft.prompts.record import Record, Turn
+    from sqlft.prompts.templates import render_prompt
 
     data, config = fixture(MLABONNE), seed_config(fixture(MLABONNE))
     text = data["example"]["text"]
@@ -212,9 +212,9 @@ def llama3_tokenizer(embedded_model_dir):
 
 
 def test_llama3_bytes_and_tokens(tmp_path, llama3_tokenizer):
-    from sqlft.data import encode
-    from sqlft.record import Record, Turn
-    from sqlft.templates import render, render_prompt
+    from sqlft.training.dataset import encode
+    from sqlft.prompts.record import Record, Turn
+    from sqlft.prompts.templates import render, render_prompt
 
     data, config = fixture(LLAMA3), seed_config(fixture(LLAMA3))
     example = data["example"]
@@ -247,7 +247,7 @@ def test_llama3_bytes_and_tokens(tmp_path, llama3_tokenizer):
 
 @pytest.fixture(scope="module")
 def yuan_tokenizer(tiny_yuan_dir):
-    from sqlft.modeling import load_tokenizer
+    from sqlft.model.loading import load_tokenizer
     config = seed_config(fixture(YUAN), [f"model.name={tiny_yuan_dir}"])
     return load_tokenizer(config.model.name, config.model)
 
@@ -267,9 +267,9 @@ def llamafactory_053_ids(tokenizer, turns: list[tuple[str, str]]) -> tuple[list[
 
 def test_yuan_bytes_and_tokens(tmp_path, yuan_tokenizer):
     from sqlft.config import DatasetSpec
-    from sqlft.data import encode
-    from sqlft.formats import load_records
-    from sqlft.templates import render
+    from sqlft.training.dataset import encode
+    from sqlft.data.formats import load_records
+    from sqlft.prompts.templates import render
 
     data, config = fixture(YUAN), seed_config(fixture(YUAN))
     row = json.loads(data["example"]["record_json"])
@@ -302,7 +302,7 @@ def test_yuan_bytes_and_tokens(tmp_path, yuan_tokenizer):
 
 def test_yuan_hub_registry_entry_says_which_file_to_fetch(tmp_path, monkeypatch):
     from sqlft.config import DatasetSpec
-    from sqlft.formats import DataError, load_records
+    from sqlft.data.formats import DataError, load_records
 
     # LLaMA-Factory's alpaca_en entry today (data/dataset_info.json): hub ids only
     entry = {"hf_hub_url": "llamafactory/alpaca_en", "ms_hub_url": "llamafactory/alpaca_en", "om_hub_url": "HaM/alpaca_en"}
@@ -314,7 +314,7 @@ def test_yuan_hub_registry_entry_says_which_file_to_fetch(tmp_path, monkeypatch)
     assert "llamafactory/alpaca_en" in message and "alpaca_en.json" in message
     assert '"file_name": "alpaca_en.json"' in message and str(tmp_path) in message
     assert "ModelScope" not in message, "the mirrors beside a Hugging Face id are not refused"
-    from sqlft.config_import import import_registry
+    from sqlft.commands.config_import import import_registry
     statuses = {line.key: line.status for line in import_registry(tmp_path / "dataset_info.json").lines}
     assert statuses == {"alpaca_en.hf_hub_url": "mapped", "alpaca_en.ms_hub_url": "implied",
                         "alpaca_en.om_hub_url": "implied"}
@@ -324,9 +324,9 @@ def test_yuan_hub_registry_entry_says_which_file_to_fetch(tmp_path, monkeypatch)
 
 
 def test_axolotl_bytes_and_tokens(tmp_path, llama2_tokenizer):
-    from sqlft.data import encode
-    from sqlft.record import sql_record
-    from sqlft.templates import render, render_prompt
+    from sqlft.training.dataset import encode
+    from sqlft.prompts.record import sql_record
+    from sqlft.prompts.templates import render, render_prompt
 
     data, config = fixture(AXOLOTL), seed_config(fixture(AXOLOTL))
     example = data["example"]
@@ -357,7 +357,7 @@ def test_axolotl_bytes_and_tokens(tmp_path, llama2_tokenizer):
 @pytest.mark.parametrize("name", HAND_WRITTEN)
 def test_every_tutorial_value_is_in_the_seed_config(name):
     from sqlft.config import ConfigError
-    from sqlft.modeling import check_device_options, has_gpu
+    from sqlft.model.loading import check_device_options, has_gpu
 
     data = fixture(name)
     config = seed_config(data)
@@ -381,7 +381,7 @@ def test_llama3_services_are_refused_here_with_what_to_do(monkeypatch):
     import importlib.util
 
     from sqlft.config import ConfigError
-    from sqlft.train import check_services
+    from sqlft.training.sft import check_services
 
     data = fixture(LLAMA3)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -396,7 +396,7 @@ def test_llama3_services_are_refused_here_with_what_to_do(monkeypatch):
 
 def imported_config(data: dict, tmp_path: Path) -> dict:
     from sqlft.config import load_config, to_dict
-    from sqlft.config_import import import_file, write
+    from sqlft.commands.config_import import import_file, write
 
     source = FIXTURES / (data.get("command_file") or data["config_file"])
     # the DeepSpeed JSON named from the repository root, as the seed names it
@@ -432,7 +432,7 @@ def test_imported_seed_is_what_config_import_writes_from_the_tutorial(name, tmp_
 
 def test_merge_dtype_follows_the_training_precision(tiny_model_dir):
     from sqlft.config import load_config
-    from sqlft.merge import merge_dtype
+    from sqlft.training.merge import merge_dtype
 
     def dtype(*overrides):
         return merge_dtype(load_config(None, list(overrides)), str(tiny_model_dir))
@@ -447,7 +447,7 @@ def test_merge_dtype_follows_the_training_precision(tiny_model_dir):
 
 
 def test_train_reads_the_local_rank_deepspeed_appends(monkeypatch):
-    from sqlft.train import parse_args
+    from sqlft.training.sft import parse_args
 
     monkeypatch.setenv("LOCAL_RANK", "unset-after-the-test")  # so that the undo removes what parse_args sets
     monkeypatch.delenv("LOCAL_RANK")
@@ -459,21 +459,21 @@ def test_train_reads_the_local_rank_deepspeed_appends(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     with pytest.raises(SystemExit):
         parse_args(["--local_rank=0", "seed.yaml"])
-    assert "--module sqlft.train" in README.read_text() and " -m sqlft.train configs/seeds/llamafactory" not in \
+    assert "--module sqlft.training.sft" in README.read_text() and " -m sqlft.training.sft configs/seeds/llamafactory" not in \
         README.read_text(), "the README launches with deepspeed's --module"
 
 
 @pytest.mark.slow
 def test_deepspeed_module_launch_line_trains(tmp_path, tiny_model_dir, sql_jsonl):
-    """The command deepspeed/launcher/launch.py runs for `deepspeed --num_gpus 1 --module sqlft.train CONFIG ...`:
-    [python, -u, -m, sqlft.train, --local_rank=0, CONFIG, ...] with RANK, LOCAL_RANK and WORLD_SIZE set."""
-    from sqlft.net import free_port
+    """The command deepspeed/launcher/launch.py runs for `deepspeed --num_gpus 1 --module sqlft.training.sft CONFIG ...`:
+    [python, -u, -m, sqlft.training.sft, --local_rank=0, CONFIG, ...] with RANK, LOCAL_RANK and WORLD_SIZE set."""
+    from sqlft.core.net import free_port
 
     config = tmp_path / "run.yaml"
     config.write_text("name: ds-launch\n")
     env = {**os.environ, "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
            "MASTER_PORT": str(free_port()), "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-u", "-m", "sqlft.train", "--local_rank=0", str(config), f"model.name={tiny_model_dir}",
+    cmd = [sys.executable, "-u", "-m", "sqlft.training.sft", "--local_rank=0", str(config), f"model.name={tiny_model_dir}",
            "model.method=lora", f"data.train=[{{path: {sql_jsonl}}}]", "data.max_length=128", "train.max_steps=1",
            "train.report_to=none", "train.eval_steps=0", f"train.output_dir={tmp_path / 'run'}"]
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)

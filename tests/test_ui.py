@@ -22,8 +22,8 @@ from serve.app import create_app
 from serve.settings import Settings
 from serve.testing import FakeBackend, running_server
 from sqlft.config import DatasetSpec
-from sqlft.formats import load_records
-from sqlft.net import free_port, wait_for_http
+from sqlft.data.formats import load_records
+from sqlft.core.net import free_port, wait_for_http
 from ui.charts import Chart, choose_chart
 from ui.client import ApiClient, result_problem
 

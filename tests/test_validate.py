@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 from sqlft.config import DatasetSpec
-from sqlft.formats import DataError, Problem, load_records
-from sqlft.record import Record, Turn, sql_record
-from sqlft.templates import render
-from sqlft.validate import validate
+from sqlft.data.formats import DataError, Problem, load_records
+from sqlft.prompts.record import Record, Turn, sql_record
+from sqlft.prompts.templates import render
+from sqlft.data.validate import validate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 

@@ -1,7 +1,7 @@
-"""eval/vote.py: voting over executed results picks the majority result, and the greedy answer on a tie."""
+"""sqlft/sql/vote.py: voting over executed results picks the majority result, and the greedy answer on a tie."""
 
-from eval.sandbox import Sandbox
-from eval.vote import vote
+from sqlft.sql.duckdb_sandbox import Sandbox
+from sqlft.sql.vote import vote
 
 SETUP = """CREATE TABLE singer (singer_id INT, name TEXT, country TEXT, age INT);
 INSERT INTO singer VALUES (1, 'Joe', 'France', 52), (2, 'Ann', 'Peru', 32), (3, 'Tom', 'France', 41);"""

@@ -7,11 +7,11 @@ import json
 import pytest
 
 from sqlft.config import ConfigError, load_config
-from sqlft.config_import import YUAN_ADDED_TOKENS
-from sqlft.data import encode
-from sqlft.modeling import load_tokenizer
-from sqlft.record import Record, Turn, sql_record
-from sqlft.templates import render
+from sqlft.commands.config_import import YUAN_ADDED_TOKENS
+from sqlft.training.dataset import encode
+from sqlft.model.loading import load_tokenizer
+from sqlft.prompts.record import Record, Turn, sql_record
+from sqlft.prompts.templates import render
 
 YUAN_TOKENS = [f"model.added_tokens=[{', '.join(YUAN_ADDED_TOKENS)}]", "model.special_tokens={eos_token: <eod>}"]
 
@@ -44,9 +44,9 @@ def test_yuan_tokenizer_setup(tiny_yuan_dir):
 
 def test_custom_code_model_trains_merges_evaluates_and_answers(tiny_yuan_dir, sql_jsonl, tmp_path, capsys):
     from eval import run as eval_run
-    from sqlft.ask import main as ask_main
-    from sqlft.merge import merge
-    from sqlft.train import main as train_main
+    from sqlft.commands.ask import main as ask_main
+    from sqlft.training.merge import merge
+    from sqlft.training.sft import main as train_main
 
     overrides = [f"model.name={tiny_yuan_dir}", "model.method=lora", "model.dtype=float32", *YUAN_TOKENS,
                  f"data.train=[{{path: {sql_jsonl}}}]", "data.template=yuan", "data.max_length=128",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from sqlft.net import wait_for_http
+from sqlft.core.net import wait_for_http
 
 APP = Path(__file__).with_name("app.py")
 

@@ -5,7 +5,7 @@ import logging
 
 from fastapi import APIRouter
 
-from eval.postgres import PostgresError, PrivilegedRole
+from sqlft.sql.postgres import PostgresError, PrivilegedRole
 from serve.deps import DatabasesDep, ReadyDep, SlotDep
 from serve.errors import ApiError
 from serve.registry import Database, reload_schema

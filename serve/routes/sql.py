@@ -15,7 +15,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from eval.sql import extract_sql, parse_sql
+from sqlft.prompts.reply import extract_sql
+from sqlft.sql.dialect import parse_sql
 from serve.batching import BatcherClosed, MicroBatcher, PromptTooLong, Result
 from serve.deps import BatcherDep, DatabasesDep, ReadyDep, SettingsDep, SlotDep
 from serve.errors import ApiError
@@ -35,7 +36,7 @@ router = APIRouter(tags=["sql"])
 async def sql(body: SQLRequest, state: ReadyDep, batcher: BatcherDep, databases: DatabasesDep,
               settings: SettingsDep, slot: SlotDep) -> SQLResponse:
     """Question + schema (DDL text or a registered database) -> SQL; with `execute`, also the rows; with `vote`,
-    the SQL whose result most of `candidates` answers give on the database (eval.vote)."""
+    the SQL whose result most of `candidates` answers give on the database (sqlft.sql.vote)."""
     deadline = time.monotonic() + settings.request_timeout_s
     database = find_database(databases, body.database) if body.database else None
     max_rows = check_max_rows(body.max_rows, settings)
@@ -96,8 +97,8 @@ class Chosen:
 
 async def choose_answer(body: SQLRequest, written: list[str], database: Database | None, dialect: str | None,
                         settings: Settings, deadline: float, state: Any, slot: Slot) -> Chosen:
-    """With `repair`, each answer that does not run is rewritten to the schema's names (eval.repair); with `vote`,
-    the one whose result most answers give wins (eval.vote). Otherwise the greedy answer as written."""
+    """With `repair`, each answer that does not run is rewritten to the schema's names (sqlft.sql.repair); with `vote`,
+    the one whose result most answers give wins (sqlft.sql.vote). Otherwise the greedy answer as written."""
     def time_left() -> float:
         return max(0.1, min(settings.execute_timeout_s, deadline - time.monotonic()))
 

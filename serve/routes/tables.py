@@ -1,6 +1,6 @@
 """GET /databases/{name}/tables: a registered database's tables, columns, types and keys, for a schema browser.
 
-Read from the schema text the model is given (GET /databases), parsed by sqlglot through sqlft.schema's DDL
+Read from the schema text the model is given (GET /databases), parsed by sqlglot through sqlft.sql.schema's DDL
 reader, so the browser shows exactly the keys and types the model sees: a key missing here is missing from
 the prompt too.
 """
@@ -12,7 +12,7 @@ from sqlglot import exp
 
 from serve.deps import DatabasesDep
 from serve.routes.sql import find_database
-from sqlft.schema import parse_tables, split_statements
+from sqlft.sql.schema import parse_tables, split_statements
 
 router = APIRouter(tags=["databases"])
 

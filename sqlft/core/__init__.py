@@ -1,0 +1,2 @@
+"""The bottom layer: what every other layer may use and that uses nothing of sqlft: the error base class, cache
+paths, port waiting, progress lines."""
