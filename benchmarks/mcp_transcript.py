@@ -47,8 +47,8 @@ def shown(value, limit: int = 1500) -> str:
 
 
 async def transcript(flags: list[str]) -> list[str]:
-    lines = [f"$ {Path(sys.executable).name} -m serve.mcp {' '.join(flags)}   (started by the client, stdio)"]
-    params = StdioServerParameters(command=sys.executable, args=["-m", "serve.mcp", *flags], cwd=ROOT)
+    lines = [f"$ {Path(sys.executable).name} -m serve.mcp_command {' '.join(flags)}   (started by the client, stdio)"]
+    params = StdioServerParameters(command=sys.executable, args=["-m", "serve.mcp_command", *flags], cwd=ROOT)
     async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
         started = time.perf_counter()
         init = await session.initialize()

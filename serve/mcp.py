@@ -279,12 +279,6 @@ def key_ok(headers: Mapping[str, str], api_key: str) -> bool:
     return secrets.compare_digest(given.encode(), api_key.encode())  # constant time: no key guessing by timing
 
 
-def main(argv: list[str] | None = None) -> None:
-    """`python -m serve.mcp`: as `sqlft mcp` (serve.mcp_command), though torch is already imported here."""
-    from serve.mcp_command import main as command_main
-    command_main(argv)
-
-
 def run(settings: MCPSettings) -> None:
     """Serve the tools until the client goes (stdio) or the process is stopped (http); settings checked."""
     # stderr: on stdio, stdout is the protocol's channel (the SDK also diverts stray writes while it serves)
@@ -309,6 +303,3 @@ def run(settings: MCPSettings) -> None:
     uvicorn.run(http_app(server, state), host=settings.host, port=settings.port, log_level=settings.log_level,
                 http=guarded_protocol(settings.header_timeout_s), timeout_graceful_shutdown=5)
 
-
-if __name__ == "__main__":
-    main()

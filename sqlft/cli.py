@@ -5,7 +5,7 @@
     sqlft eval ...                               execution accuracy on each database's engine (eval.run); `eval compare A B`
     sqlft ask MODEL [QUESTION ...] --schema DDL  questions (or --questions FILE, stdin, a prompt) -> SQL (sqlft.commands.ask)
     sqlft serve [MODEL]                          HTTP API, POST /sql (serve.main)
-    sqlft mcp [MODEL]                            the databases as MCP tools for agents (serve.mcp)
+    sqlft mcp [MODEL]                            the databases as MCP tools for agents (serve.mcp_command)
     sqlft ui                                     Streamlit page over the API (ui.main)
     sqlft quickstart                             train + merge + eval on the embedded default (sqlft.commands.quickstart)
     sqlft info                                   versions, device, cache locations

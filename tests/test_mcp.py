@@ -68,7 +68,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
 
 def server_params(*flags: str, env: dict[str, str] | None = None) -> StdioServerParameters:
     """How an MCP client's config starts the server: a command and its arguments."""
-    return StdioServerParameters(command=sys.executable, args=["-m", "serve.mcp", *FLAGS, *flags], cwd=ROOT, env=env)
+    return StdioServerParameters(command=sys.executable, args=["-m", "serve.mcp_command", *FLAGS, *flags], cwd=ROOT, env=env)
 
 
 def over_stdio(params: StdioServerParameters, body: Callable[[ClientSession], Awaitable[Any]]) -> Any:
@@ -184,7 +184,7 @@ def test_refusals_are_tool_errors_as_post_execute_refuses(files):
 
 def test_a_missing_database_stops_the_server_before_it_serves(tmp_path):
     missing = tmp_path / "missing.sqlite"
-    done = subprocess.run([sys.executable, "-m", "serve.mcp", *FLAGS, f"--database=gone={missing}"], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "serve.mcp_command", *FLAGS, f"--database=gone={missing}"], cwd=ROOT,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and done.stdout == "", done
     assert done.stderr.startswith("sqlft mcp: cannot start:") and str(missing) in done.stderr, done.stderr
@@ -219,7 +219,7 @@ def test_bad_flags_exit_before_serving(capsys):
 
 def test_streamable_http_needs_the_api_key(files):
     port, key = free_port(), "s3cret-key"
-    process = subprocess.Popen([sys.executable, "-m", "serve.mcp", *FLAGS, f"--database=shop={files['shop']}",
+    process = subprocess.Popen([sys.executable, "-m", "serve.mcp_command", *FLAGS, f"--database=shop={files['shop']}",
                                 "--transport", "http", "--port", str(port), "--api-key", key], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
