@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from eval import report
+from sqlft.core.errors import SqlftError
 from sqlft.sql.compare import MODES
-from sqlft.sql.database import DatabaseError
 from sqlft.data.examples import EvalSet, Example, load_eval_set, load_predictions
-from sqlft.sql.postgres import PostgresError, redact
+from sqlft.sql.postgres import redact
 from sqlft.scoring.execution import Scoring, flag_non_discriminating, prepare_instances, score_all
 from sqlft.config import ConfigError, GenerationConfig, build_config, load_config
 from sqlft.data.formats import DataError
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     try:
         run(parse_args(argv))
-    except (DataError, ConfigError, DatabaseError, PostgresError, ResumeError, FileNotFoundError) as err:
+    except (SqlftError, FileNotFoundError) as err:
         sys.exit(f"sqlft eval: {redact(str(err))}")
 
 
@@ -332,7 +332,7 @@ def default_out(config: EvalConfig) -> str:
 # ------------------------------------------------------------------ generation (resumable)
 
 
-class ResumeError(ValueError):
+class ResumeError(SqlftError, ValueError):
     """OUT already holds predictions made with another model, data or decoding."""
 
 

@@ -23,6 +23,7 @@ from typing import Iterable, Iterator
 
 from sqlft.prompts.reply import extract_sql
 from sqlft.config import ConfigError, GenerationConfig
+from sqlft.core.errors import SqlftError
 from sqlft.config.run_folder import RunFolder, read_merged_meta
 
 PROMPT = "question> "  # the interactive prompt (a terminal and no question given)
@@ -171,6 +172,14 @@ def print_answer(question: str, answer: str, several: bool, as_jsonl: bool) -> N
 
 def main(argv=None) -> list[str]:
     args = parse_args(argv)
+    try:
+        return ask_all(args)
+    except SqlftError as err:  # a model, run folder or server that cannot be used: the message says why
+        sys.exit(f"sqlft ask: {err}")
+
+
+def ask_all(args: argparse.Namespace) -> list[str]:
+    """The questions of the command line (arguments, a file, stdin, or a terminal's prompt), answered and printed."""
     if args.question:
         questions: list[str] | None = args.question
     elif args.questions:

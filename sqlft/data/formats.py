@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sqlft.config import DatasetSpec
+from sqlft.data.errors import DataError  # its own module: the registry raises it without importing formats
 from sqlft.prompts.record import SQL_SYSTEM, Record, Turn, sql_record
 
 # Required fields of each format (optional ones in brackets), for detection and error messages.
@@ -36,10 +37,6 @@ FIELDS = {
 }
 FORMATS = tuple(FIELDS)
 FILE_TYPES = (".jsonl", ".json", ".csv", ".parquet")
-
-
-class DataError(ValueError):
-    """A dataset that cannot be used at all; the message names the path and what to do."""
 
 
 @dataclass

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from sqlft.config import DatasetSpec
-from sqlft.data.formats import DataError
+from sqlft.data.errors import DataError
 
 # LLaMA-Factory column name -> sqlft field, per formatting.
 COLUMNS = {

@@ -12,6 +12,7 @@ import math
 
 import httpx
 
+from sqlft.core.errors import SqlftError
 from sqlft.config import GenerationConfig
 from sqlft.model.generate import Generation, cut_at_stop, default_template, resolve_ref
 from sqlft.prompts.record import SQL_SYSTEM
@@ -23,7 +24,7 @@ DEFAULT_CONTEXT = 2048  # when neither a model folder nor the server says
 CHARS_PER_TOKEN = 3.0  # without a tokenizer: a cautious guess (English ~4, SQL DDL ~3), so it errs on refusing
 
 
-class RemoteError(RuntimeError):
+class RemoteError(SqlftError, RuntimeError):
     """The server could not be reached or answered with an error; the message says which and why."""
 
 

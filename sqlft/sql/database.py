@@ -21,6 +21,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
+from sqlft.core.errors import SqlftError
 from sqlft.sql.sqlite_sandbox import SQLITE_MAGIC
 from sqlft.core.paths import cache_dir
 from sqlft.sql.schema import quote_identifier
@@ -50,7 +51,7 @@ _COPY_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{1,2}|[0-7]{1,3}|.)")
 _COPY_CHARS = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
 
 
-class DatabaseError(ValueError):
+class DatabaseError(SqlftError, ValueError):
     """A database source that cannot be found or converted; the message says what and where."""
 
 

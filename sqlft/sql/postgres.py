@@ -49,6 +49,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 from sqlglot import exp
 
+from sqlft.core.errors import SqlftError
 from sqlft.sql.duckdb_sandbox import ExecutionResult
 
 log = logging.getLogger("sqlft")
@@ -77,15 +78,15 @@ _BYTES = "sqlft_result_bytes_"  # the running byte count the server adds as a la
 _TOO_BIG = "sqlft: result larger than its byte budget"  # in the error the server raises past it
 
 
-class PostgresError(ValueError):
+class PostgresError(SqlftError, ValueError):
     """A PostgreSQL source that cannot be used (bad URL, unreachable server, no tables); the message is redacted."""
 
 
-class PoolBusy(RuntimeError):
+class PoolBusy(SqlftError, RuntimeError):
     """Every pooled connection is in use and none came free in time: retry later (HTTP 429)."""
 
 
-class SourceUnavailable(RuntimeError):
+class SourceUnavailable(SqlftError, RuntimeError):
     """The server cannot be reached now (down, restarting, network): retry later (HTTP 503). No URL in the message."""
 
 

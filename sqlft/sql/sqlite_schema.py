@@ -12,12 +12,13 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from sqlft.core.errors import SqlftError
 from sqlft.sql.sqlite_sandbox import is_sqlite_file
 
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-class SqliteSchemaError(ValueError):
+class SqliteSchemaError(SqlftError, ValueError):
     """A file that is not a readable SQLite database."""
 
 

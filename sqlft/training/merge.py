@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from sqlft.core.errors import SqlftError
 from sqlft.config import Config, to_dict
 from sqlft.model.generate import InferenceModel, resolve_ref, stop_token_ids
 from sqlft.model.loading import DTYPES, fit_embeddings, has_gpu, load_tokenizer, resolve_model_path
@@ -52,12 +53,12 @@ def main(argv=None) -> Path:
     args = parse_args(argv)
     try:
         return merge(Path(args.run), Path(args.out) if args.out else None, args.dtype, verify=not args.no_verify)
-    except (FileNotFoundError, MergeMismatch) as err:
+    except (SqlftError, FileNotFoundError) as err:  # FileNotFoundError: a full fine-tune has no adapter
         sys.exit(f"sqlft merge: {err}")
 
 
-class MergeMismatch(RuntimeError):
-    pass
+class MergeMismatch(SqlftError, RuntimeError):
+    """The merge cannot be verified, or the merged model does not answer as the adapter did: the message says how."""
 
 
 def merge(run_dir: Path, out: Path | None = None, dtype: str = "auto", verify: bool = True) -> Path:
