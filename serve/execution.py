@@ -11,13 +11,13 @@ import datetime
 import decimal
 import math
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlft.sql.engine import to_engine
 from sqlft.sql.postgres import PoolBusy, SourceUnavailable
-from sqlft.sql.repair import repair_answer
 from sqlft.sql.duckdb_sandbox import ExecutionResult
-from sqlft.sql.vote import Vote, vote
+from sqlft.scoring.answer import Executor
 from serve.errors import ApiError
 from serve.registry import Database
 from serve.schemas import ExecuteResponse
@@ -48,24 +48,18 @@ def run_sql(database: Database, sql: str, *, max_rows: int, timeout_s: float) ->
         return ExecutionResult("error", error=f"the query could not be run ({type(e).__name__})")
 
 
-def vote_on(database: Database, sqls: list[str], dialect: str | None, *, max_rows: int,
-            timeout_s: float) -> Vote:
-    """sqlft.sql.vote over the candidates' SQL (the greedy answer first), each run on `database` as /execute runs it."""
-    def run(sql: str) -> list[ExecutionResult] | None:
-        result = run_sql(database, engine_sql(database, sql, dialect), max_rows=max_rows, timeout_s=timeout_s)
-        return [result] if result.status == "ok" else None
-    return vote(sqls, run)
+def database_executor(database: Database, dialect: str | None, *, max_rows: int,
+                      time_left: Callable[[], float]) -> Executor:
+    """How sqlft.scoring.answer runs an answer on `database`, as /execute runs it: repair's check reads one row, the
+    vote up to max_rows. Each phase gets the time left (time_left()) when it begins: repair's checks from now."""
+    timeouts = {True: time_left()}  # by probe: True for repair's checks, False for the vote's queries
 
-
-def repair_on(database: Database, sqls: list[str], dialect: str | None, *, timeout_s: float) -> list[str]:
-    """Each answer as sqlft.scoring.execution.answer_sql gives it: rewritten to the schema's names (sqlft.sql.repair) when it does
-    not run on `database`, else as written."""
-    def runs(sql: str) -> bool:
-        return run_sql(database, engine_sql(database, sql, dialect), max_rows=1, timeout_s=timeout_s).status == "ok"
-
-    # samples often repeat one another: each distinct answer is checked and repaired once
-    answers = {sql: repair_answer(sql, database.ddl, dialect or database.engine, runs) for sql in dict.fromkeys(sqls)}
-    return [answers[sql] for sql in sqls]
+    def execute(sql: str, probe: bool) -> list[ExecutionResult]:
+        if probe not in timeouts:
+            timeouts[probe] = time_left()  # the vote's queries: what is left once repair is done
+        return [run_sql(database, engine_sql(database, sql, dialect), max_rows=1 if probe else max_rows,
+                        timeout_s=timeouts[probe])]
+    return execute
 
 
 def execute_response(result: ExecutionResult, sql: str = "", executed_sql: str = "") -> ExecuteResponse:

@@ -15,12 +15,12 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from sqlft.prompts.reply import extract_sql
+from sqlft.scoring.answer import Answer, AnswerOptions, choose_answer
 from sqlft.sql.dialect import parse_sql
 from serve.batching import BatcherClosed, MicroBatcher, PromptTooLong, Result
 from serve.deps import BatcherDep, DatabasesDep, ReadyDep, SettingsDep, SlotDep
 from serve.errors import ApiError
-from serve.execution import engine_sql, execute_response, repair_on, run_sql, vote_on
+from serve.execution import database_executor, engine_sql, execute_response, run_sql
 from serve.pruning import prune_schema
 from serve.registry import Database
 from serve.schemas import ExecuteRequest, ExecuteResponse, SQLRequest, SQLResponse, Timings, VoteInfo
@@ -58,9 +58,9 @@ async def sql(body: SQLRequest, state: ReadyDep, batcher: BatcherDep, databases:
         raw = done.generation.text
         # The model writes its training data's dialect; unknown (a base model), the database engine's own.
         dialect = state.dialect or (database.engine if database else None)
-        written = [extract_sql(a.generation.text, dialect or "duckdb") for a in answers]
-        chosen = await choose_answer(body, written, database, dialect, settings, deadline, state, slot)
-        raw, sql = answers[chosen.index].generation.text, chosen.sql
+        chosen = await choose(body, [a.generation.text for a in answers], database, dialect, settings, deadline,
+                              state, slot)
+        raw, sql = chosen.reply, chosen.sql
         parsed = parse_sql(sql, dialect or "duckdb") if sql else None
         executed = engine_sql(database, sql, dialect) if database and sql else ""
         result = None
@@ -82,36 +82,34 @@ async def sql(body: SQLRequest, state: ReadyDep, batcher: BatcherDep, databases:
             timings=Timings(generate_s=round(generated - start, 4),
                             execute_s=round(end - generated, 4) if body.execute else 0.0,
                             total_s=round(end - start, 4)),
-            result=result, vote=chosen.vote,
-            repaired_from=written[chosen.index] if sql != written[chosen.index] else None)
+            result=result, vote=vote_info(chosen), repaired_from=chosen.repaired_from)
 
     return await within_timeout(answer(), settings.request_timeout_s)
 
 
-@dataclasses.dataclass
-class Chosen:
-    index: int  # which answer (0: the greedy one)
-    sql: str  # its SQL, repaired when asked and it did not run
-    vote: VoteInfo | None
+async def choose(body: SQLRequest, replies: list[str], database: Database | None, dialect: str | None,
+                 settings: Settings, deadline: float, state: Any, slot: Slot) -> Answer:
+    """sqlft.scoring.answer over the replies: with `repair`, each answer that does not run on `database` is rewritten
+    to the schema's names; with `vote`, the one whose result most answers give wins. Otherwise the greedy answer as
+    written."""
+    options = AnswerOptions(repair=body.repair, vote=body.vote)
+    if not (body.repair or body.vote):  # nothing to run: no trip to the execution pool
+        return choose_answer(replies, dialect or "duckdb", "", None, options)
 
-
-async def choose_answer(body: SQLRequest, written: list[str], database: Database | None, dialect: str | None,
-                        settings: Settings, deadline: float, state: Any, slot: Slot) -> Chosen:
-    """With `repair`, each answer that does not run is rewritten to the schema's names (sqlft.sql.repair); with `vote`,
-    the one whose result most answers give wins (sqlft.sql.vote). Otherwise the greedy answer as written."""
     def time_left() -> float:
         return max(0.1, min(settings.execute_timeout_s, deadline - time.monotonic()))
 
-    sqls = written
-    if body.repair:
-        sqls = await run_on(state.execute_pool, slot, repair_on, database, written, dialect, timeout_s=time_left())
-    if not body.vote:
-        return Chosen(0, sqls[0], None)
-    chosen = await run_on(state.execute_pool, slot, vote_on, database, sqls, dialect, max_rows=settings.max_rows,
-                          timeout_s=time_left())
-    return Chosen(chosen.index, sqls[chosen.index],
-                  VoteInfo(candidates=chosen.candidates, ran=chosen.ran, votes=chosen.votes, changed=chosen.changed,
-                           greedy_sql=written[0], empty=chosen.empty))
+    execute = database_executor(database, dialect, max_rows=settings.max_rows, time_left=time_left)
+    return await run_on(state.execute_pool, slot, choose_answer, replies, dialect or "duckdb", database.ddl, execute,
+                        options)
+
+
+def vote_info(chosen: Answer) -> VoteInfo | None:
+    vote = chosen.vote
+    if vote is None:
+        return None
+    return VoteInfo(candidates=vote.candidates, ran=vote.ran, votes=vote.votes, changed=vote.changed,
+                    greedy_sql=chosen.written[0], empty=vote.empty)
 
 
 async def generate_answers(batcher: MicroBatcher, prompt: str, max_new_tokens: int, candidates: int,

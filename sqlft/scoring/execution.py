@@ -22,12 +22,10 @@ from sqlft.sql.hardness import hardness_of
 from sqlft.sql.gold_check import check_gold
 from sqlft.data.examples import Example
 from sqlft.sql.postgres import PostgresError, redact
-from sqlft.sql.repair import repair_answer
 from sqlft.sql.duckdb_sandbox import ExecutionResult
-from sqlft.prompts.reply import extract_sql
 from sqlft.sql.dialect import has_order_by, normalise, parse_sql, strip_distinct
 from sqlft.sql.synth import synthesize
-from sqlft.sql.vote import Vote, vote
+from sqlft.scoring.answer import Answer, AnswerOptions, choose_answer
 from sqlft.core.progress import progress
 
 PRED_STATUS = {"error": "pred_exec_error", "timeout": "pred_timeout", "rejected": "rejected"}
@@ -167,19 +165,8 @@ def score_one(example: Example, raw: dict[str, dict], instances: dict[str, Insta
     text = line.get("raw", "")
     inst = instances.get(instance_key(example))
     usable = inst is not None and not inst.error and not example.database_error
-    pred_sql = example.pred_sql if example.pred_sql is not None else extract_sql(text, scoring.dialect)
-    written = pred_sql  # before repair and voting: what the greedy answer said
-    chosen = None
-    if line.get("candidates") and usable:
-        texts = [text] + line["candidates"]
-        as_written = [extract_sql(t, scoring.dialect) for t in texts]
-        # samples often repeat one another: each distinct answer is checked and repaired once
-        answers = {sql: answer_sql(sql, example, inst, scoring) for sql in dict.fromkeys(as_written)}
-        sqls = [answers[sql] for sql in as_written]
-        chosen = vote_answer(sqls, inst, scoring)
-        text, pred_sql, written = texts[chosen.index], sqls[chosen.index], as_written[chosen.index]
-    elif usable:
-        pred_sql = answer_sql(pred_sql, example, inst, scoring)
+    chosen = _choose(example, line, inst if usable else None, scoring)
+    text, pred_sql = chosen.reply, chosen.sql
     # One parse of the first gold serves its hardness and (for a match) its normal form for exact match.
     gold = parse_sql(example.gold_sqls[0], scoring.dialect) if example.gold_sqls else None
     level = hardness_of(gold.tree) if gold and gold.ok else ""
@@ -190,13 +177,30 @@ def score_one(example: Example, raw: dict[str, dict], instances: dict[str, Insta
     else:
         score = score_example(example, pred_sql, inst, scoring, gold.tree if gold else None)
     row = result_row(example, pred_sql, text, score, inst, level)
-    if pred_sql != written:
-        row["repaired_from"] = written
-    if chosen is not None:
-        row["vote"] = chosen.to_dict()
-        if chosen.changed:
+    if chosen.repaired_from is not None:
+        row["repaired_from"] = chosen.repaired_from
+    if chosen.vote is not None:
+        row["vote"] = chosen.vote.to_dict()
+        if chosen.vote.changed:
             row["greedy_raw"] = line.get("raw", "")
     return row
+
+
+def _choose(example: Example, line: dict, inst: Instances | None, scoring: Scoring) -> Answer:
+    """The answer scored (sqlft.scoring.answer): the greedy one, repaired with scoring.repair; with candidates, the
+    vote's pick over all of them. On no usable database (inst None): the greedy answer as written."""
+    voting = bool(line.get("candidates")) and inst is not None
+    replies = [line.get("raw", "")] + (line["candidates"] if voting else [])
+    # A predictions file's pred_sql is the greedy answer's SQL; voting reads every reply's SQL out of its text.
+    written = [example.pred_sql] if example.pred_sql is not None and not voting else None
+    options = AnswerOptions(repair=scoring.repair and inst is not None, vote=voting,
+                            float_tolerance=scoring.float_tolerance)
+
+    def execute(sql: str, probe: bool) -> list[ExecutionResult] | None:
+        # repair's check runs on the first instance only; the vote compares results on every one
+        return _run_everywhere(sql, inst, scoring, instances=1 if probe else None)
+
+    return choose_answer(replies, scoring.dialect, example.db_schema, execute, options, written)
 
 
 def bar_over(results, bar):
@@ -260,29 +264,6 @@ def _score_chunk(chunk: list[Example], raw: dict[str, dict]) -> list[dict]:
         if inst is not None and inst.paths and not inst.boxes and not inst.error:
             open_sandboxes({"": inst}, scoring.timeout_s, allow_privileged_role=scoring.allow_privileged_role)
     return [score_one(example, raw, instances, scoring) for example in chunk]
-
-
-def vote_answer(sqls: list[str], inst: Instances, scoring: Scoring) -> Vote:
-    """Of a question's answers (the greedy one first), the one sqlft.sql.vote picks by executing each on the question's
-    database, in the sandboxes that score it (every synthesized instance for schema-only records). Reads no gold."""
-    def run(sql: str) -> list[ExecutionResult] | None:
-        results = _run_everywhere(sql, inst, scoring)
-        return results if results and all(r.status == "ok" for r in results) else None
-
-    return vote(sqls, run, scoring.float_tolerance)
-
-
-def answer_sql(sql: str, example: Example, inst: Instances, scoring: Scoring) -> str:
-    """The answer as scored: with scoring.repair, an answer that does not run on the first instance is rewritten
-    to the names its schema has (sqlft.sql.repair); the answer as written when it runs or no rule applies."""
-    if not scoring.repair or not example.db_schema:
-        return sql
-
-    def runs(sql: str) -> bool:
-        first = _run_everywhere(sql, inst, scoring, instances=1)
-        return bool(first) and first[0].status == "ok"
-
-    return repair_answer(sql, example.db_schema, scoring.dialect, runs)
 
 
 def _run_everywhere(sql: str, inst: Instances, scoring: Scoring, instances: int | None = None
