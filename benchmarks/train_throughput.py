@@ -87,7 +87,7 @@ COMPARISONS = {  # name -> (config, {variant: overrides}); the first variant is 
 
 def run_once(config: Path, name: str, extra: list[str], args, workdir: Path, index: int) -> dict:
     out = workdir / f"{name}-{index}"
-    cmd = [sys.executable, "-m", "sqlft.training.sft", str(config),
+    cmd = [sys.executable, "-m", "sqlft.commands.train", str(config),
            f"data.train=[{{path: {args.data}, max_records: {args.records}}}]", f"data.max_length={args.max_length}",
            "data.val_fraction=0", "data.val_dbs=[]", f"train.max_steps={args.steps}",
            f"train.precision={args.precision}", "train.eval_steps=0",

@@ -1,6 +1,6 @@
 """The `sqlft` command: a thin dispatcher to each stage's own main().
 
-    sqlft train CONFIG [k=v ...] [--resume]     fine-tune (sqlft.training.sft)
+    sqlft train CONFIG [k=v ...] [--resume]     fine-tune (sqlft.commands.train)
     sqlft merge RUN                              merge the adapter into a 16-bit model (sqlft.training.merge)
     sqlft eval ...                               execution accuracy on each database's engine (eval.run); `eval compare A B`
     sqlft ask MODEL [QUESTION ...] --schema DDL  questions (or --questions FILE, stdin, a prompt) -> SQL (sqlft.commands.ask)
@@ -18,7 +18,7 @@ import importlib
 import sys
 
 COMMANDS = {
-    "train": "sqlft.training.sft",
+    "train": "sqlft.commands.train",
     "merge": "sqlft.training.merge",
     "eval": "eval.run",
     "ask": "sqlft.commands.ask",

@@ -143,8 +143,8 @@ def test_the_readme_draws_every_layer_of_the_contract():
 
 
 def test_a_main_block_comes_last():
-    """`python -m sqlft.training.sft` runs the `if __name__ == "__main__"` block as soon as it is reached: a function
-    defined below it does not exist yet (this broke `python -m sqlft.training.sft` once, while `sqlft train` worked)."""
+    """`python -m sqlft.commands.train` runs the `if __name__ == "__main__"` block as soon as it is reached: a function
+    defined below it does not exist yet (this broke `python -m sqlft.commands.train` once, while `sqlft train` worked)."""
     late = []
     for name, path in modules().items():
         body = ast.parse(path.read_text()).body

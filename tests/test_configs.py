@@ -46,7 +46,7 @@ def test_accelerate_config_loads_as_accelerate_launch_reads_it(path):
     assert cluster.mixed_precision == "no"
 
     # `_validate_launch_command` is what `accelerate launch` runs on its arguments (private, pinned accelerate).
-    args = launch_command_parser().parse_args(["--config_file", str(path), "-m", "sqlft.training.sft", "run.yaml"])
+    args = launch_command_parser().parse_args(["--config_file", str(path), "-m", "sqlft.commands.train", "run.yaml"])
     args, defaults, _ = _validate_launch_command(args)
     if cluster.distributed_type == DistributedType.DEEPSPEED:
         args.deepspeed_fields_from_accelerate_config = ",".join(defaults.deepspeed_config)  # as launch_command does
@@ -116,7 +116,7 @@ def test_cpu_config_passes_and_gpu_config_is_refused_on_a_cpu():
 
 @cpu_only
 def test_train_cli_exits_with_the_message(tmp_path):
-    from sqlft.training.sft import main
+    from sqlft.commands.train import main
 
     with pytest.raises(SystemExit, match="flash_attention_2 needs a GPU"):
         main([str(CONFIGS / "smollm2-135m-lora-cpu.yaml"), "model.attn_implementation=flash_attention_2",

@@ -1,7 +1,7 @@
-"""Distributed training: a real two-process data-parallel run of `sqlft.training.sft` on the CPU (gloo backend).
+"""Distributed training: a real two-process data-parallel run of `sqlft train` (sqlft.commands.train) on the CPU (gloo backend).
 
 `accelerate launch --config_file configs/accelerate/cpu_ddp_2proc.yaml` starts this file twice with `--worker`;
-each process runs `sqlft.training.sft.main` unchanged, plus a callback that writes a hash of its LoRA weights, so the
+each process runs `sqlft.commands.train.main` unchanged, plus a callback that writes a hash of its LoRA weights, so the
 test can check that both processes end with the same adapter as the one rank 0 saved. The model is conftest's tiny
 Llama (hidden 16, 2 layers, the embedded SmolLM2 tokenizer).
     .venv/bin/pytest tests/test_distributed.py    (~2.5 min on 2 cores; -m "not slow" leaves out the QLoRA run)
@@ -35,7 +35,7 @@ def tensors_hash(tensors: dict[str, torch.Tensor]) -> str:
 
 
 def launch_two_processes(tmp_path: Path, model: Path, data: Path, method: str) -> tuple[Path, Path, str]:
-    """Runs `accelerate launch` (2 CPU processes) on sqlft.training.sft; returns (run folder, hash folder, output)."""
+    """Runs `accelerate launch` (2 CPU processes) on sqlft.commands.train; returns (run folder, hash folder, output)."""
     run_dir, hash_dir = tmp_path / "run", tmp_path / "hashes"
     hash_dir.mkdir()
     config = {
@@ -161,10 +161,11 @@ def test_model_flops_per_token_formula():
 
 
 def worker(hash_dir: Path, argv: list[str]) -> None:
-    """One launched process: sqlft.training.sft.main, with a callback recording this process's LoRA weights."""
+    """One launched process: sqlft.commands.train.main, with a callback recording this process's LoRA weights."""
     from peft import get_peft_model_state_dict
     from transformers import TrainerCallback
 
+    import sqlft.commands.train as train_command
     import sqlft.training.sft as train_module
 
     class RecordLora(TrainerCallback):
@@ -186,8 +187,8 @@ def worker(hash_dir: Path, argv: list[str]) -> None:
         trainer.add_callback(RecordLora(trainer))
         return trainer
 
-    train_module.build_trainer = build_and_record  # train() looks it up at call time
-    train_module.main(argv)
+    train_module.build_trainer = build_and_record  # train_sft() looks it up at call time
+    train_command.main(argv)
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:

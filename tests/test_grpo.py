@@ -42,7 +42,8 @@ def eos_half_the_time(monkeypatch, tiny_model_dir):
 
 def test_grpo_changes_the_adapter_resumes_and_merges(tiny_model_dir, sql_jsonl, tmp_path, eos_half_the_time):
     from sqlft.training.merge import merge
-    from sqlft.training.sft import newest_checkpoint, train
+    from sqlft.commands.train import train
+    from sqlft.training.common import newest_checkpoint
 
     run_dir = train(grpo_config(tiny_model_dir, sql_jsonl, tmp_path / "run"))
     adapter = load_file(run_dir / "adapter" / "adapter_model.safetensors")
@@ -71,7 +72,7 @@ def test_grpo_changes_the_adapter_resumes_and_merges(tiny_model_dir, sql_jsonl, 
 
 
 def test_grpo_continues_an_sft_adapter(tiny_model_dir, sql_jsonl, tmp_path, eos_half_the_time):
-    from sqlft.training.sft import train
+    from sqlft.commands.train import train
 
     # A barely trained SFT adapter (a bigger step teaches the tiny model to end at once: no reward variance left)
     sft = train(grpo_config(tiny_model_dir, sql_jsonl, tmp_path / "sft", "train.stage=sft", "train.max_steps=1",

@@ -262,7 +262,7 @@ def test_thumbs_up_file_trains(tmp_path, shop, tiny_model_dir):
     being what the loss learns."""
     from sqlft.training.dataset import build_training_data
     from sqlft.model.loading import load_tokenizer
-    from sqlft.training.sft import train
+    from sqlft.commands.train import train
 
     questions = ["Who lives in Oslo?", "How many customers?", "Customers by city?", "Orders per customer?"]
     sqls = ["SELECT name FROM customer WHERE city = 'Oslo'", "SELECT COUNT(*) FROM customer",

@@ -145,7 +145,7 @@ def test_trainer_options_reach_sft_config(tiny_model_dir, tmp_path):
 def test_services_that_are_not_here_fail_before_training(monkeypatch):
     import importlib.util
 
-    from sqlft.training.sft import check_services
+    from sqlft.training.common import check_services
 
     if importlib.util.find_spec("wandb") is None:
         with pytest.raises(ConfigError, match="pip install wandb"):

@@ -82,7 +82,7 @@ def test_explicit_bf16_on_a_native_cpu_does_not_warn(cpu):
 
 
 def test_train_prints_and_records_the_resolved_precision(cpu, capsys):
-    from sqlft.training.sft import resolve_precision
+    from sqlft.training.common import resolve_precision
 
     cpu(AVX2_FLAGS, "AVX2")
     config = resolve_precision(load_config(None, ["model.method=qlora"]))
@@ -113,7 +113,7 @@ def test_renamed_bf16_key_says_what_replaced_it():
 
 
 def test_run_folder_config_yaml_records_the_choice(cpu, tmp_path):
-    from sqlft.training.sft import prepare_run_dir, resolve_precision
+    from sqlft.training.common import prepare_run_dir, resolve_precision
 
     cpu(AVX2_FLAGS, "AVX2")
     config = resolve_precision(load_config(None, ["model.method=qlora", f"train.output_dir={tmp_path / 'run'}"]))

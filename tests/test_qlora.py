@@ -55,7 +55,7 @@ def test_qlora_gradients_survive_an_eval_forward(small_model_dir, monkeypatch):
 def test_real_embedded_model_qlora_trains_and_answers(embedded_model_dir, sql_jsonl, tmp_path):
     """The real SmolLM2-135M, 4-bit NF4 + LoRA, two steps at a short length; then the run answers a question."""
     from sqlft.model.generate import InferenceModel
-    from sqlft.training.sft import train
+    from sqlft.commands.train import train
 
     config = load_config("configs/smollm2-135m-lora-cpu.yaml", [
         "model.method=qlora", f"data.train=[{{path: {sql_jsonl}}}]", "data.max_length=96",

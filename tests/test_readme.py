@@ -62,7 +62,7 @@ def parse(argv: list[str]) -> None:
         Settings.from_cli(rest)
     elif command == "train":
         from sqlft.config import load_config
-        from sqlft.training.sft import parse_args
+        from sqlft.commands.train import parse_args
         args = parse_args(rest)
         load_config(ROOT / args.config, args.overrides)  # the overrides as written are valid keys and values
     else:

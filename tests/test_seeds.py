@@ -52,7 +52,7 @@ def _data(template: str) -> str:
 
 @pytest.mark.parametrize("name", CASES)
 def test_seed_config_trains_two_steps_on_cpu(name, tiny_model_dir, tiny_yuan_dir, tmp_path):
-    from sqlft.training.sft import train
+    from sqlft.commands.train import train
 
     data, gpu_only = CASES[name]
     data = _data(data)
@@ -100,7 +100,7 @@ def _import(path, **kwargs):
 def test_axolotl_seed_imports_with_every_key_accounted_for(tmp_path, tiny_model_dir):
     from sqlft.commands.config_import import main
     from sqlft.training.merge import merge
-    from sqlft.training.sft import train
+    from sqlft.commands.train import train
 
     source = SHARED_SEEDS / "axolotl-know_sql-qlora.yml"
     if not source.is_file():
@@ -139,7 +139,7 @@ def test_axolotl_seed_imports_with_every_key_accounted_for(tmp_path, tiny_model_
 
 def test_llamafactory_seed_imports_with_its_deepspeed_json_and_registry(tmp_path, tiny_yuan_dir):
     from sqlft.commands.config_import import parse_command_line, write
-    from sqlft.training.sft import train
+    from sqlft.commands.train import train
 
     source = SHARED_SEEDS / "llamafactory-yuan2-full.sh"
     deepspeed = SHARED_SEEDS / "llamafactory-zero2.json"

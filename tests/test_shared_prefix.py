@@ -19,7 +19,8 @@ from sqlft.training.dataset import build_training_data
 from sqlft.model.loading import add_lora, load_base_model, load_tokenizer
 from sqlft.prompts.record import sql_record
 from sqlft.prompts.templates import TEMPLATES, render_prompt
-from sqlft.training.sft import build_trainer, train
+from sqlft.commands.train import train
+from sqlft.training.sft import build_trainer
 
 IGNORE = -100
 

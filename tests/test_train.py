@@ -25,7 +25,8 @@ def tiny_config(tiny_model_dir, data_path, run_dir, *overrides):
 
 
 def test_lora_changes_adapter_and_leaves_base_untouched(tiny_model_dir, sql_jsonl, tmp_path, monkeypatch):
-    import sqlft.training.sft as train_module
+    import sqlft.training.sft as sft_module
+    from sqlft.commands.train import train
 
     loaded = {}
 
@@ -34,9 +35,9 @@ def test_lora_changes_adapter_and_leaves_base_untouched(tiny_model_dir, sql_json
         loaded["model"], loaded["before"] = model, {n: p.detach().clone() for n, p in model.named_parameters()}
         return model
 
-    real_load = train_module.load_base_model
-    monkeypatch.setattr(train_module, "load_base_model", load_and_snapshot)
-    run_dir = train_module.train(tiny_config(tiny_model_dir, sql_jsonl, tmp_path / "run"))
+    real_load = sft_module.load_base_model
+    monkeypatch.setattr(sft_module, "load_base_model", load_and_snapshot)
+    run_dir = train(tiny_config(tiny_model_dir, sql_jsonl, tmp_path / "run"))
     base = load_file(tiny_model_dir / "model.safetensors")
     adapter = load_file(run_dir / "adapter" / "adapter_model.safetensors")
     lora_b = [v for k, v in adapter.items() if "lora_B" in k]
@@ -86,23 +87,25 @@ def test_split_by_database_keeps_databases_apart(tiny_model_dir, sql_jsonl, tmp_
 def test_killed_run_resumes_to_the_same_result(tiny_model_dir, sql_jsonl, tmp_path, monkeypatch):
     from transformers import TrainerCallback
 
-    import sqlft.training.sft as train_module
+    import sqlft.training.sft as sft_module
+    from sqlft.commands.train import train
 
-    reference = train_module.train(tiny_config(tiny_model_dir, sql_jsonl, tmp_path / "straight"))
+    reference = train(tiny_config(tiny_model_dir, sql_jsonl, tmp_path / "straight"))
 
     class Crash(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step == 5:  # after checkpoint-4 was written, before checkpoint-6
                 raise KeyboardInterrupt("simulated kill")
 
-    build = train_module.build_trainer
-    monkeypatch.setattr(train_module, "build_trainer", lambda *a, **k: _with_callback(build(*a, **k), Crash()))
+    build = sft_module.build_trainer
+    monkeypatch.setattr(sft_module, "build_trainer", lambda *a, **k: _with_callback(build(*a, **k), Crash()))
     killed_config = tiny_config(tiny_model_dir, sql_jsonl, tmp_path / "killed")
     with pytest.raises(KeyboardInterrupt):
-        train_module.train(killed_config)
-    assert train_module.newest_checkpoint(tmp_path / "killed" / "checkpoints").name == "checkpoint-4"
-    monkeypatch.setattr(train_module, "build_trainer", build)
-    resumed = train_module.train(killed_config, resume=True)
+        train(killed_config)
+    from sqlft.training.common import newest_checkpoint
+    assert newest_checkpoint(tmp_path / "killed" / "checkpoints").name == "checkpoint-4"
+    monkeypatch.setattr(sft_module, "build_trainer", build)
+    resumed = train(killed_config, resume=True)
 
     history = json.loads((resumed / "metrics.json").read_text())["log_history"]
     steps = [e["step"] for e in history if "loss" in e]
@@ -122,7 +125,7 @@ def _with_callback(trainer, callback):
 
 def test_existing_run_folder_is_not_overwritten(tiny_model_dir, sql_jsonl, tmp_path):
     from sqlft.data.formats import DataError
-    from sqlft.training.sft import train
+    from sqlft.commands.train import train
 
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "metrics.json").write_text("{}")
@@ -131,9 +134,10 @@ def test_existing_run_folder_is_not_overwritten(tiny_model_dir, sql_jsonl, tmp_p
 
 
 def test_non_finite_loss_stops_with_a_message(tiny_model_dir, sql_jsonl, tmp_path, monkeypatch):
-    import sqlft.training.sft as train_module
+    import sqlft.training.sft as sft_module
+    from sqlft.commands.train import train
 
-    original = train_module.load_base_model
+    original = sft_module.load_base_model
 
     def poisoned(*args, **kwargs):  # a model whose weights hold a NaN: the first loss is NaN
         model = original(*args, **kwargs)
@@ -141,9 +145,9 @@ def test_non_finite_loss_stops_with_a_message(tiny_model_dir, sql_jsonl, tmp_pat
             model.model.norm.weight[0] = math.nan
         return model
 
-    monkeypatch.setattr(train_module, "load_base_model", poisoned)
+    monkeypatch.setattr(sft_module, "load_base_model", poisoned)
     with pytest.raises(SystemExit, match="(loss|grad_norm) became nan at step 1"):
-        train_module.train(tiny_config(tiny_model_dir, sql_jsonl, tmp_path / "run"))
+        train(tiny_config(tiny_model_dir, sql_jsonl, tmp_path / "run"))
 
 
 def test_merged_model_equals_adapter_and_loads_plainly(tiny_model_dir, sql_jsonl, tmp_path):
@@ -151,7 +155,7 @@ def test_merged_model_equals_adapter_and_loads_plainly(tiny_model_dir, sql_jsonl
 
     from sqlft.model.generate import InferenceModel
     from sqlft.training.merge import merge
-    from sqlft.training.sft import train
+    from sqlft.commands.train import train
 
     run_dir = train(tiny_config(tiny_model_dir, sql_jsonl, tmp_path / "run", "data.schema_format=compact"))
     merged_dir = merge(run_dir, dtype="float32")  # verify=True: raises if greedy outputs differ
@@ -178,7 +182,7 @@ def test_a_16_bit_merge_passes_its_check_and_a_wrong_merge_fails_it(tiny_model_d
     from sqlft.model.generate import InferenceModel
     from sqlft.training.merge import MergeMismatch, merge, reference_answers, verify_merge
     from sqlft.config.run_folder import open_run
-    from sqlft.training.sft import train
+    from sqlft.commands.train import train
 
     run_dir = train(tiny_config(tiny_model_dir, sql_jsonl, tmp_path / "run"))
     merged_dir = merge(run_dir, dtype="bfloat16")  # verifies; raised before on ties

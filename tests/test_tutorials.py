@@ -381,7 +381,7 @@ def test_llama3_services_are_refused_here_with_what_to_do(monkeypatch):
     import importlib.util
 
     from sqlft.config import ConfigError
-    from sqlft.training.sft import check_services
+    from sqlft.training.common import check_services
 
     data = fixture(LLAMA3)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -447,7 +447,7 @@ def test_merge_dtype_follows_the_training_precision(tiny_model_dir):
 
 
 def test_train_reads_the_local_rank_deepspeed_appends(monkeypatch):
-    from sqlft.training.sft import parse_args
+    from sqlft.commands.train import parse_args
 
     monkeypatch.setenv("LOCAL_RANK", "unset-after-the-test")  # so that the undo removes what parse_args sets
     monkeypatch.delenv("LOCAL_RANK")
@@ -459,21 +459,21 @@ def test_train_reads_the_local_rank_deepspeed_appends(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     with pytest.raises(SystemExit):
         parse_args(["--local_rank=0", "seed.yaml"])
-    assert "--module sqlft.training.sft" in README.read_text() and " -m sqlft.training.sft configs/seeds/llamafactory" not in \
+    assert "--module sqlft.commands.train" in README.read_text() and " -m sqlft.commands.train configs/seeds/llamafactory" not in \
         README.read_text(), "the README launches with deepspeed's --module"
 
 
 @pytest.mark.slow
 def test_deepspeed_module_launch_line_trains(tmp_path, tiny_model_dir, sql_jsonl):
-    """The command deepspeed/launcher/launch.py runs for `deepspeed --num_gpus 1 --module sqlft.training.sft CONFIG ...`:
-    [python, -u, -m, sqlft.training.sft, --local_rank=0, CONFIG, ...] with RANK, LOCAL_RANK and WORLD_SIZE set."""
+    """The command deepspeed/launcher/launch.py runs for `deepspeed --num_gpus 1 --module sqlft.commands.train CONFIG ...`:
+    [python, -u, -m, sqlft.commands.train, --local_rank=0, CONFIG, ...] with RANK, LOCAL_RANK and WORLD_SIZE set."""
     from sqlft.core.net import free_port
 
     config = tmp_path / "run.yaml"
     config.write_text("name: ds-launch\n")
     env = {**os.environ, "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
            "MASTER_PORT": str(free_port()), "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-u", "-m", "sqlft.training.sft", "--local_rank=0", str(config), f"model.name={tiny_model_dir}",
+    cmd = [sys.executable, "-u", "-m", "sqlft.commands.train", "--local_rank=0", str(config), f"model.name={tiny_model_dir}",
            "model.method=lora", f"data.train=[{{path: {sql_jsonl}}}]", "data.max_length=128", "train.max_steps=1",
            "train.report_to=none", "train.eval_steps=0", f"train.output_dir={tmp_path / 'run'}"]
     done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)

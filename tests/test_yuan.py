@@ -46,7 +46,7 @@ def test_custom_code_model_trains_merges_evaluates_and_answers(tiny_yuan_dir, sq
     from eval import run as eval_run
     from sqlft.commands.ask import main as ask_main
     from sqlft.training.merge import merge
-    from sqlft.training.sft import main as train_main
+    from sqlft.commands.train import main as train_main
 
     overrides = [f"model.name={tiny_yuan_dir}", "model.method=lora", "model.dtype=float32", *YUAN_TOKENS,
                  f"data.train=[{{path: {sql_jsonl}}}]", "data.template=yuan", "data.max_length=128",

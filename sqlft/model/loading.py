@@ -189,7 +189,7 @@ def load_base_model(model_cfg: ModelConfig, *, for_training: bool, tokenizer=Non
     quant = quantization_config(model_cfg)
     if quant is not None:
         kwargs["quantization_config"] = quant
-        # This process's GPU (under a launcher, set when sqlft.training.sft built the training arguments). Under ZeRO-3
+        # This process's GPU (under a launcher, set when the recipe built the training arguments). Under ZeRO-3
         # from_pretrained refuses a device_map, and FSDP places the shards itself: none is passed there.
         if has_gpu() and not shards_weights():
             kwargs["device_map"] = {"": torch.cuda.current_device()}

@@ -29,12 +29,12 @@ from sqlft.model.loading import add_lora, has_gpu, load_base_model, load_tokeniz
 from sqlft.prompts.record import Record
 from sqlft.config.run_folder import RunFolder
 from sqlft.prompts.templates import OWN_BOS, render_prompt
-from sqlft.training.sft import (StopOnNonFiniteLoss, _first_non_finite, _non_finite, is_main_process, newest_checkpoint,
-                         optimisation_args, prepare_run_dir, save_outputs)
+from sqlft.training.common import (StopOnNonFiniteLoss, first_non_finite, is_main_process, newest_checkpoint,
+                                   non_finite_key, optimisation_args, prepare_run_dir, save_outputs)
 
 
 def train_grpo(config: Config, resume: bool = False) -> Path:
-    """Called by sqlft.training.sft.train with the precision and max_length already resolved."""
+    """Called by sqlft.commands.train with the precision and max_length already resolved."""
     from trl import GRPOTrainer
 
     main_process = is_main_process()
@@ -76,9 +76,9 @@ def train_grpo(config: Config, resume: bool = False) -> Path:
         reward.close()
     seconds = time.perf_counter() - start
 
-    non_finite = trainer.state.log_history and _first_non_finite(trainer.state.log_history)
+    non_finite = trainer.state.log_history and first_non_finite(trainer.state.log_history)
     if non_finite:
-        key = _non_finite(non_finite)
+        key = non_finite_key(non_finite)
         sys.exit(f"sqlft train: the {key} became {non_finite[key]} at step {non_finite['step']}; training stopped. "
                  "Lower train.lr, then --resume from the last good checkpoint.")
     save_outputs(config, trainer, tokenizer, run_dir, result, seconds)
@@ -167,7 +167,7 @@ def grpo_args(config: Config, run_dir: Path):
     from trl import GRPOConfig
 
     t, g = config.train, config.grpo
-    autocast = precision.resolve(t.precision)  # already concrete when sqlft.training.sft resolved it
+    autocast = precision.resolve(t.precision)  # already concrete when sqlft.commands.train resolved it
     if g.use_vllm:
         import importlib.util
         if importlib.util.find_spec("vllm") is None:
