@@ -2,7 +2,8 @@
 instances for schema-only records), gold and predicted SQL run in the same hardened sandboxes, results compared
 by the Spider test-suite rules; every failure is a status with a reason in plain words, never an exception.
 
-Model-free: the eval command (eval.run), the GRPO reward (sqlft.training.reward) and voting all score here.
+Model-free: the eval command (eval.run) and the GRPO reward (sqlft.training.reward) score here; the answer to score
+is chosen (extract -> repair -> vote) by sqlft.scoring.answer, with an executor over these sandboxes.
 """
 
 import re
@@ -17,12 +18,12 @@ from sqlglot import exp
 
 from sqlft.sql.compare import _freeze_row, compare_results
 from sqlft.sql.database import column_names, prepare_database
-from sqlft.sql.engine import AnySandbox, engine_for, open_sandbox, to_engine
+from sqlft.sql.engine import engine_for, open_sandbox, to_engine
 from sqlft.sql.hardness import hardness_of
 from sqlft.sql.gold_check import check_gold
 from sqlft.data.examples import Example
 from sqlft.sql.postgres import PostgresError, redact
-from sqlft.sql.duckdb_sandbox import ExecutionResult
+from sqlft.sql.sandbox import ExecutionResult, Sandbox
 from sqlft.sql.dialect import has_order_by, normalise, parse_sql, strip_distinct
 from sqlft.sql.synth import synthesize
 from sqlft.scoring.answer import Answer, AnswerOptions, choose_answer
@@ -48,7 +49,7 @@ class Instances:
     synthetic: bool
     engine: str = "duckdb"  # sqlft.sql.engine.ENGINES: SQL in another dialect is transpiled to the engine's
     columns: set[str] = field(default_factory=set)  # every column name: to_duckdb tells "x" strings from columns
-    boxes: list[AnySandbox] = field(default_factory=list)
+    boxes: list[Sandbox] = field(default_factory=list)
     error: str = ""  # why there is no database: every example on it is a gold_error
     recent_golds: dict = field(default_factory=dict, repr=False)  # runnable gold SQL -> results (_gold_results)
 
@@ -430,7 +431,7 @@ def flag_non_discriminating(rows: list[dict], examples: list[Example], instances
 
 def _runnable(sql: str, inst: Instances, scoring: Scoring) -> str:
     """The SQL as executed: DISTINCT stripped in spider mode (the official evaluation drops every DISTINCT
-    from both queries before running them, DESIGN.md), then transpiled unless SQLite runs it."""
+    from both queries before running them: evaluation.py's eval_exec_match), then transpiled unless SQLite runs it."""
     if scoring.mode == "spider":
         sql = strip_distinct(sql, scoring.dialect)
     return to_engine(sql, scoring.dialect, inst.engine, inst.columns)

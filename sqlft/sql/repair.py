@@ -1,5 +1,5 @@
 """Schema repair: an answer that names a table or column its database does not have, rewritten to names the schema
-has. Applied only to answers that do not run (sqlft.scoring.execution checks), so an answer that runs is never changed.
+has. Applied only to answers that do not run (sqlft.scoring.answer checks, through its caller's executor), so an answer that runs is never changed.
 
 Why: on Spider's held-out databases most wrong answers of the fine-tuned 135M model do not run, nearly all on a
 name that is not in the schema (`FROM apartment_booking` for Apartment_Bookings, `SELECT Name FROM party` where Name
