@@ -22,7 +22,7 @@ from sqlglot import exp
 from sqlft.sql.compare import compare_results
 from sqlft.data.examples import Example, load_eval_set
 from sqlft.scoring.execution import Scoring, instance_key, prepare_instances, score_all
-from sqlft.sql.duckdb_sandbox import ExecutionResult
+from sqlft.sql.sandbox import ExecutionResult
 from sqlft.sql.dialect import has_order_by, parse_sql, strip_distinct, to_duckdb
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py
 from machine import print_machine  # noqa: E402

@@ -52,7 +52,8 @@ from sqlglot import exp  # noqa: E402
 
 from sqlft.sql.compare import compare_results  # noqa: E402
 from sqlft.sql.database import prepare_database  # noqa: E402
-from sqlft.sql.duckdb_sandbox import ExecutionResult, Sandbox  # noqa: E402
+from sqlft.sql.duckdb_sandbox import Sandbox  # noqa: E402
+from sqlft.sql.sandbox import ExecutionResult  # noqa: E402
 from sqlft.sql.dialect import has_order_by, strip_distinct, to_duckdb  # noqa: E402
 from sqlft.sql.sqlite_sandbox import SqliteSandbox  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/machine.py

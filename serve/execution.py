@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlft.sql.engine import to_engine
 from sqlft.sql.postgres import PoolBusy, SourceUnavailable
-from sqlft.sql.duckdb_sandbox import ExecutionResult
+from sqlft.sql.sandbox import ExecutionResult
 from sqlft.scoring.answer import Executor
 from serve.errors import ApiError
 from serve.registry import Database

@@ -16,8 +16,9 @@ from pathlib import Path
 import yaml
 
 from sqlft.sql.database import column_names, prepare_database, schema_ddl, table_names
-from sqlft.sql.engine import AnySandbox, engine_for, open_sandbox
+from sqlft.sql.engine import engine_for, open_sandbox
 from sqlft.sql.postgres import PostgresSandbox, redact
+from sqlft.sql.sandbox import Sandbox
 from sqlft.sql.sqlite_schema import sqlite_ddl
 
 
@@ -36,7 +37,7 @@ class Database:
     engine: str  # sqlft.sql.engine.ENGINES: where its SQL runs
     tables: list[str]
     ddl: str  # CREATE TABLE text, the model's context
-    sandbox: AnySandbox
+    sandbox: Sandbox
     source: str = ""  # as given, passwords masked
     columns: set[str] = field(default_factory=set)  # DuckDB: every column name (for SQLite-dialect rewrites)
 

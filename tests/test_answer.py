@@ -4,7 +4,7 @@ fake executor in place of eval's sandboxes or serve's database."""
 import pytest
 
 from sqlft.scoring.answer import AnswerOptions, choose_answer
-from sqlft.sql.duckdb_sandbox import ExecutionResult
+from sqlft.sql.sandbox import ExecutionResult
 
 SCHEMA = "CREATE TABLE singer (singer_id INT, name TEXT, country TEXT)"
 FRANCE = "SELECT name FROM singer WHERE country = 'France'"

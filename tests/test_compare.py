@@ -9,7 +9,8 @@ import pytest
 
 from sqlft.sql import compare as compare_module
 from sqlft.sql.compare import MODES, compare_results, result_eq
-from sqlft.sql.duckdb_sandbox import ExecutionResult, Sandbox
+from sqlft.sql.duckdb_sandbox import Sandbox
+from sqlft.sql.sandbox import ExecutionResult
 from sqlft.sql.dialect import has_order_by, strip_distinct
 
 FIXTURE = """

@@ -14,7 +14,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from sqlft.sql.duckdb_sandbox import ExecutionResult, Sandbox, check_sql
+from sqlft.sql.duckdb_sandbox import Sandbox, check_sql
+from sqlft.sql.sandbox import ExecutionResult
 
 TIMEOUT_S = 1.0
 SLACK_S = 1.5  # a shared 2-core machine: how late a stopped query may come back

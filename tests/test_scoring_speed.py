@@ -11,8 +11,8 @@ import pytest
 from sqlft.scoring import execution as scoring
 from sqlft.sql.compare import _freeze_row, _freeze_rows, compare_results
 from sqlft.data.examples import Example
-from sqlft.sql.duckdb_sandbox import ExecutionResult
-from sqlft.sql.sqlite_sandbox import SqliteSandbox, _chunk_size, _value_size
+from sqlft.sql.sandbox import ExecutionResult, value_size
+from sqlft.sql.sqlite_sandbox import SqliteSandbox, _chunk_size
 
 
 @pytest.fixture
@@ -145,4 +145,4 @@ def test_result_size_by_chunk_counts_as_cell_by_cell():
 
     chunks = [[("ab", 1, None, b"xyz", 2.5)], [], [(Text("abcd"), "x")], [(1, 2), (3, 4)], [(True, 10**30)]]
     for chunk in chunks:
-        assert _chunk_size(chunk) == sum(_value_size(v) for row in chunk for v in row)
+        assert _chunk_size(chunk) == sum(value_size(v) for row in chunk for v in row)

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from sqlft.sql.compare import compare_results
-from sqlft.sql.duckdb_sandbox import ExecutionResult
+from sqlft.sql.sandbox import ExecutionResult
 from serve.app import create_app
 from serve.guard import takes_slot
 from serve.settings import Settings

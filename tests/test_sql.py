@@ -12,7 +12,8 @@ import pytest
 import sqlglot
 
 from sqlft.sql.compare import compare_results
-from sqlft.sql.duckdb_sandbox import ExecutionResult, Sandbox
+from sqlft.sql.duckdb_sandbox import Sandbox
+from sqlft.sql.sandbox import ExecutionResult
 from sqlft.prompts.reply import extract_sql
 from sqlft.sql.dialect import exact_match, has_order_by, normalise, parse_sql, strip_distinct, to_duckdb
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from sqlft.sql.compare import compare_results
-from sqlft.sql.duckdb_sandbox import ExecutionResult, Sandbox
+from sqlft.sql.duckdb_sandbox import Sandbox
+from sqlft.sql.sandbox import ExecutionResult
 from sqlft.sql.dialect import has_order_by, strip_distinct
 from sqlft.sql.sqlite_sandbox import SqliteSandbox, is_sqlite_file, split_statement, statement_problem
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from sqlft.prompts.reply import extract_sql
-from sqlft.sql.duckdb_sandbox import ExecutionResult
+from sqlft.sql.sandbox import ExecutionResult
 from sqlft.sql.repair import repair_answer
 from sqlft.sql.vote import Vote, vote
 

@@ -16,7 +16,7 @@ from decimal import Decimal
 from itertools import chain
 from typing import Any
 
-from sqlft.sql.duckdb_sandbox import ExecutionResult
+from sqlft.sql.sandbox import ExecutionResult
 
 MODES = ("spider", "strict", "set")
 

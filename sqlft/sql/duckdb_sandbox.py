@@ -17,22 +17,12 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-
-@dataclass
-class ExecutionResult:
-    status: str  # "ok" | "error" | "timeout" | "rejected"
-    columns: list[str] = field(default_factory=list)
-    rows: list[tuple] = field(default_factory=list)
-    truncated: bool = False  # more than max_rows rows: only the first max_rows are kept
-    error: str = ""  # DuckDB's message, or why the query was rejected
-    elapsed_s: float = 0.0
-
+from sqlft.sql.sandbox import ClosesOnce, ExecutionResult, value_size
 
 # Given at connect time: some cannot be changed on a running database.
 _CONNECT_CONFIG = {
@@ -261,7 +251,7 @@ def check_sql(sql: str, known_tables: set[str]) -> str | None:
     return None if found is None else found[1]
 
 
-class Sandbox:
+class Sandbox(ClosesOnce):
     """A hardened DuckDB database shared by many threads: each execute() runs on its own cursor."""
 
     def __init__(
@@ -361,7 +351,7 @@ class Sandbox:
                 chunk = cursor.fetchmany(min(1000, max_rows + 1 - len(rows)))
                 if not chunk:
                     break
-                size += sum(_value_size(v) for row in chunk for v in row)
+                size += sum(value_size(v) for row in chunk for v in row)
                 if size > self.max_result_bytes:
                     too_big = True
                     break
@@ -382,28 +372,8 @@ class Sandbox:
         truncated = len(rows) > max_rows
         return ExecutionResult(status, columns, rows[:max_rows], truncated, error)
 
-    def close(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._con.close()
-
-    def __enter__(self) -> Sandbox:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _value_size(value: Any) -> int:
-    """Bytes a fetched value holds, roughly (the budget is about strings, blobs and lists that grow)."""
-    if isinstance(value, (str, bytes)):
-        return len(value) + 16
-    if isinstance(value, (list, tuple)):
-        return 16 + sum(_value_size(v) for v in value)
-    if isinstance(value, dict):
-        return 16 + sum(_value_size(k) + _value_size(v) for k, v in value.items())
-    return 16
+    def _release(self) -> None:
+        self._con.close()
 
 
 def _size(value: str) -> str:

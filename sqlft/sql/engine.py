@@ -17,13 +17,12 @@ import sqlglot
 
 from sqlft.sql.database import prepare_database
 from sqlft.sql.postgres import PostgresSandbox, is_postgres_url
-from sqlft.sql.duckdb_sandbox import Sandbox
+from sqlft.sql.duckdb_sandbox import Sandbox as DuckdbSandbox
 from sqlft.sql.dialect import to_duckdb
+from sqlft.sql.sandbox import Sandbox
 from sqlft.sql.sqlite_sandbox import SqliteSandbox, is_sqlite_file
 
 ENGINES = ("sqlite", "duckdb", "postgres")  # each engine's SQL dialect has the same name in sqlglot
-
-AnySandbox = Sandbox | SqliteSandbox | PostgresSandbox
 
 
 def engine_for(source: str | Path) -> str:
@@ -37,7 +36,7 @@ def engine_for(source: str | Path) -> str:
 
 def open_sandbox(source: str | Path, engine: str | None = None, *, timeout_s: float = 5.0,
                  max_rows: int = 10_000, max_result_bytes: int = 100_000_000, memory_limit: str = "1GB",
-                 pool_size: int = 4, pool_timeout_s: float = 1.0, allow_privileged_role: bool = False) -> AnySandbox:
+                 pool_size: int = 4, pool_timeout_s: float = 1.0, allow_privileged_role: bool = False) -> Sandbox:
     """A sandbox over `source` on `engine` (default: engine_for(source)). DuckDB sources that are not DuckDB
     files are converted once into the cache (sqlft.sql.database.prepare_database). memory_limit: DuckDB only;
     pool_size and pool_timeout_s: PostgreSQL only (connections, and the wait for one before PoolBusy);
@@ -50,7 +49,7 @@ def open_sandbox(source: str | Path, engine: str | None = None, *, timeout_s: fl
     if engine == "sqlite":
         return SqliteSandbox(Path(str(source)).expanduser(), **bounds)
     if engine == "duckdb":
-        return Sandbox(prepare_database(source), memory_limit=memory_limit, **bounds)
+        return DuckdbSandbox(prepare_database(source), memory_limit=memory_limit, **bounds)
     raise ValueError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
 
 

@@ -42,7 +42,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlft.sql.duckdb_sandbox import _PATH, ExecutionResult, Sandbox, check_sql
+from sqlft.sql.duckdb_sandbox import _PATH, Sandbox, check_sql
+from sqlft.sql.sandbox import Closing, ExecutionResult
 from sqlft.sql.sqlite_sandbox import SqliteSandbox
 
 POLL_S = 0.01  # how often the worker's memory is looked at while it runs
@@ -247,7 +248,7 @@ class _Worker:
                 pass
 
 
-class IsolatedExecutor:
+class IsolatedExecutor(Closing):
     """At most `workers` queries at once, each in its own process (started once, reused until killed)."""
 
     def __init__(self, workers: int = 4, *, memory_limit: str = "1GB", max_result_bytes: int = 16_000_000,
@@ -340,6 +341,8 @@ class IsolatedExecutor:
             self._idle.put(worker)
 
     def close(self) -> None:
+        """Kills the idle workers; not once only: a worker whose query was in flight comes back to the queue
+        after, and a later close() kills it too."""
         self._closed = True
         while True:
             try:
@@ -349,14 +352,8 @@ class IsolatedExecutor:
             if worker is not None:
                 worker.kill()
 
-    def __enter__(self) -> IsolatedExecutor:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class IsolatedSandbox:
+class IsolatedSandbox(Closing):
     """A file sandbox whose queries run in an IsolatedExecutor's workers; same execute() as the sandbox."""
 
     def __init__(self, inner: Sandbox | SqliteSandbox, executor: IsolatedExecutor):

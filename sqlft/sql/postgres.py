@@ -4,7 +4,7 @@
 
     with PostgresSandbox("postgresql://reader@db.example:5432/shop", timeout_s=5) as box:
         box.ddl                                    # CREATE TABLE lines from the catalog (the model's context)
-        box.execute("SELECT count(*) FROM orders")  # ExecutionResult, as sqlft.sql.duckdb_sandbox.Sandbox gives
+        box.execute("SELECT count(*) FROM orders")  # ExecutionResult, as every sqlft.sql.sandbox.Sandbox gives
 
 Passwords never appear in a URL: libpq takes them from PGPASSWORD, ~/.pgpass (PGPASSFILE) or a service file
 (postgresql:///?service=shop, PGSERVICEFILE), and every message sqlft writes goes through `redact`.
@@ -50,7 +50,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from sqlglot import exp
 
 from sqlft.core.errors import SqlftError
-from sqlft.sql.duckdb_sandbox import ExecutionResult
+from sqlft.sql.sandbox import ClosesOnce, ExecutionResult, value_size
 
 log = logging.getLogger("sqlft")
 
@@ -458,7 +458,7 @@ def _comment(text: str | None) -> str:
 # ---------------------------------------------------------------------------------------------- sandbox
 
 
-class PostgresSandbox:
+class PostgresSandbox(ClosesOnce):
     """Bounded read-only execution on one PostgreSQL database, shared by many threads through a pool."""
 
     def __init__(
@@ -616,7 +616,7 @@ class PostgresSandbox:
             for row in cur.stream(f"FETCH FORWARD {max_rows + 1} FROM {_CURSOR}", size=chunk):  # type: ignore[arg-type]
                 row = row[:-1]  # without the server's byte count
                 rows.append(row)
-                size += sum(_value_size(v) for v in row)
+                size += sum(value_size(v) for v in row)
                 if size > self.max_result_bytes:
                     too_big = True
                     break
@@ -629,18 +629,8 @@ class PostgresSandbox:
     def pool_size(self) -> int:
         return self._pool.max_size
 
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
+    def _release(self) -> None:
         self._pool.close()
-
-    def __enter__(self) -> PostgresSandbox:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def bounded(statement: str, max_bytes: int) -> str:
@@ -688,14 +678,6 @@ def _message(err: psycopg.Error) -> str:
     diag = getattr(err, "diag", None)
     primary = diag.message_primary if diag is not None else None
     return redact(" ".join((primary or str(err) or type(err).__name__).split()))
-
-
-def _value_size(value: Any) -> int:
-    if isinstance(value, (str, bytes, bytearray, memoryview)):
-        return len(value) + 16
-    if isinstance(value, (list, tuple)):
-        return sum(_value_size(v) for v in value) + 16
-    return 16
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from sqlft.sql.compare import compare_results
-from sqlft.sql.duckdb_sandbox import ExecutionResult
+from sqlft.sql.sandbox import ExecutionResult
 
 
 @dataclass
