@@ -13,24 +13,22 @@ serve's (--api-key, sent as X-API-Key or Bearer).
 
 import asyncio
 import logging
-import secrets
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any
 
 import sqlglot
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
-from pydantic_settings import SettingsConfigDict
 from sqlglot import exp
 
 from serve.app import load_backend
-from serve.errors import ApiError, error_response
+from serve.errors import ApiError
 from serve.execution import json_value, run_sql
 from serve.registry import Database
 from serve.routes import sql as routes
@@ -244,11 +242,14 @@ def sample_values(rows: list[tuple], column: int) -> list[Any]:
 # ------------------------------------------------------------------------------------------ the command
 
 def http_app(server: MCPServer, state: ServerState) -> Callable:
-    """The streamable HTTP app on /mcp. With --api-key, every path but /healthz needs it, sent as `sqlft serve`
-    takes it (X-API-Key or Authorization: Bearer), else 401 with serve's error body. Bodies over --max-body-bytes
-    are refused by the SDK itself (413)."""
+    """The streamable HTTP app on /mcp behind serve's RequestGuard, so a client meets the same rules as on `sqlft
+    serve`: with --api-key every path but /healthz needs it (X-API-Key or Authorization: Bearer, else 401 with
+    serve's error body); a POST body is read within --body-timeout (408) and up to --max-body-bytes (413) before
+    the SDK sees it; a GET (the SSE stream) is never read from, only watched for the client's disconnect."""
     from starlette.requests import Request
     from starlette.responses import JSONResponse
+
+    from serve.guard import RequestGuard
 
     @server.custom_route("/healthz", methods=["GET"])
     async def healthz(_: Request) -> JSONResponse:
@@ -256,27 +257,7 @@ def http_app(server: MCPServer, state: ServerState) -> Callable:
 
     settings = state.settings
     app = server.streamable_http_app(host=settings.host, max_request_body_size=settings.max_body_bytes)
-
-    # Not serve's RequestGuard: on a GET it hands the app a receive() that answers an empty request forever, never
-    # the disconnect, so the SSE stream of GET /mcp (whose listener waits for the disconnect) spins a core.
-    async def require_key(scope, receive, send) -> None:
-        if scope["type"] == "http" and settings.api_key and scope["path"] != "/healthz" \
-                and not key_ok(Request(scope).headers, settings.api_key):
-            response = error_response(401, "unauthorized", "Missing or wrong API key: send it as the X-API-Key "
-                                      "header or as Authorization: Bearer <key>.",
-                                      headers={"WWW-Authenticate": "Bearer"})
-            return await response(scope, receive, send)
-        await app(scope, receive, send)
-
-    return require_key
-
-
-def key_ok(headers: Mapping[str, str], api_key: str) -> bool:
-    given = headers.get("x-api-key", "")
-    auth = headers.get("authorization", "")
-    if not given and auth.lower().startswith("bearer "):
-        given = auth[7:].strip()
-    return secrets.compare_digest(given.encode(), api_key.encode())  # constant time: no key guessing by timing
+    return RequestGuard(app, state)
 
 
 def run(settings: MCPSettings) -> None:

@@ -6,6 +6,7 @@ checks are about the tools, not about the model's SQL.
 
 import json
 import sqlite3
+import socket
 import subprocess
 import sys
 import time
@@ -220,11 +221,22 @@ def test_bad_flags_exit_before_serving(capsys):
 def test_streamable_http_needs_the_api_key(files):
     port, key = free_port(), "s3cret-key"
     process = subprocess.Popen([sys.executable, "-m", "serve.mcp_command", *FLAGS, f"--database=shop={files['shop']}",
-                                "--transport", "http", "--port", str(port), "--api-key", key], cwd=ROOT,
+                                "--transport", "http", "--port", str(port), "--api-key", key, "--body-timeout", "1",
+                                "--max-body-bytes", "20000"], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/healthz", timeout_s=60, alive=lambda: process.poll() is None)
+        # serve's guard in front of the SDK: a body that stalls is 408 within --body-timeout, a large one 413
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+            slow.sendall(f"POST /mcp HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\nContent-Type: application/json\r\n"
+                         "Content-Length: 100\r\n\r\n{".encode())
+            started = time.monotonic()
+            answer = slow.recv(4096).decode()
+            assert answer.startswith("HTTP/1.1 408") and "body_timeout" in answer, answer
+            assert time.monotonic() - started < 5
+        too_large = httpx.post(f"{url}/mcp", content=b"x" * 30000, headers={"X-API-Key": key})
+        assert too_large.status_code == 413 and too_large.json()["error"]["code"] == "body_too_large"
         hello = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
         headers = {"Accept": "application/json, text/event-stream"}
