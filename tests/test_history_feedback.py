@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from sqlft.data.examples import record_example
 from serve.app import create_app
-from serve.routes.history import HISTORY_LIMIT
+from serve.routes.history import HISTORY_LIMIT, HistoryEntry, HistoryFile
 from serve.routes.tables import describe_tables
 from serve.settings import Settings
 from serve.testing import FakeBackend
@@ -96,6 +96,23 @@ def test_history_is_per_key_and_stores_no_key(tmp_path, shop):
         assert c.get("/history", headers=alice).json() == [] and len(c.get("/history", headers=bob).json()) == 1
     stored = (tmp_path / "history.sqlite").read_bytes()
     assert b"alice-key" not in stored and b"bob-key" not in stored
+
+
+def test_history_keeps_the_owners_who_wrote_last(tmp_path):
+    """Without a key every client address is an owner: past the owner limit, the owner whose newest entry is oldest
+    goes, so addresses that rotate cannot grow the file without bound; an owner who writes again is kept."""
+    history = HistoryFile(tmp_path / "history.sqlite", limit=5, owner_limit=3)
+    entry = HistoryEntry(question="How many?", db_schema="CREATE TABLE t (a INT)", sql="SELECT count(*) FROM t")
+    for owner in ("a", "b", "c"):
+        history.append(owner, entry)
+    history.append("a", entry)  # a wrote last: b is now the one whose newest entry is oldest
+    history.append("d", entry)
+    assert [len(history.read(o, 10)) for o in ("a", "b", "c", "d")] == [2, 0, 1, 1]
+    for owner in ("e", "f"):
+        history.append(owner, entry)
+    assert sorted(o for o in "abcdef" if history.read(o, 10)) == ["d", "e", "f"]
+    with sqlite3.connect(tmp_path / "history.sqlite") as con:
+        assert con.execute("SELECT count(DISTINCT owner) FROM history").fetchone() == (3,)
 
 
 def test_history_needs_the_servers_key(tmp_path, shop):

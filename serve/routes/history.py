@@ -2,7 +2,8 @@
 
 Each API key has its own history (the key is stored only as a hash); without a key, each client address has
 one. It lives in DATA_DIR/history.sqlite (--data-dir), so it survives a page reload and a server restart, and
-keeps the newest HISTORY_LIMIT entries per owner. The page appends an entry after each answer (POST), so
+keeps the newest HISTORY_LIMIT entries per owner and the OWNER_LIMIT owners who wrote last (without a key,
+every client address is an owner: a client rotating addresses must not grow the file without bound). The page appends an entry after each answer (POST), so
 /sql itself stays as it is; any other client may do the same.
 """
 
@@ -24,6 +25,7 @@ from serve.schemas import MAX_QUESTION_CHARS, MAX_SCHEMA_CHARS, MAX_SQL_CHARS, o
 from serve.schemas import Request as StrictBody
 
 HISTORY_LIMIT = 200  # entries kept per owner; the oldest go first
+OWNER_LIMIT = 1000  # owners kept; a new owner past it drops the one whose newest entry is oldest (<= 200,000 rows)
 
 router = APIRouter(tags=["history"])
 
@@ -59,8 +61,8 @@ class HistoryFile:
     """One SQLite file for every owner. A connection per call: routes run on a thread pool, and SQLite's own
     locking (with a busy timeout) serialises the writers."""
 
-    def __init__(self, path: Path, limit: int = HISTORY_LIMIT):
-        self.path, self.limit = path, limit
+    def __init__(self, path: Path, limit: int = HISTORY_LIMIT, owner_limit: int = OWNER_LIMIT):
+        self.path, self.limit, self.owner_limit = path, limit, owner_limit
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,11 +74,15 @@ class HistoryFile:
 
     def append(self, owner: str, entry: HistoryEntry) -> HistoryItem:
         at = datetime.now(UTC).isoformat(timespec="seconds")
-        with closing(self._connect()) as con, con:  # one transaction: the insert and the trim
+        with closing(self._connect()) as con, con:  # one transaction: the insert and the trims
+            new_owner = con.execute("SELECT 1 FROM history WHERE owner = ? LIMIT 1", (owner,)).fetchone() is None
             cursor = con.execute("INSERT INTO history (owner, at, entry) VALUES (?, ?, ?)",
                                  (owner, at, entry.model_dump_json(exclude_none=True)))
             con.execute("DELETE FROM history WHERE owner = ? AND id NOT IN "
                         "(SELECT id FROM history WHERE owner = ? ORDER BY id DESC LIMIT ?)", (owner, owner, self.limit))
+            if new_owner:  # only a new owner can push the count past the limit: the grouping runs that rarely
+                con.execute("DELETE FROM history WHERE owner IN (SELECT owner FROM history GROUP BY owner "
+                            "ORDER BY MAX(id) DESC LIMIT -1 OFFSET ?)", (self.owner_limit,))
         return HistoryItem(id=cursor.lastrowid, at=at, **entry.model_dump())
 
     def read(self, owner: str, limit: int) -> list[HistoryItem]:
