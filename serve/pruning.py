@@ -13,7 +13,8 @@ The statements kept are the original text, in the original order.
 
 import re
 
-from sqlft.sql.schema import schema_from_ddl, split_statements
+from sqlft.sql.schema import schema_from_ddl
+from sqlft.sql.split import split_statements
 
 STOPWORDS = frozenset("""
 a an and any are as at be by did do does each every for from give has have how i in is it its list me

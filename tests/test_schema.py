@@ -67,13 +67,46 @@ def test_every_spider_train_schema_compacts_without_leftover_ddl():
         assert len(compact) < 0.8 * len(ddl), db_id
 
 
-def test_split_statements_follows_sqlglots_tokens():
-    from sqlft.sql.schema import split_statements
+def test_one_line_multi_table_ddl_is_compacted_table_by_table():
+    ddl = "CREATE TABLE a (x INT); CREATE TABLE b (y INT)"
+    assert format_schema(ddl, "compact") == "a(x int)\nb(y int)"
+    assert format_schema(ddl, "compact", 1) == ddl  # version 1 cut only at a ';' ending a line
 
-    script = ("CREATE TABLE \"a;b\" (x TEXT DEFAULT 'p;q'); -- c; d\nCREATE TABLE c (y INT) /* e; f */;\n"
-              "INSERT INTO c VALUES (1);;\n  SELECT 'x;' AS s")
-    assert split_statements(script) == [
-        "CREATE TABLE \"a;b\" (x TEXT DEFAULT 'p;q');", "-- c; d\nCREATE TABLE c (y INT) /* e; f */;",
-        "INSERT INTO c VALUES (1);", "SELECT 'x;' AS s"]
-    assert split_statements("SELECT 'open; quote") == ["SELECT 'open;", "quote;"]  # untokenizable: every ';'
-    assert split_statements("  ;\n") == []
+
+def test_names_that_are_not_plain_identifiers_are_quoted():
+    ddl = ('CREATE TABLE "my table" ("first name" TEXT, id INT PRIMARY KEY, "x""y" INT, '
+           'FOREIGN KEY ("first name") REFERENCES "other t"("full name"));')
+    assert format_schema(ddl, "compact") == \
+        '"my table"("first name" text ->"other t"."full name", id int pk, "x""y" int)'
+    assert format_schema(ddl, "compact", 1) == 'my table(first name text ->other t.full name, id int pk, x"y int)'
+
+
+def test_unreadable_ddl_keeps_what_follows_as_written():
+    ddl = "CREATE TABLE a (x INT);\nCREATE TABLE b (y TEXT DEFAULT 'open; z INT)"
+    assert format_schema(ddl, "compact") == "a(x int)\nCREATE TABLE b (y TEXT DEFAULT 'open; z INT)"
+
+
+def test_a_runs_config_without_a_schema_format_version_is_asked_as_trained(tmp_path):
+    """Runs trained before versions have no data.schema_format_version in their config.yaml: their prompts were
+    written by version 1, and every inference path (resolve_ref: ask, eval, serve) keeps writing them so."""
+    import yaml
+
+    from sqlft.config import load_config, save_config
+    from sqlft.model.generate import resolve_ref
+    from sqlft.prompts.templates import sql_prompt
+
+    ddl = "CREATE TABLE a (x INT); CREATE TABLE b (y INT)"
+    prompts = {}
+    for name in ("old", "new"):
+        run = tmp_path / name
+        (run / "adapter").mkdir(parents=True)
+        save_config(load_config(overrides=["data.schema_format=compact"]), run / "config.yaml")
+        if name == "old":  # as written before versions existed
+            raw = yaml.safe_load((run / "config.yaml").read_text())
+            del raw["data"]["schema_format_version"]
+            (run / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        ref = resolve_ref(str(run))
+        prompts[name] = sql_prompt(ddl, "How many?", "chatml", schema_format=ref.schema_format,
+                                   schema_format_version=ref.schema_format_version)
+    assert ddl in prompts["old"]
+    assert "a(x int)\nb(y int)" in prompts["new"] and "CREATE" not in prompts["new"]

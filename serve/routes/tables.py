@@ -5,14 +5,12 @@ reader, so the browser shows exactly the keys and types the model sees: a key mi
 the prompt too.
 """
 
-import sqlglot
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
-from sqlglot import exp
 
 from serve.deps import DatabasesDep
 from serve.routes.sql import find_database
-from sqlft.sql.schema import parse_tables, split_statements
+from sqlft.sql.schema import parse_tables
 
 router = APIRouter(tags=["databases"])
 
@@ -41,24 +39,14 @@ class TableInfo(BaseModel):
 def describe_tables(ddl: str, dialect: str, names: list[str] | None = None) -> list[TableInfo]:
     """Tables of CREATE TABLE text; `names` (the database's table list) adds, without columns, any table whose
     statement sqlglot cannot read, so no table is hidden from the browser."""
-    declared: dict[tuple[str, str], str] = {}  # (table, column), lower-cased -> declared type
-    for statement in split_statements(ddl):
-        try:
-            create = sqlglot.parse_one(statement, read=dialect)
-        except sqlglot.errors.SqlglotError:
-            continue
-        if isinstance(create, exp.Create) and isinstance(create.this, exp.Schema):
-            for column in create.this.find_all(exp.ColumnDef):
-                kind = column.args.get("kind")
-                # sqlglot's own dialect keeps the declared type (BIGINT stays BIGINT, not SQLite's INTEGER);
-                # parse_tables' types are DuckDB's, for synthesized databases.
-                declared[create.this.this.name.lower(), column.name.lower()] = kind.sql() if kind else ""
     tables = []
     for table in parse_tables(ddl, dialect):
         references = {cols[0].lower(): f"{ref_table}.{ref_cols[0]}"
                       for cols, ref_table, ref_cols in table.foreign_keys if len(cols) == 1}
         keyed = {c.lower() for c in table.primary_key}
-        columns = [ColumnInfo(name=c.name, type=declared.get((table.name.lower(), c.name.lower()), c.type),
+        # c.declared: the type as declared, in sqlglot's own dialect (BIGINT stays BIGINT, not SQLite's INTEGER);
+        # c.type is DuckDB's, for synthesized databases.
+        columns = [ColumnInfo(name=c.name, type=c.declared,
                               primary_key=c.name.lower() in keyed, references=references.get(c.name.lower()))
                    for c in table.columns]
         tables.append(TableInfo(name=table.name, columns=columns, primary_key=table.primary_key,

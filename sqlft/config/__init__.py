@@ -16,7 +16,7 @@ import yaml
 
 from sqlft.core.errors import SqlftError
 from sqlft.prompts.record import SQL_SYSTEM
-from sqlft.sql.schema import SCHEMA_FORMATS
+from sqlft.sql.schema import SCHEMA_FORMAT_VERSION, SCHEMA_FORMAT_VERSIONS, SCHEMA_FORMATS
 from sqlft.prompts.templates import TEMPLATES
 
 EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
@@ -67,6 +67,9 @@ class DataConfig:
     loss: str = "completion"  # tokens with loss: completion (the last answer), assistant_turns (every answer), full_text (all)
     system: str = SQL_SYSTEM  # system text for SQL records (records that carry their own keep it)
     schema_format: str = "ddl"  # schema in SQL prompts (sqlft.sql.schema): ddl (as given) or compact (a line per table)
+    # How that format renders (sqlft.sql.schema.SCHEMA_FORMAT_VERSION): new runs record the current one; a run's
+    # config.yaml without it is from before versions, read as 1 (sqlft.config.run_folder), so it is asked as trained
+    schema_format_version: int = SCHEMA_FORMAT_VERSION
     sql_dialect: str = "auto"  # of the training SQL (serve transpiles from it); auto: duckdb for demo:*, else sqlite
     max_length: int = 0  # tokens per example (prompt + answer); 0: the model's context length (its config.json)
     overlong: str = "drop"  # examples over max_length: drop (reported), fail, or truncate (instructions only: SQL is dropped)
@@ -199,6 +202,7 @@ CHOICES = {
     "data.packing": (False, True, "shared_prefix"),
     "data.loss": ("completion", "assistant_turns", "full_text"),
     "data.schema_format": SCHEMA_FORMATS,
+    "data.schema_format_version": SCHEMA_FORMAT_VERSIONS,
     "data.sql_dialect": ("auto", "sqlite", "duckdb", "postgres", "mysql", "bigquery", "snowflake", "tsql", "spark"),
     "data.template": tuple(TEMPLATES),
     "data.train[].format": ("auto", "know_sql", "spider", "bird", "alpaca", "dolly", "sharegpt", "messages", "guanaco",

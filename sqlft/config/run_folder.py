@@ -125,6 +125,9 @@ def read_config(path: str | Path) -> Config:
         raise ConfigError(f"{config_file} is not valid YAML: {err}") from None
     dropped: list[str] = []
     known = _known_keys(Config, raw, "", dropped)
+    if isinstance(known, dict) and isinstance(known.setdefault("data", {}), dict):
+        # A run trained before schema formats had versions: its prompts were written by version 1 (sqlft.sql.schema).
+        known["data"].setdefault("schema_format_version", 1)
     if dropped:
         print(f"[sqlft] {config_file}: ignoring settings this sqlft version does not have: {', '.join(dropped)}",
               file=sys.stderr)

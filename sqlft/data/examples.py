@@ -17,6 +17,7 @@ from sqlft.sql.database import DatabaseError, defog_database_names, prepare_data
 from sqlft.sql.postgres import PostgresError, database_url, is_postgres_url, read_url_schema
 from sqlft.sql.sqlite_sandbox import is_sqlite_file
 from sqlft.sql.sqlite_schema import SqliteSchemaError, sqlite_ddl
+from sqlft.sql.split import split_statements
 from sqlft.config import DatasetSpec
 from sqlft.data.formats import DataError, is_spider_file, load_records, read_spider
 from sqlft.data.demo import DEMO_PREFIX, resolve_data_path
@@ -115,8 +116,9 @@ def expand_alternatives(query: str) -> list[str]:
     """Defog's gold: `;` separates accepted queries, and `{a, b}` lists columns of which every non-empty
     subset is accepted (`GROUP BY {}` takes the same columns), as sql-eval's get_all_minimal_queries does."""
     queries = []
-    for sql in query.split(";"):
-        sql = sql.strip()
+    # By the one splitter: a ';' inside a string literal separates nothing. Its braces are plain tokens to sqlglot.
+    for sql in split_statements(query, "postgres"):
+        sql = sql.removesuffix(";").strip()
         if not sql:
             continue
         start = sql.find("{")

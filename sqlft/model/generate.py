@@ -19,6 +19,7 @@ from sqlft.model.precision import weights_dtype
 from sqlft.prompts.record import SQL_SYSTEM, Record, Turn
 from sqlft.config.run_folder import RunFolder, read_merged_meta
 from sqlft.prompts.templates import OWN_BOS, check_template, render_prompt, sql_prompt, stop_strings
+from sqlft.sql.schema import SCHEMA_FORMAT_VERSION
 
 
 
@@ -40,6 +41,7 @@ class ModelRef:
     system: str
     adapter: str | None = None
     schema_format: str = "ddl"  # how the schema is written into prompts (sqlft.sql.schema), as trained
+    schema_format_version: int = SCHEMA_FORMAT_VERSION  # of that format's rendering, as trained (1: before versions)
     sql_dialect: str | None = None  # dialect of the SQL it was trained on (None: a base model, unknown)
     trust_remote_code: bool = False  # the model's own code (auto_map) runs at load, as it did in training
 
@@ -50,8 +52,8 @@ def resolve_ref(ref: str) -> ModelRef:
     if run.is_run():
         cfg = run.config()  # typed: defaults fill what older runs did not record (schema_format, sql_dialect)
         base, template, system = cfg.model.name, cfg.data.template, cfg.data.system
-        common = dict(schema_format=cfg.data.schema_format, sql_dialect=cfg.data.sql_dialect,
-                      trust_remote_code=cfg.model.trust_remote_code)
+        common = dict(schema_format=cfg.data.schema_format, schema_format_version=cfg.data.schema_format_version,
+                      sql_dialect=cfg.data.sql_dialect, trust_remote_code=cfg.model.trust_remote_code)
         if run.has_adapter:
             return ModelRef("run", base, base, template, system, adapter=str(run.adapter), **common)
         return ModelRef("full_run", str(run.model), base, template, system, **common)
@@ -59,6 +61,8 @@ def resolve_ref(ref: str) -> ModelRef:
     if meta is not None:
         return ModelRef("merged", str(path), meta["base_model"], meta["template"], meta["system"],
                         schema_format=meta.get("schema_format", "ddl"), sql_dialect=meta.get("sql_dialect"),
+                        # merged before schema formats had versions: version 1 wrote its prompts
+                        schema_format_version=int(meta.get("schema_format_version", 1)),
                         trust_remote_code=bool(meta.get("trust_remote_code", False)))
     if path.exists() and not (path / "config.json").is_file():
         raise FileNotFoundError(f"{ref} is neither a training run (config.yaml + adapter/), a merged folder, "
@@ -119,7 +123,8 @@ class InferenceModel:
 
     def sql_prompt(self, db_schema: str, question: str) -> str:
         return sql_prompt(db_schema, question, self.template, self.tokenizer, system=self.system,
-                          schema_format=self.ref.schema_format)
+                          schema_format=self.ref.schema_format,
+                          schema_format_version=self.ref.schema_format_version)
 
     def encode(self, prompt: str) -> list[int]:
         """A rendered prompt's token ids, as generation reads it (a BOS only where the template has none)."""

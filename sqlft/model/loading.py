@@ -272,6 +272,9 @@ def adapter_dir(config: Config) -> Path:
                  "data.template": (config.data.template, trained.data.template),
                  "data.system": (config.data.system, trained.data.system),
                  "data.schema_format": (config.data.schema_format, trained.data.schema_format)}
+        if trained.data.schema_format != "ddl":  # "ddl" renders the same in every version
+            pairs["data.schema_format_version"] = (config.data.schema_format_version,
+                                                   trained.data.schema_format_version)
         differ = [f"{k}={theirs!r} (this config: {ours!r})" for k, (ours, theirs) in pairs.items() if ours != theirs]
         if differ:
             raise ConfigError(f"model.adapter={config.model.adapter} was trained with " + ", ".join(differ)

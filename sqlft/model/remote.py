@@ -17,6 +17,7 @@ from sqlft.config import GenerationConfig
 from sqlft.model.generate import Generation, cut_at_stop, default_template, resolve_ref
 from sqlft.prompts.record import SQL_SYSTEM
 from sqlft.prompts.templates import OWN_BOS, check_template, sql_prompt, stop_strings
+from sqlft.sql.schema import SCHEMA_FORMAT_VERSION
 
 log = logging.getLogger("sqlft.model.remote")
 
@@ -39,10 +40,11 @@ class OpenAIBackend:
         self.tokenizer = None
         self.system = SQL_SYSTEM
         folder_template, folder_context, self.schema_format = None, None, "ddl"
+        self.schema_format_version = SCHEMA_FORMAT_VERSION
         self.sql_dialect: str | None = None  # of the training SQL, when model_dir tells
         if model_dir:
-            self.tokenizer, folder_template, self.system, folder_context, self.schema_format, self.sql_dialect = \
-                _read_model_dir(model_dir)
+            (self.tokenizer, folder_template, self.system, folder_context, self.schema_format,
+             self.schema_format_version, self.sql_dialect) = _read_model_dir(model_dir)
         # As InferenceModel: the folder's training template, else the tokenizer's own chat template.
         self.template = template or folder_template or (default_template(self.tokenizer) if self.tokenizer else "chatml")
         check_template(self.template)
@@ -51,7 +53,7 @@ class OpenAIBackend:
 
     def sql_prompt(self, db_schema: str, question: str) -> str:
         return sql_prompt(db_schema, question, self.template, self.tokenizer, system=self.system,
-                          schema_format=self.schema_format)
+                          schema_format=self.schema_format, schema_format_version=self.schema_format_version)
 
     def count_tokens(self, text: str) -> int:
         if self.tokenizer is None:
@@ -120,8 +122,8 @@ class OpenAIBackend:
 
 
 def _read_model_dir(model_dir: str):
-    """(tokenizer, template, system, context length, schema format, SQL dialect) of a merged folder, run or model
-    folder."""
+    """(tokenizer, template, system, context length, schema format and its version, SQL dialect) of a merged folder,
+    run or model folder."""
     from transformers import AutoConfig
 
     from sqlft.model.loading import load_tokenizer, resolve_model_path
@@ -131,7 +133,8 @@ def _read_model_dir(model_dir: str):
                                trust_remote_code=ref.trust_remote_code)
     config = AutoConfig.from_pretrained(resolve_model_path(ref.weights), trust_remote_code=ref.trust_remote_code)
     context = getattr(config, "max_position_embeddings", None)
-    return tokenizer, ref.template, ref.system, int(context) if context else None, ref.schema_format, ref.sql_dialect
+    return (tokenizer, ref.template, ref.system, int(context) if context else None, ref.schema_format,
+            ref.schema_format_version, ref.sql_dialect)
 
 
 def _error_text(response: httpx.Response) -> str:

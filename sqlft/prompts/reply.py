@@ -8,8 +8,10 @@ import re
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
+from sqlglot.tokens import TokenType
 
 from sqlft.prompts.templates import TEMPLATES
+from sqlft.sql.split import read_tokens
 
 
 # Text after any of these belongs to the next turn or to nothing: every template's stop markers, and the end
@@ -25,6 +27,10 @@ _START_OF_LINE = re.compile(
     r"|INSTALL|LOAD|SET|CALL|CHECKPOINT|VALUES|FROM|EXPLAIN|DESCRIBE|SHOW|SUMMARIZE|PIVOT|VACUUM)\b)",
     re.IGNORECASE,
 )
+# The tokens a statement's end is found among: SQLite's quote ', " and ` as before sqlglot's tokenizer took this
+# over (a reply's own dialect may not know ` and then split inside `a;b`), plus /* */ comments and [names]. Words
+# such as EXPLAIN do not make the rest of a line one string token here: prose starts with them too.
+_TOKENS_DIALECT = "sqlite"
 _PROSE_LINE = re.compile(r"^\s*(?:this|the|here|note|explanation|it|which|in\s+this|i|we)\b", re.IGNORECASE)
 
 
@@ -94,27 +100,19 @@ def _carve(text: str) -> str:
 
 
 def _statement_end(text: str) -> int:
-    """Index of the first ';', or '.' followed by a space or the end, outside quotes and comments.
+    """Index of the first ';', or '.' followed by a space or the end, outside quotes and comments: the first
+    SEMICOLON or sentence-ending dot among sqlglot's tokens (sqlft.sql.split), which know quotes and comments.
 
     A '.' before whitespace never occurs in SQL outside quotes ("t.a" has none, "1." is rare), but ends a
-    sentence: "... LIMIT 1. This returns ...".
+    sentence: "... LIMIT 1. This returns ...". Prose after the SQL may hold an unbalanced quote ("isn't"): the
+    tokenizer stops there and, as an open quote runs to the end, nothing after it ends the statement.
     """
-    quote = ""
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            if ch == quote:
-                quote = ""
-        elif ch in "'\"`":
-            quote = ch
-        elif text.startswith("--", i):
-            nl = text.find("\n", i)
-            i = len(text) if nl < 0 else nl
-            continue
-        elif ch == ";" or (ch == "." and (i + 1 == len(text) or text[i + 1].isspace())):
-            return i
-        i += 1
+    for token in read_tokens(text, _TOKENS_DIALECT, commands=False)[0]:
+        if token.token_type == TokenType.SEMICOLON:
+            return token.start
+        if token.text.endswith(".") and token.token_type in (TokenType.DOT, TokenType.NUMBER) and (
+                token.end + 1 == len(text) or text[token.end + 1].isspace()):
+            return token.end  # "LIMIT 1. The": the dot is the end of the number token "1."
     return len(text)
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlft.prompts.record import Record, Turn, sql_record
-from sqlft.sql.schema import format_schema
+from sqlft.sql.schema import SCHEMA_FORMAT_VERSION, format_schema
 
 ALPACA_HEADER = ("Below is an instruction that describes a task. "
                  "Write a response that appropriately completes the request.")
@@ -212,16 +212,18 @@ def check_template(template: str) -> None:
         raise ValueError(f"Unknown template '{template}'.{hint} Choose one of: {', '.join(TEMPLATES)}")
 
 
-def render(record: Record, template: str, tokenizer=None, schema_format: str = "ddl") -> Rendered:
+def render(record: Record, template: str, tokenizer=None, schema_format: str = "ddl", *,
+           schema_format_version: int = SCHEMA_FORMAT_VERSION) -> Rendered:
     """(prompt, completion) of a training record: the completion is its last assistant turn plus end marker."""
     check_template(template)
     if not record.answer:
         raise ValueError(f"{record.source or 'record'}: a training record must end with an assistant turn")
-    prompt, completion = _render(record, template, tokenizer, schema_format)
+    prompt, completion = _render(record, template, tokenizer, schema_format, schema_format_version)
     return Rendered(prompt, completion)
 
 
-def render_turns(record: Record, template: str, tokenizer=None, schema_format: str = "ddl") -> list[Rendered]:
+def render_turns(record: Record, template: str, tokenizer=None, schema_format: str = "ddl", *,
+                 schema_format_version: int = SCHEMA_FORMAT_VERSION) -> list[Rendered]:
     """The whole training text, one (text before, answer) pair per assistant turn: the loss on every answer.
 
     Each turn is rendered as the conversation up to that answer, so its text is exactly what render() gives for a
@@ -233,7 +235,7 @@ def render_turns(record: Record, template: str, tokenizer=None, schema_format: s
     pieces, done = [], ""
     for end in range(2, len(record.turns) + 1, 2):
         part = Record(**{**record.__dict__, "turns": record.turns[:end]})
-        prompt, completion = _render(part, template, tokenizer, schema_format)
+        prompt, completion = _render(part, template, tokenizer, schema_format, schema_format_version)
         if not prompt.startswith(done):
             raise ValueError(f"{record.source or 'record'}: template '{template}' writes turn {end // 2 - 1} "
                              "differently once later turns follow, so the answers cannot be told apart; use "
@@ -243,27 +245,29 @@ def render_turns(record: Record, template: str, tokenizer=None, schema_format: s
     return pieces
 
 
-def render_prompt(record: Record, template: str, tokenizer=None, schema_format: str = "ddl") -> str:
+def render_prompt(record: Record, template: str, tokenizer=None, schema_format: str = "ddl", *,
+                  schema_format_version: int = SCHEMA_FORMAT_VERSION) -> str:
     """The inference prompt: everything up to where the model starts writing its answer."""
     check_template(template)
     if record.answer:  # drop the target so that the prompt is exactly the training prompt
         record = Record(**{**record.__dict__, "turns": record.turns[:-1]})
-    prompt, _ = _render(record, template, tokenizer, schema_format)
+    prompt, _ = _render(record, template, tokenizer, schema_format, schema_format_version)
     return prompt
 
 
 def sql_prompt(db_schema: str, question: str, template: str, tokenizer=None, system: str | None = None,
-               schema_format: str = "ddl") -> str:
+               schema_format: str = "ddl", schema_format_version: int = SCHEMA_FORMAT_VERSION) -> str:
     """The prompt that asks for SQL over `db_schema`: used by eval, ask and serve."""
     record = sql_record(db_schema, question)
     if system is not None:
         record.system = system
-    return render_prompt(record, template, tokenizer, schema_format)
+    return render_prompt(record, template, tokenizer, schema_format, schema_format_version=schema_format_version)
 
 
-def _render(record: Record, template: str, tokenizer, schema_format: str):
+def _render(record: Record, template: str, tokenizer, schema_format: str, schema_format_version: int):
     if record.task == "sql" and record.context:  # the schema text: the run's data.schema_format (sqlft.sql.schema)
-        record = Record(**{**record.__dict__, "context": format_schema(record.context, schema_format)})
+        record = Record(**{**record.__dict__,
+                           "context": format_schema(record.context, schema_format, schema_format_version)})
     pairs = _pairs(record)
     if template == "tokenizer":
         return _tokenizer(record, pairs, tokenizer)

@@ -20,11 +20,13 @@ from pathlib import Path
 import duckdb
 import sqlglot
 from sqlglot import exp
+from sqlglot.tokens import TokenType
 
 from sqlft.core.errors import SqlftError
 from sqlft.sql.sqlite_sandbox import SQLITE_MAGIC
 from sqlft.core.paths import cache_dir
 from sqlft.sql.schema import quote_identifier
+from sqlft.sql.split import scan
 
 # The seven databases the `defog-data` package ships as <name>/<name>.sql (PostgreSQL dumps).
 DEFOG_DATABASES = ("academic", "advising", "atis", "geography", "restaurants", "scholar", "yelp")
@@ -409,69 +411,78 @@ def _add_primary_key(alter: exp.Alter, creates: dict[str, tuple[int, exp.Create]
     return True
 
 
-# About 60 lines, kept whole: one character scanner whose state (quote, comment, COPY data) is shared by every
-# branch; sqlglot's tokenizer cannot take its place because COPY ... FROM stdin data lines are not SQL.
+# pg_dump writes `COPY t (cols) FROM stdin;` and then its rows, up to a line `\\.`. Those data lines are not SQL
+# (tabs, \\N, unbalanced quotes), so the tokenizer never sees them: the script is split one stretch of SQL at a
+# time, each stretch ending with a COPY's ';' (or the end), and the rows after it are read as COPY's text format.
+_COPY_END = re.compile(r"\bCOPY\s[^;]*?\sFROM\s+stdin\s*;", re.IGNORECASE)
+_COMMENT = re.compile(r"--[^\n]*|/\*.*?(?:\*/|$)", re.DOTALL)
+
+
 def _split_statements(text: str) -> Iterator[tuple[int, str, list[list[str | None]] | None]]:
     """(first line, statement without its `;`, COPY rows or None) for each statement of a SQL script.
 
-    Knows quoted strings, identifiers, E'' and $$ strings and comments, so a `;` inside them ends nothing;
-    after `COPY ... FROM stdin;` the data lines up to `\\.` are its rows; psql meta-commands are skipped.
+    Split by sqlft.sql.split on PostgreSQL's tokens, so a `;` inside quoted strings and names, E'' and $$ strings
+    and comments ends nothing; after `COPY ... FROM stdin;` the data lines up to `\\.` are its rows; psql
+    meta-commands are skipped. An unterminated quote runs to the end: the last statement.
     """
-    i, n, line = 0, len(text), 1
-    parts: list[str] = []  # the current statement's text, comments cut out
-    start, start_line, empty = 0, 1, True
-    while i < n:
-        ch = text[i]
-        if ch in " \t\r\n":
-            line += ch == "\n"
-            i += 1
-            continue
-        if text.startswith("--", i) or text.startswith("/*", i) or (empty and ch == "\\"):
-            # A comment, or a psql meta-command line (`\\connect`, `\\restrict`): cut out of the statement.
-            if text.startswith("/*", i):
-                end = text.find("*/", i + 2)
-                end = n if end < 0 else end + 2
-            else:
-                end = text.find("\n", i)
-                end = n if end < 0 else end
-            line += text.count("\n", i, end)
-            parts.append(text[start:i] + " ")
-            i = start = end
-            continue
-        if empty:
-            start_line, empty = line, False
-        if ch in "'\"":
-            backslashes = ch == "'" and i > 0 and text[i - 1] in "eE" and (i < 2 or not text[i - 2].isalnum())
-            j = i + 1
-            while j < n:
-                if backslashes and text[j] == "\\":
-                    j += 2
-                elif text.startswith(ch * 2, j):
-                    j += 2  # '' or "" is an escaped quote
-                elif text[j] == ch:
-                    break
-                else:
-                    j += 1
-            line += text.count("\n", i, j)
-            i = j + 1
-        elif ch == "$" and (m := re.match(r"\$([A-Za-z_]\w*)?\$", text[i:i + 64])):
-            end = text.find(m.group(0), i + len(m.group(0)))
-            end = n if end < 0 else end + len(m.group(0))
-            line += text.count("\n", i, end)
-            i = end
-        elif ch == ";":
-            statement = ("".join(parts) + text[start:i]).strip()
-            i += 1
+    pos, line = 0, 1
+    while pos < len(text):
+        stretch, found, ends_in_copy = _sql_stretch(text, pos)
+        end, first_line, line = pos + len(stretch), line, line + stretch.count("\n")  # the stretch's first, last
+        for n, (start_line, statement) in enumerate(found):
             rows = None
-            if _COPY.match(statement):
-                rows, i, line = _copy_rows(text, i, line)
-            yield start_line, statement, rows
-            parts, start, empty = [], i, True
-        else:
-            i += 1
-    rest = ("".join(parts) + text[start:]).strip()
-    if rest:
-        yield start_line, rest, None
+            if ends_in_copy and n == len(found) - 1:
+                rows, end, line = _copy_rows(text, end, line)
+            yield first_line - 1 + start_line, statement, rows
+        if not ends_in_copy:
+            return
+        pos = end
+
+
+def _sql_stretch(text: str, pos: int) -> tuple[str, list[tuple[int, str]], bool]:
+    """(the SQL from `pos` up to and including the `;` of the next COPY ... FROM stdin, its statements with their
+    lines in it, whether a COPY ends it). A COPY-like text inside a string or comment is not one: the stretch up to
+    it must end in a COPY statement."""
+    for match in _COPY_END.finditer(text, pos):
+        statements = list(_stretch_statements(text[pos:match.end()]))
+        if statements and _COPY.match(statements[-1][1]):
+            return text[pos:match.end()], statements, True
+    return text[pos:], list(_stretch_statements(text[pos:])), False
+
+
+def _stretch_statements(stretch: str) -> Iterator[tuple[int, str]]:
+    """(first line, text from its first token to its `;`) of each statement of a stretch that has any token; the
+    text the tokenizer could not read, at the end, is one more."""
+    statements, complete = scan(stretch, "postgres")
+    line, offset = 1, 0  # `line` is the line of stretch[offset]: counted on, so a long dump is read once
+    for statement in statements:
+        tokens = _without_meta_commands(statement.tokens)
+        start = tokens[0].start if tokens else statement.start
+        if tokens or (not complete and statement is statements[-1] and statement.text.strip()):
+            line += stretch.count("\n", offset, start)
+            offset = start
+            yield line, _without_comments(stretch, tokens, statement.end)
+
+
+def _without_comments(stretch: str, tokens: list, end: int) -> str:
+    """The statement from its first token to `end` with its comments cut out, each left as a space (between
+    tokens there is only space and comments)."""
+    text = stretch[tokens[0].start:end]
+    if "--" not in text and "/*" not in text:
+        return text.strip()
+    pieces, pos = [], tokens[0].start
+    for token in tokens:
+        pieces += [_COMMENT.sub(" ", stretch[pos:token.start]), stretch[token.start:token.end + 1]]
+        pos = token.end + 1
+    pieces.append(_COMMENT.sub(" ", stretch[pos:end]))
+    return "".join(pieces).strip()
+
+
+def _without_meta_commands(tokens: list) -> list:
+    """A statement's tokens without the psql meta-command lines before it (`\\connect db`, `\\restrict key`)."""
+    while tokens and tokens[0].token_type == TokenType.BACKSLASH:
+        tokens = [t for t in tokens if t.line != tokens[0].line]
+    return tokens
 
 
 def _copy_rows(text: str, i: int, line: int) -> tuple[list[list[str | None]], int, int]:

@@ -1,10 +1,11 @@
-"""Database schemas: the one schema model and DDL reader (tables, columns, types, keys: parse_tables), the one
-statement splitter on sqlglot's tokenizer (split_statements), and how a schema is written into a prompt.
+"""Database schemas: the one schema model and DDL reader (tables, columns, types, keys: _table, parse_tables), and
+how a schema is written into a prompt. Statements are split by sqlft.sql.split.
 
-Readers: synthesized databases (sqlft.sql.synth), serve's schema pruning.
+Readers: the compact prompt format, synthesized databases (sqlft.sql.synth), repair, serve's schema pruning and
+table browser.
 Prompts: the CREATE TABLE text as given ("ddl"), or one line per table ("compact"). Part of the prompt format: a
-run records its data.schema_format and every inference path (eval, ask, serve) formats the schema the same way,
-through sqlft.prompts.templates.
+run records its data.schema_format and data.schema_format_version, and every inference path (eval, ask, serve)
+formats the schema the same way, through sqlft.prompts.templates.
 
 The full DDL is most of every text-to-SQL prompt (Spider: ~400 tokens), and the model needs only the names, a
 coarse type, the keys and the joins. "compact" keeps exactly those:
@@ -24,9 +25,18 @@ from dataclasses import dataclass, field
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.tokens import TokenType, Tokenizer
+
+from sqlft.sql.split import scan, split_statements
 
 SCHEMA_FORMATS = ("ddl", "compact")
+# How a format renders, versioned, because a prompt must stay the one a run was trained on: a run records the version
+# it trained with (data.schema_format_version in its config.yaml; a run from before versions has none: 1) and is
+# asked in it. "ddl" is the same in every version. Version 1's compact cut statements only at a ';' that ends a
+# line (a one-line "CREATE TABLE a (x INT); CREATE TABLE b (y INT)" stayed DDL) and wrote names bare (`my table(first
+# name text)`); version 2 cuts at every ';' sqlglot's tokenizer sees and double-quotes a name that is not a plain
+# identifier (`"my table"("first name" text)`), so the model sees names it can write in SQL.
+SCHEMA_FORMAT_VERSION = 2
+SCHEMA_FORMAT_VERSIONS = (1, 2)
 
 # The one type table: sqlglot type name -> family. The family picks the DuckDB type and the value generator of a
 # synthesized column (Column, below) and the coarse word the compact prompt format writes (quote or not, date
@@ -50,7 +60,8 @@ _COMPACT_WORD = {"int": "int", "float": "num", "decimal": "num", "text": "text",
 # Written as they are in compact prompts, not as their family's word: they were so before the two type tables
 # became one, and a prompt must stay the one a run was trained on (tests/golden/prompts.json holds JSON's).
 _COMPACT_AS_WRITTEN = {"UMEDIUMINT", "SMALLMONEY", "JSON", "DATETIME64", "MEDIUMBLOB", "LONGBLOB", "TINYBLOB"}
-_STATEMENT_END = re.compile(r";\s*(?:\n|$)")
+_V1_STATEMENT_END = re.compile(r";\s*(?:\n|$)")
+_PLAIN_NAME = re.compile(r"[^\W\d]\w*")  # written bare in SQL by every engine (a letter or _, then word characters)
 
 
 def check_schema_format(name: str) -> None:
@@ -58,40 +69,51 @@ def check_schema_format(name: str) -> None:
         raise ValueError(f"Unknown schema format '{name}'. Choose one of: {', '.join(SCHEMA_FORMATS)}")
 
 
-def format_schema(ddl: str, schema_format: str) -> str:
-    """The schema text for a prompt. `ddl` returns the text unchanged."""
+def check_schema_format_version(version: int) -> None:
+    if version not in SCHEMA_FORMAT_VERSIONS:
+        raise ValueError(f"Unknown schema format version {version!r}. Choose one of: "
+                         f"{', '.join(map(str, SCHEMA_FORMAT_VERSIONS))}")
+
+
+def format_schema(ddl: str, schema_format: str, version: int = SCHEMA_FORMAT_VERSION) -> str:
+    """The schema text for a prompt, as `version` of the format writes it. `ddl` returns the text unchanged."""
     check_schema_format(schema_format)
+    check_schema_format_version(version)
     if schema_format == "ddl" or not ddl.strip():
         return ddl
-    return _compact(ddl)
+    return _compact(ddl, version)
 
 
 @functools.lru_cache(maxsize=4096)  # a training set repeats each database's schema for every question
-def _compact(ddl: str) -> str:
+def _compact(ddl: str, version: int) -> str:
+    statements, name = (_v1_statements(ddl), str) if version == 1 else (_statements(ddl), _sql_name)
     lines = []
-    for statement in _statements(ddl):
-        line = _compact_table(statement)
-        lines.append(line if line is not None else statement.strip())
+    for statement in statements:
+        table = _read_create_table(statement)
+        lines.append(_render_table(table, name) if table is not None else statement.strip())
     return "\n".join(line for line in lines if line)
 
 
 def _statements(ddl: str) -> list[str]:
-    """Split at semicolons that end a line, so a ';' inside a string or comment mid-line does not split."""
+    """Each statement as written with its ';' (sqlft.sql.split); text the tokenizer cannot read (an unterminated
+    quote) stays whole in the last one, kept as written, so nothing is lost."""
+    return [s.text.strip() + (";" if s.terminated else "") for s in scan(ddl)[0] if s.text.strip()]
+
+
+def _v1_statements(ddl: str) -> list[str]:
+    """Version 1's cut: at semicolons that end a line, even inside a string. Frozen: it is part of the prompts of
+    runs trained before version 2, not a way to split SQL (that is sqlft.sql.split)."""
     parts, start = [], 0
-    for match in _STATEMENT_END.finditer(ddl):
+    for match in _V1_STATEMENT_END.finditer(ddl):
         parts.append(ddl[start:match.start() + 1])
         start = match.end()
     parts.append(ddl[start:])
     return [p for p in parts if p.strip()]
 
 
-def _compact_table(statement: str) -> str | None:
-    schema = _create_table(statement)
-    return _render_table(schema) if schema is not None else None
-
-
-def _create_table(statement: str) -> exp.Schema | None:
-    """The column list of a CREATE TABLE statement, None for anything else or what no dialect parses."""
+def _read_create_table(statement: str) -> "Table | None":
+    """The table of one CREATE TABLE statement as sqlglot's own, then PostgreSQL's, then SQLite's dialect reads it;
+    None for anything else (views, comments) or what none reads."""
     if "create" not in statement.lower():
         return None
     for dialect in (None, "postgres", "sqlite"):
@@ -99,62 +121,43 @@ def _create_table(statement: str) -> exp.Schema | None:
             parsed = sqlglot.parse_one(statement, read=dialect)
         except (sqlglot.errors.SqlglotError, ValueError):
             continue
-        if isinstance(parsed, exp.Create) and parsed.kind == "TABLE" and isinstance(parsed.this, exp.Schema):
-            return parsed.this
-        return None
+        return _table(parsed) if isinstance(parsed, exp.Create) else None
     return None
 
 
-def _render_table(schema: exp.Schema) -> str | None:
-    columns: dict[str, list[str]] = {}  # column name -> [name, type, pk?, ->ref]
+def _render_table(table: "Table", name) -> str:
+    """`table(column type pk ->other.key, ...)`; names written by `name` (version 1: as they are)."""
+    notes = {c.name: [name(c.name), _coarse(c.type_name)] for c in table.columns}  # column -> its words
     extra = []  # multi-column keys, which do not belong to one column
-    for item in schema.expressions:
-        if isinstance(item, exp.ColumnDef):
-            columns[item.name] = [item.name, _coarse(item.args.get("kind"))]
-            for constraint in item.args.get("constraints") or []:
-                if isinstance(constraint.kind, exp.PrimaryKeyColumnConstraint):
-                    columns[item.name].append("pk")
-                elif isinstance(constraint.kind, exp.Reference):
-                    columns[item.name].append(_arrow(constraint.kind, [item.name]))
-        elif isinstance(item, exp.PrimaryKey):
-            names = [e.name for e in item.expressions]
-            if len(names) == 1 and names[0] in columns:
-                columns[names[0]].append("pk")
-            else:
-                extra.append(f"pk({', '.join(names)})")
-        elif isinstance(item, exp.ForeignKey) and item.args.get("reference"):
-            names = [e.name for e in item.expressions]
-            arrow = _arrow(item.args["reference"], names)
-            if len(names) == 1 and names[0] in columns:
-                columns[names[0]].append(arrow)
-            else:
-                extra.append(f"({', '.join(names)}) {arrow}")
-    if not columns:
-        return None
-    parts = [" ".join(p for p in parts if p) for parts in columns.values()] + extra
-    return f"{schema.this.name}({', '.join(parts)})"
+    if len(table.primary_key) == 1 and table.primary_key[0] in notes:
+        notes[table.primary_key[0]].append("pk")
+    elif table.primary_key:
+        extra.append(f"pk({', '.join(map(name, table.primary_key))})")
+    for columns, ref_table, ref_columns in table.foreign_keys:
+        ref_columns = ref_columns or columns  # REFERENCES t without columns: same-named key
+        arrow = (f"->{name(ref_table)}.{name(ref_columns[0])}" if len(ref_columns) == 1
+                 else f"->{name(ref_table)}({', '.join(map(name, ref_columns))})")
+        if len(columns) == 1 and columns[0] in notes:
+            notes[columns[0]].append(arrow)
+        else:
+            extra.append(f"({', '.join(map(name, columns))}) {arrow}")
+    parts = [" ".join(word for word in words if word) for words in notes.values()] + extra
+    return f"{name(table.name)}({', '.join(parts)})"
 
 
-def _coarse(kind: exp.DataType | None) -> str:
-    if kind is None:  # SQLite allows untyped columns
+def _sql_name(name: str) -> str:
+    return name if _PLAIN_NAME.fullmatch(name) else quote_identifier(name)
+
+
+def _coarse(type_name: str) -> str:
+    if not type_name:  # SQLite allows untyped columns
         return ""
-    name = _type_name(kind)
-    family = TYPE_FAMILIES.get(name)
-    return _COMPACT_WORD[family] if family and name not in _COMPACT_AS_WRITTEN else name.lower()
+    family = TYPE_FAMILIES.get(type_name)
+    return _COMPACT_WORD[family] if family and type_name not in _COMPACT_AS_WRITTEN else type_name.lower()
 
 
 def _type_name(kind: exp.DataType) -> str:
     return kind.this.name if hasattr(kind.this, "name") else str(kind.this)
-
-
-def _arrow(reference: exp.Reference, columns: list[str]) -> str:
-    target = reference.this
-    if isinstance(target, exp.Schema):
-        table, ref_columns = target.this.name, [e.name for e in target.expressions]
-    else:
-        table, ref_columns = target.name, []
-    ref_columns = ref_columns or columns  # REFERENCES t without columns: same-named key
-    return f"->{table}.{ref_columns[0]}" if len(ref_columns) == 1 else f"->{table}({', '.join(ref_columns)})"
 
 
 # ----------------------------------------------------------------------------- the schema model and DDL reader
@@ -164,6 +167,8 @@ class Column:
     name: str
     type: str  # DuckDB type used in CREATE TABLE
     family: str  # int | num | float | text | bool | date | timestamp | time | blob
+    type_name: str = ""  # the declared type's sqlglot name (INT, VARCHAR, ...): "" for an untyped (SQLite) column
+    declared: str = ""  # the declared type as sqlglot writes it (VARCHAR(50), DECIMAL(10, 2)); "" when untyped
 
 
 @dataclass
@@ -209,10 +214,13 @@ def _reference(ref: exp.Reference) -> tuple[str, list[str]]:
     return target.name, []
 
 
-def _parse_table(create: exp.Create) -> Table | None:
+def _table(create: exp.Create) -> Table | None:
+    """The one reader of a parsed CREATE TABLE: its columns with their types, primary key and foreign keys (as
+    written: the referenced columns may be [] and the table need not exist; parse_tables resolves them). None for
+    what has no column list (CREATE TABLE ... AS SELECT, views, indexes)."""
     schema = create.this
     if create.kind != "TABLE" or not isinstance(schema, exp.Schema):
-        return None  # CREATE TABLE ... AS SELECT, views, indexes: no column list to synthesize
+        return None
     table = Table(name=schema.this.name, columns=[])
     seen: set[str] = set()
     for item in schema.expressions:
@@ -220,8 +228,10 @@ def _parse_table(create: exp.Create) -> Table | None:
             if item.name.lower() in seen:  # DuckDB refuses duplicate column names (case-insensitive)
                 continue
             seen.add(item.name.lower())
-            ddb_type, family = _duckdb_type(item.args.get("kind"))
-            table.columns.append(Column(item.name, ddb_type, family))
+            kind = item.args.get("kind")
+            ddb_type, family = _duckdb_type(kind)
+            table.columns.append(Column(item.name, ddb_type, family, _type_name(kind) if kind else "",
+                                        kind.sql() if kind else ""))
             for constraint in item.args.get("constraints") or []:
                 if isinstance(constraint.kind, exp.PrimaryKeyColumnConstraint):
                     table.primary_key = [item.name]
@@ -243,7 +253,7 @@ def parse_tables(ddl: str, dialect: str = "sqlite") -> list[Table]:
     except (sqlglot.errors.SqlglotError, RecursionError):
         # One bad statement (or one nested hundreds of levels deep) should not lose the others: one by one.
         statements = []
-        for part in split_statements(ddl):
+        for part in split_statements(ddl, dialect):
             try:
                 statements.extend(sqlglot.parse(part, read=dialect))
             except (sqlglot.errors.SqlglotError, RecursionError):
@@ -251,7 +261,7 @@ def parse_tables(ddl: str, dialect: str = "sqlite") -> list[Table]:
     tables: dict[str, Table] = {}
     for statement in statements:
         if isinstance(statement, exp.Create):
-            table = _parse_table(statement)
+            table = _table(statement)
             if table and table.name.lower() not in tables:
                 tables[table.name.lower()] = table
     # Resolve references to real tables/columns; a FK without columns refers to the target's primary key.
@@ -292,26 +302,3 @@ def create_table_sql(table: Table) -> str:
     meant to break them at times."""
     columns = ", ".join(f"{quote_identifier(c.name)} {c.type}" for c in table.columns)
     return f"CREATE TABLE {quote_identifier(table.name)} ({columns})"
-
-
-def split_statements(sql: str) -> list[str]:
-    """The statements of a SQL script as written, each with its ';', split at the semicolons sqlglot's tokenizer
-    sees: a ';' inside a string, a quoted name or a comment ends nothing. Text the tokenizer cannot read (an
-    unterminated quote) is split at every ';'.
-
-    Two scanners stay apart on purpose: sqlft.sql.database reads PostgreSQL dumps, whose COPY data lines are not
-    SQL, and sqlft.sql.sqlite_sandbox confirms a statement's end with SQLite's own lexer, the authority on what
-    SQLite will run. The compact prompt format keeps its line rule (_statements) so prompts stay byte-identical.
-    """
-    try:
-        tokens = Tokenizer().tokenize(sql)
-    except sqlglot.errors.TokenError:
-        return [s.strip() + ";" for s in sql.split(";") if s.strip()]
-    parts, start = [], 0
-    for token in tokens:
-        if token.token_type == TokenType.SEMICOLON:
-            parts.append(sql[start:token.end + 1].strip())
-            start = token.end + 1
-    if sql[start:].strip():
-        parts.append(sql[start:].strip())
-    return [p for p in parts if p.strip(" \n\t;")]

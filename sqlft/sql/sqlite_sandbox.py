@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlft.sql.duckdb_sandbox import ExecutionResult
+from sqlft.sql.split import first_statement
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -112,16 +113,14 @@ def _is_noise(token: str) -> bool:
 
 
 def split_statement(sql: str) -> tuple[str, str]:
-    """(the first statement without its ';', what follows it). ';' inside strings, quoted names and comments
-    does not count; one linear pass, then SQLite's own lexer (sqlite3.complete_statement) confirms the end."""
-    pos = 0
-    for token in _tokens(sql):
-        if token == ";":
-            if sqlite3.complete_statement(sql[: pos + 1]):
-                return sql[:pos], sql[pos + 1:]
-            return sql, ""  # CREATE TRIGGER ... BEGIN ...; END: not a query anyway; kept whole, then refused
-        pos += len(token)
-    return sql, ""
+    """(the first statement without its ';', what follows it), by the one splitter (sqlft.sql.split) on SQLite's
+    tokens: ';' inside strings, quoted names and comments does not count, and an unterminated quote or comment
+    runs to the end (nothing after it is split off), as before. SQLite's own lexer (sqlite3.complete_statement),
+    the authority on what SQLite will run, then confirms the end."""
+    first, rest = first_statement(sql, "sqlite")
+    if len(first) < len(sql) and not sqlite3.complete_statement(sql[: len(first) + 1]):
+        return sql, ""  # CREATE TRIGGER ... BEGIN ...; END: not a query anyway; kept whole, then refused
+    return first, rest
 
 
 def _skip_noise(text: str) -> str:

@@ -14,6 +14,7 @@ from sqlft.data.demo import resolve_data_path
 from sqlft.prompts.record import SQL_SYSTEM, Record
 from sqlft.training.shared_prefix import SHARED_PREFIX, Packed, pack
 from sqlft.prompts.templates import OWN_BOS, render, render_prompt, render_turns
+from sqlft.sql.schema import SCHEMA_FORMAT_VERSION
 from sqlft.data.validate import ValidationReport, drop_duplicates, validate
 
 
@@ -48,7 +49,8 @@ def with_system(record: Record, config: Config) -> Record:
 LOSSES = ("completion", "assistant_turns", "full_text")
 
 
-def encode(record: Record, template: str, tokenizer, schema_format: str = "ddl", loss: str = "completion") -> Example:
+def encode(record: Record, template: str, tokenizer, schema_format: str = "ddl", loss: str = "completion", *,
+           schema_format_version: int = SCHEMA_FORMAT_VERSION) -> Example:
     """Token ids and loss mask of one record.
 
     completion: prompt and answer tokenized separately and concatenated, so the boundary is exact; loss on the answer.
@@ -68,13 +70,14 @@ def encode(record: Record, template: str, tokenizer, schema_format: str = "ddl",
     add_special = template not in OWN_BOS  # those templates write their own BOS text
     if loss == "assistant_turns":
         ids, mask = [], []
-        for i, piece in enumerate(render_turns(record, template, tokenizer, schema_format)):
+        for i, piece in enumerate(render_turns(record, template, tokenizer, schema_format,
+                                                       schema_format_version=schema_format_version)):
             before = tokenizer(piece.prompt, add_special_tokens=add_special and i == 0)["input_ids"]
             answer = tokenizer(piece.completion, add_special_tokens=False)["input_ids"]
             ids += before + answer
             mask += [0] * len(before) + [1] * len(answer)
         return Example(ids, mask)
-    rendered = render(record, template, tokenizer, schema_format)
+    rendered = render(record, template, tokenizer, schema_format, schema_format_version=schema_format_version)
     if loss == "full_text":
         ids = tokenizer(rendered.prompt + rendered.completion, add_special_tokens=add_special)["input_ids"]
         return Example(ids, [1] * len(ids))
@@ -109,7 +112,8 @@ def load_split(specs, config: Config, tokenizer) -> tuple[list[Record], list[Exa
 
     def example_of(record: Record) -> Example:
         if id(record) not in cache:
-            cache[id(record)] = encode(record, data.template, tokenizer, data.schema_format, data.loss)
+            cache[id(record)] = encode(record, data.template, tokenizer, data.schema_format, data.loss,
+                                       schema_format_version=data.schema_format_version)
         return cache[id(record)]
 
     def truncatable(record: Record) -> bool:
@@ -172,8 +176,9 @@ def build_training_data(config: Config, tokenizer) -> TrainingData:
     packed = packed_validation = None
     if config.data.packing == SHARED_PREFIX:  # train() has checked that it applies (shared_prefix.resolve_packing)
         d = config.data
-        packed = pack(train_records, train_examples, d.max_length, d.template, tokenizer, d.schema_format)
-        packed_validation = pack(val_records, val_examples, d.max_length, d.template, tokenizer, d.schema_format)
+        schema = dict(schema_format=d.schema_format, schema_format_version=d.schema_format_version)
+        packed = pack(train_records, train_examples, d.max_length, d.template, tokenizer, **schema)
+        packed_validation = pack(val_records, val_examples, d.max_length, d.template, tokenizer, **schema)
     return TrainingData(train_examples, val_examples, report, val_report, mix_info, samples, val_records,
                         train_records, packed, packed_validation)
 
@@ -183,7 +188,8 @@ def sample_prompt(record: Record, config: Config, tokenizer) -> str:
     pre-rendered text (no prompt can be told apart there; any text shows whether two models answer alike)."""
     if record.text:
         return record.text[:max(1, len(record.text) // 2)]
-    return render_prompt(record, config.data.template, tokenizer, config.data.schema_format)
+    return render_prompt(record, config.data.template, tokenizer, config.data.schema_format,
+                         schema_format_version=config.data.schema_format_version)
 
 
 def held_out_sql_rows(records: list[Record]) -> list[dict]:

@@ -153,7 +153,8 @@ def prompt_dataset(kept: list[tuple[str, Record]], config: Config, tokenizer):
     from datasets import Dataset
 
     template, schema_format = config.data.template, config.data.schema_format
-    prompts = [render_prompt(r, template, tokenizer, schema_format) for _, r in kept]
+    prompts = [render_prompt(r, template, tokenizer, schema_format,
+                             schema_format_version=config.data.schema_format_version) for _, r in kept]
     texts = [trl_prompt(p, template, tokenizer) for p in prompts]
     sft_ids = tokenizer(prompts[0], add_special_tokens=template not in OWN_BOS)["input_ids"]
     if tokenizer(texts[0])["input_ids"] != sft_ids:

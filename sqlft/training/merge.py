@@ -94,7 +94,8 @@ def merge(run_dir: Path, out: Path | None = None, dtype: str = "auto", verify: b
     config = run.config()
     write_merged_meta(tmp, {
         "base_model": config.model.name, "template": ref.template, "system": ref.system,
-        "schema_format": ref.schema_format, "sql_dialect": ref.sql_dialect, "method": config.model.method,
+        "schema_format": ref.schema_format, "schema_format_version": ref.schema_format_version,
+        "sql_dialect": ref.sql_dialect, "method": config.model.method,
         "dtype": dtype, "trust_remote_code": remote, "run": str(run_dir.resolve()),
         "generation": dataclasses.asdict(config.generation)})  # `sqlft ask MERGED` decodes as the run says
     (tmp / "README.md").write_text(model_card(run, config, dtype))

@@ -35,6 +35,7 @@ import torch
 
 from sqlft.prompts.record import Record, Turn
 from sqlft.prompts.templates import OWN_BOS, render_prompt, sql_record
+from sqlft.sql.schema import SCHEMA_FORMAT_VERSION
 
 SHARED_PREFIX = "shared_prefix"
 IGNORE = -100
@@ -51,20 +52,22 @@ def fallback_reason(config, tokenizer=None) -> str | None:
     if config.data.loss != "completion":
         return (f"data.loss={config.data.loss} puts loss on prompt tokens, which a shared prefix would count once "
                 "for many records; shared-schema packing needs data.loss=completion")
-    return template_problem(config.data.template, tokenizer, config.data.schema_format, config.data.system)
+    return template_problem(config.data.template, tokenizer, config.data.schema_format, config.data.system,
+                            schema_format_version=config.data.schema_format_version)
 
 
-def template_problem(template: str, tokenizer=None, schema_format: str = "ddl", system: str = "") -> str | None:
+def template_problem(template: str, tokenizer=None, schema_format: str = "ddl", system: str = "", *,
+                     schema_format_version: int = SCHEMA_FORMAT_VERSION) -> str | None:
     """None when the template writes the system text and schema before the question (a clean prefix)."""
     from sqlft.sql.schema import format_schema
 
     schema = "CREATE TABLE head (age INTEGER);\nCREATE TABLE dept (id INTEGER, name TEXT)"
     sample = sql_record(schema, "How many heads are older than 56?", system=system or "")
     try:
-        prefix = prefix_text(sample, template, tokenizer, schema_format)
+        prefix = prefix_text(sample, template, tokenizer, schema_format, schema_format_version=schema_format_version)
     except ValueError as err:  # e.g. template 'tokenizer' without a chat template
         return f"template '{template}' cannot render a probe prompt ({err})"
-    if prefix is None or format_schema(schema, schema_format) not in prefix:
+    if prefix is None or format_schema(schema, schema_format, schema_format_version) not in prefix:
         return (f"template '{template}' writes the question before the end of the schema, so the schema is not a "
                 "prefix shared by the questions on it")
     return None
@@ -83,13 +86,14 @@ def resolve_packing(config, tokenizer=None, verbose: bool = True):
     return dataclasses.replace(config, data=dataclasses.replace(config.data, packing=True))
 
 
-def prefix_text(record: Record, template: str, tokenizer=None, schema_format: str = "ddl") -> str | None:
+def prefix_text(record: Record, template: str, tokenizer=None, schema_format: str = "ddl", *,
+                schema_format_version: int = SCHEMA_FORMAT_VERSION) -> str | None:
     """The record's prompt up to where its question starts, as the template renders it (None: not a one-question
     SQL record with a schema)."""
     if record.task != "sql" or not record.context or record.text or len(record.turns) > 2:
         return None
     probes = [render_prompt(Record(**{**record.__dict__, "turns": [Turn("user", q)]}), template, tokenizer,
-                            schema_format) for q in _PROBES]
+                            schema_format, schema_format_version=schema_format_version) for q in _PROBES]
     shared = 0
     while shared < min(map(len, probes)) and probes[0][shared] == probes[1][shared]:
         shared += 1
@@ -110,11 +114,11 @@ class Packed:
     report: dict  # records, rows, blocks per row, records without a shared prefix, padding share
 
 
-def split_example(record: Record, example, template: str, tokenizer, schema_format: str,
-                  cache: dict) -> tuple[tuple[int, ...], list[int], list[int]]:
+def split_example(record: Record, example, template: str, tokenizer, schema_format: str, cache: dict, *,
+                  schema_format_version: int = SCHEMA_FORMAT_VERSION) -> tuple[tuple[int, ...], list[int], list[int]]:
     """(prefix ids, block ids, block loss mask) of one encoded record; prefix () when it has none."""
     ids, mask = example.input_ids, example.completion_mask
-    text = prefix_text(record, template, tokenizer, schema_format)
+    text = prefix_text(record, template, tokenizer, schema_format, schema_format_version=schema_format_version)
     if text:
         if text not in cache:
             cache[text] = tuple(tokenizer(text, add_special_tokens=template not in OWN_BOS)["input_ids"])
@@ -127,14 +131,15 @@ def split_example(record: Record, example, template: str, tokenizer, schema_form
 
 
 def pack(records: list[Record], examples: list, row_length: int, template: str, tokenizer,
-         schema_format: str = "ddl") -> Packed:
+         schema_format: str = "ddl", *, schema_format_version: int = SCHEMA_FORMAT_VERSION) -> Packed:
     """Rows of at most row_length tokens: records grouped by prefix, each group's blocks placed first-fit
     decreasing, so that a database with more questions than one row holds is split across rows that each repeat the
     prefix, and rows are as full as the blocks allow."""
     groups: dict[tuple[int, ...], list[tuple[list[int], list[int]]]] = {}
     cache: dict[str, tuple[int, ...]] = {}
     for record, example in zip(records, examples):
-        prefix, ids, mask = split_example(record, example, template, tokenizer, schema_format, cache)
+        prefix, ids, mask = split_example(record, example, template, tokenizer, schema_format, cache,
+                                          schema_format_version=schema_format_version)
         groups.setdefault(prefix, []).append((ids, mask))
     rows = []
     for prefix, blocks in groups.items():
