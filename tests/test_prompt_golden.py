@@ -41,6 +41,7 @@ SCHEMAS = {
     "empty": "",
     "types": ("CREATE TABLE k (a BOOLEAN, b DATE, c TIMESTAMPTZ, d BLOB, e DECIMAL(5,2), f UUID, g JSON, "
               "h TIME, i HUGEINT, j ENUM('x','y'), l INTERVAL);"),
+    "names_to_quote": 'CREATE TABLE "my table" ("first name" TEXT, "Home Town" TEXT, id INT PRIMARY KEY);',
 }
 
 
@@ -56,7 +57,7 @@ def demo_schemas(limit: int = 6) -> dict[str, str]:
 
 def render_all(tokenizer) -> dict[str, str]:
     from sqlft.prompts.record import Record, Turn, sql_record
-    from sqlft.sql.schema import SCHEMA_FORMATS
+    from sqlft.sql.schema import SCHEMA_FORMAT_VERSION, SCHEMA_FORMATS
     from sqlft.prompts.templates import TEMPLATES, render, sql_prompt, stop_strings
 
     chat = Record([Turn("user", "Hi; who are you?"), Turn("assistant", "A model."), Turn("user", "And SQL?"),
@@ -72,13 +73,15 @@ def render_all(tokenizer) -> dict[str, str]:
             for name, record in (("chat", chat), ("instruct", instruct)):
                 rendered = render(record, template, tok)
                 out[f"{template}|{tok_name}|{name}"] = rendered.prompt + "\u2016" + rendered.completion
-            for schema_format in SCHEMA_FORMATS:
+            # compact@1: runs trained before schema format versions are still asked with version 1's prompts
+            versions = [(f, SCHEMA_FORMAT_VERSION, f) for f in SCHEMA_FORMATS] + [("compact", 1, "compact@1")]
+            for schema_format, version, label in versions:
                 for name, ddl in {**SCHEMAS, **demo_schemas()}.items():
-                    key = f"{template}|{tok_name}|{schema_format}|{name}"
-                    out[key + "|prompt"] = sql_prompt(ddl, "How many rows; and why?", template, tok,
-                                                      schema_format=schema_format)
+                    key = f"{template}|{tok_name}|{label}|{name}"
+                    schema = dict(schema_format=schema_format, schema_format_version=version)
+                    out[key + "|prompt"] = sql_prompt(ddl, "How many rows; and why?", template, tok, **schema)
                     rendered = render(sql_record(ddl, "How many rows?", "SELECT count(*) FROM t"), template, tok,
-                                      schema_format=schema_format)
+                                      **schema)
                     out[key + "|train"] = rendered.prompt + "\u2016" + rendered.completion
     return out
 
