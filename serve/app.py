@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from serve.batching import Backend
+from sqlft.model.protocol import Backend
 from serve.errors import install_error_handlers
 from serve.guard import RequestGuard
 from serve.routes import databases, feedback, health, history, sql, tables

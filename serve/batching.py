@@ -12,24 +12,9 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol
 
 from sqlft.config import GenerationConfig
-from sqlft.model.generate import Generation
-
-
-class Backend(Protocol):
-    """What serve needs from a model: sqlft.model.generate.InferenceModel and sqlft.model.remote.OpenAIBackend have it."""
-    template: str
-
-    @property
-    def max_context(self) -> int: ...
-
-    def sql_prompt(self, db_schema: str, question: str) -> str: ...
-
-    def count_tokens(self, text: str) -> int: ...
-
-    def generate(self, prompts: list[str], gen: GenerationConfig) -> list[Generation]: ...
+from sqlft.model.protocol import Backend, Generation
 
 
 class PromptTooLong(Exception):

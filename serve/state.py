@@ -12,9 +12,10 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from sqlft.model.protocol import Backend
 from sqlft.sql.isolation import IsolatedExecutor, isolate
 from sqlft.sql.postgres import PostgresUnreachable, redact
-from serve.batching import Backend, MicroBatcher
+from serve.batching import MicroBatcher
 from serve.registry import Database, Databases, close_databases, open_database
 from serve.settings import Settings
 

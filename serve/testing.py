@@ -16,7 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from sqlft.config import GenerationConfig
-from sqlft.model.generate import Generation
+from sqlft.model.protocol import Generation
 from sqlft.core.net import free_port, wait_for_http
 from sqlft.prompts.templates import sql_prompt
 
@@ -42,11 +42,14 @@ class FakeBackend:
     def count_tokens(self, text: str) -> int:
         return len(text) // 4 + 1  # ~4 characters per token for English and SQL
 
-    def generate(self, prompts: list[str], gen: GenerationConfig | None = None) -> list[Generation]:
+    def generate(self, prompts: list[str], gen: GenerationConfig | None = None,
+                 on_answer: Callable[[int], None] | None = None) -> list[Generation]:
         self.calls.append(len(prompts))
         seconds = self.delay_s + self.per_prompt_s * len(prompts)
         time.sleep(seconds)
         texts = [self.answer(p) for p in prompts]
+        if on_answer is not None:
+            on_answer(len(prompts))
         return [Generation(t, self.count_tokens(p), self.count_tokens(t), seconds) for p, t in zip(prompts, texts)]
 
     def answer(self, prompt: str) -> str:

@@ -10,7 +10,7 @@ from conftest import shared_data
 from eval import run as eval_run
 from sqlft.data.examples import expand_alternatives
 from eval.report import compare_runs
-from sqlft.model.generate import Generation
+from sqlft.model.protocol import Generation
 from sqlft.data.demo import resolve_data_path
 
 SINGERS = [(1, "Joe", "France", 52), (2, "Ann", "Netherlands", 32), (3, "Tom", "France", 41), (4, "Lia", "US", 25)]
@@ -135,7 +135,7 @@ class FakeModel:
     def sql_prompt(self, db_schema: str, question: str) -> str:
         return f"{db_schema}\n-- {question}"
 
-    def generate(self, prompts, gen=None):
+    def generate(self, prompts, gen=None, on_answer=None):  # on_answer: progress, not counted here
         self.prompts += prompts
         questions = [p.rsplit("\n-- ", 1)[1] for p in prompts]
         self.asked += questions
@@ -330,7 +330,7 @@ class VotingFake(FakeModel):
         super().__init__(answers)
         self.samples, self.wrong_every = 0, wrong_every
 
-    def generate(self, prompts, gen=None):
+    def generate(self, prompts, gen=None, on_answer=None):  # on_answer: progress, not counted here
         if gen is not None and gen.do_sample:
             self.samples += 1
             if self.wrong_every and self.samples % self.wrong_every == 0:

@@ -48,8 +48,8 @@ class AnswerTable:
     def sql_prompt(self, db_schema: str, question: str) -> str:
         return f"{db_schema}\n-- {question}"
 
-    def generate(self, prompts, gen=None):
-        from sqlft.model.generate import Generation
+    def generate(self, prompts, gen=None, on_answer=None):  # on_answer: progress, not counted here
+        from sqlft.model.protocol import Generation
         self.prompts += prompts
         return [Generation(self.answers[p.rsplit("\n-- ", 1)[1]], 10, 5, 0.01) for p in prompts]
 

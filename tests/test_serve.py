@@ -34,7 +34,7 @@ from serve.pruning import prune_schema, split_statements
 from serve.settings import Settings
 from serve.testing import FakeBackend, free_port
 from sqlft.config import GenerationConfig
-from sqlft.model.generate import Generation
+from sqlft.model.protocol import Generation
 
 ROOT = Path(__file__).resolve().parents[1]
 COUNT_SQL = "SELECT COUNT(*) AS n FROM restaurant"
