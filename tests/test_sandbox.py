@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from sqlft.sql.duckdb_sandbox import Sandbox, check_sql
-from sqlft.sql.sandbox import ExecutionResult
+from sqlft.sql.sandbox import ExecutionResult, value_size
 
 TIMEOUT_S = 1.0
 SLACK_S = 1.5  # a shared 2-core machine: how late a stopped query may come back
@@ -242,6 +242,16 @@ def test_closed_sandbox_reports_an_error() -> None:
     sandbox.close()
     sandbox.close()  # idempotent
     assert sandbox.execute("SELECT * FROM t").status == "error"
+
+
+def test_result_budget_counts_what_lists_and_structs_hold() -> None:
+    # One sizing for every engine (DuckDB's LIST and STRUCT, PostgreSQL's arrays and jsonb): by the contents.
+    assert value_size(7) == 16 and value_size("abc") == value_size(b"abc") == 19
+    assert value_size([1, "ab"]) == 16 + 16 + 18 and value_size({"k": [1]}) == 16 + 17 + 32
+    with Sandbox.from_sql("CREATE TABLE t (x INTEGER)", max_result_bytes=10_000) as box:
+        big = box.execute("SELECT [i::VARCHAR FOR i IN range(1000)] AS l, {'s': repeat('x', 999)} AS s")
+        assert big.status == "rejected" and "larger than 10,000 bytes" in big.error, big
+        assert box.execute("SELECT [1, 2] AS l, {'s': 'x'} AS s").rows == [([1, 2], {"s": "x"})]
 
 
 def test_bad_size_setting_is_refused() -> None:
