@@ -16,7 +16,6 @@ OUT holds predictions.jsonl (appended per batch: a killed eval resumes), results
 import argparse
 import dataclasses
 import functools
-import inspect
 import json
 import os
 import sys
@@ -24,10 +23,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from eval import report
 from sqlft.core.errors import SqlftError
+from sqlft.model.protocol import Backend
 from sqlft.sql.compare import MODES
 from sqlft.data.examples import EvalSet, Example, load_eval_set, load_predictions
 from sqlft.sql.postgres import redact
@@ -204,11 +204,12 @@ def main(argv: list[str] | None = None) -> None:
 # ------------------------------------------------------------------ the recipe
 
 
-def run(config: EvalConfig, load_model: Callable[..., Any] | None = None) -> dict:
+def run(config: EvalConfig, load_model: Callable[..., Backend] | None = None) -> dict:
     """Load the eval set, generate what is missing, prepare databases, score in parallel, write the report; returns
     the report's summary (report.json).
 
-    load_model(ref, template=None) returns an object with InferenceModel's sql_prompt/generate (tests pass fakes).
+    load_model(ref, template=None) returns a sqlft.model.protocol.Backend (default: the local model, or the
+    OpenAI-compatible one with --openai-url; tests pass fakes).
     """
     check_before_loading(config)
     evalset = load_examples(config)
@@ -361,7 +362,7 @@ def read_predictions(path: Path) -> dict[str, dict]:
     return done
 
 
-def remote_loader(config: EvalConfig) -> Callable[..., Any]:
+def remote_loader(config: EvalConfig) -> Callable[..., Backend]:
     """Generation on a serving engine (vLLM, TGI, ...) through its OpenAI-compatible completions endpoint: the
     same backend as `sqlft serve --backend openai`; prompts are still rendered by sqlft.prompts.templates."""
     from sqlft.model.remote import OpenAIBackend
@@ -372,7 +373,7 @@ def remote_loader(config: EvalConfig) -> Callable[..., Any]:
 
 
 def generate_predictions(config: EvalConfig, evalset: EvalSet, out: Path,
-                         load_model: Callable[..., Any] | None) -> tuple[dict[str, dict], str | None]:
+                         load_model: Callable[..., Backend] | None) -> tuple[dict[str, dict], str | None]:
     """Model output for every example, reading what OUT/predictions.jsonl already holds and generating the rest
     in batches of generation.batch_size, each appended and flushed as soon as it is made. Also returns the
     template."""
@@ -407,7 +408,7 @@ def generate_predictions(config: EvalConfig, evalset: EvalSet, out: Path,
     return done, template
 
 
-def append_predictions(model, todo: list[Example], gen: GenerationConfig, dialect: str, pred_path: Path,
+def append_predictions(model: Backend, todo: list[Example], gen: GenerationConfig, dialect: str, pred_path: Path,
                        done: dict[str, dict]) -> None:
     """Generate the answers of `todo` batch by batch, appending each batch to pred_path and to `done`."""
     prompts = {e.id: model.sql_prompt(e.db_schema, e.question) for e in todo}
@@ -418,15 +419,13 @@ def append_predictions(model, todo: list[Example], gen: GenerationConfig, dialec
     sampling = dataclasses.replace(gen, do_sample=True, temperature=gen.candidate_temperature, num_beams=1)
     todo = sorted(todo, key=lambda e: prompts[e.id])  # text order: a batch shares its schema prefix (prefix_cache)
     drop_partial_line(pred_path)
-    # A local model reports answers as they finish inside a batch (a batch of 64 takes minutes on a CPU).
-    reports = "on_answer" in inspect.signature(model.generate).parameters
     with open(pred_path, "a", encoding="utf-8") as f, progress(len(todo), "generating", "answer") as bar:
         for start in range(0, len(todo), gen.batch_size):
             batch = todo[start:start + gen.batch_size]
             began = time.perf_counter()
             batch_prompts = [prompts[e.id] for e in batch]
-            outputs = model.generate(batch_prompts, gen, on_answer=bar.update) if reports else \
-                model.generate(batch_prompts, gen)
+            # Answers are counted as they finish inside a batch: a batch of 64 takes minutes on a CPU.
+            outputs = model.generate(batch_prompts, gen, on_answer=bar.update)
             # Voting: the samples are kept beside the greedy answer; scoring runs them all and picks (sqlft.sql.vote).
             samples = [model.generate(batch_prompts, sampling) for _ in range(gen.candidates - 1)] if voting else []
             seconds = time.perf_counter() - began
@@ -439,8 +438,6 @@ def append_predictions(model, todo: list[Example], gen: GenerationConfig, dialec
                 f.write(json.dumps(line, ensure_ascii=False) + "\n")
                 done[example.id] = line
             f.flush()  # a kill loses at most the batch being generated
-            if not reports:
-                bar.update(len(batch))
             tokens = sum(o.new_tokens for o in outputs)
             bar.set_postfix_str(f"{tokens / seconds:.1f} new tokens/s", refresh=False)
 

@@ -81,8 +81,10 @@ def test_generate_sends_the_training_prompt_and_cuts_at_stop(fake_openai):
     assert backend.template == "chatml" and backend.max_context == 4096  # from /v1/models
     prompts = [backend.sql_prompt(DDL, f"Question {i}?") for i in range(3)]
     assert prompts[0] == sql_prompt(DDL, "Question 0?", "chatml", system=SQL_SYSTEM)
-    generations = backend.generate(prompts, GenerationConfig(max_new_tokens=32, batch_size=2))
+    told: list[int] = []
+    generations = backend.generate(prompts, GenerationConfig(max_new_tokens=32, batch_size=2), on_answer=told.append)
     assert [g.text for g in generations] == [f"SELECT COUNT(*) FROM singer -- {i % 2}" for i in range(3)]
+    assert told == [2, 1]  # answers counted request by request (sqlft.model.protocol.Backend.generate)
     sent = completions()
     assert [b["prompt"] for b in sent] == [prompts[:2], prompts[2:]]  # batch_size prompts per request
     assert sent[0]["model"] == "sqlft" and sent[0]["max_tokens"] == 32 and sent[0]["temperature"] == 0.0

@@ -16,19 +16,11 @@ import torch
 from sqlft.config import GenerationConfig
 from sqlft.model.loading import fit_embeddings, has_gpu, load_tokenizer, resolve_model_path
 from sqlft.model.precision import weights_dtype
+from sqlft.model.protocol import Generation
 from sqlft.prompts.record import SQL_SYSTEM, Record, Turn
 from sqlft.config.run_folder import RunFolder, read_merged_meta
 from sqlft.prompts.templates import OWN_BOS, check_template, render_prompt, sql_prompt, stop_strings
 from sqlft.sql.schema import SCHEMA_FORMAT_VERSION
-
-
-
-@dataclass
-class Generation:
-    text: str  # what the model wrote, cut at the template's stop text
-    prompt_tokens: int
-    new_tokens: int
-    seconds: float  # wall time of the batch it was generated in
 
 
 @dataclass

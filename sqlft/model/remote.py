@@ -9,12 +9,14 @@ Same shape as sqlft.model.generate.InferenceModel. Prompts are rendered here by 
 
 import logging
 import math
+from collections.abc import Callable
 
 import httpx
 
 from sqlft.core.errors import SqlftError
 from sqlft.config import GenerationConfig
-from sqlft.model.generate import Generation, cut_at_stop, default_template, resolve_ref
+from sqlft.model.generate import cut_at_stop, default_template, resolve_ref
+from sqlft.model.protocol import Generation
 from sqlft.prompts.record import SQL_SYSTEM
 from sqlft.prompts.templates import OWN_BOS, check_template, sql_prompt, stop_strings
 from sqlft.sql.schema import SCHEMA_FORMAT_VERSION
@@ -60,14 +62,19 @@ class OpenAIBackend:
             return math.ceil(len(text) / CHARS_PER_TOKEN)
         return len(self.tokenizer(text, add_special_tokens=self.template not in OWN_BOS)["input_ids"])
 
-    def generate(self, prompts: list[str], gen: GenerationConfig | None = None) -> list[Generation]:
-        """Answers in the order of `prompts`, gen.batch_size prompts per request (the server batches them)."""
+    def generate(self, prompts: list[str], gen: GenerationConfig | None = None,
+                 on_answer: Callable[[int], None] | None = None) -> list[Generation]:
+        """Answers in the order of `prompts`, gen.batch_size prompts per request (the server batches them).
+        on_answer(n): the n answers of a request are in."""
         gen = gen or GenerationConfig()
         if gen.num_beams > 1:
             raise ValueError("beam search is not part of the OpenAI completions API: use num_beams=1")
         results = []
         for start in range(0, len(prompts), max(1, gen.batch_size)):
-            results += self._complete(prompts[start:start + gen.batch_size], gen)
+            answers = self._complete(prompts[start:start + gen.batch_size], gen)
+            results += answers
+            if on_answer is not None:
+                on_answer(len(answers))
         return results
 
     def _complete(self, prompts: list[str], gen: GenerationConfig) -> list[Generation]:

@@ -41,7 +41,7 @@ from itertools import chain, compress
 from pathlib import Path
 from typing import Any
 
-from sqlft.sql.duckdb_sandbox import ExecutionResult
+from sqlft.sql.sandbox import ClosesOnce, ExecutionResult, value_size
 from sqlft.sql.split import first_statement
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -246,7 +246,7 @@ def argument_problem(sql: str) -> tuple[str | None, set[str]]:
 # ------------------------------------------------------------------------------------------------ sandbox
 
 
-class SqliteSandbox:
+class SqliteSandbox(ClosesOnce):
     """A read-only, hardened view of one SQLite file, shared by many threads (a connection per thread)."""
 
     def __init__(
@@ -468,22 +468,13 @@ class SqliteSandbox:
         except sqlite3.Error:
             self._forget(con)
 
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
+    def _release(self) -> None:
+        with self._lock:  # a thread's connection is added under the lock, and never once _closed is set
             connections, self._connections = self._connections, []
         for con in connections:  # threads' connections; a query still running on one fails with "closed"
             con.close()
         if self._cleanup is not None:
             shutil.rmtree(self._cleanup, ignore_errors=True)
-
-    def __enter__(self) -> SqliteSandbox:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 _TEXT = frozenset({str, bytes})
@@ -491,17 +482,11 @@ _SIZED = frozenset({str, bytes, int, float, type(None)})  # what SQLite returns 
 
 
 def _chunk_size(chunk: list[tuple]) -> int:
-    """_value_size summed over every cell, by type in C (a Python call per cell was ~5% of Spider scoring)."""
+    """value_size summed over every cell, by type in C (a Python call per cell was ~5% of Spider scoring)."""
     cells = list(chain.from_iterable(chunk))
     if not set(map(type, cells)) <= _SIZED:
-        return sum(_value_size(v) for v in cells)  # another type (a str subclass, ...): one by one
+        return sum(value_size(v) for v in cells)  # another type (a str subclass, ...): one by one
     return 16 * len(cells) + sum(map(len, compress(cells, map(_TEXT.__contains__, map(type, cells)))))
-
-
-def _value_size(value: Any) -> int:
-    if isinstance(value, (str, bytes)):
-        return len(value) + 16
-    return 16
 
 
 def is_sqlite_file(path: str | Path) -> bool:
