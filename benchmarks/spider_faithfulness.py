@@ -19,7 +19,7 @@ Engines compared with the reference, as eval/run.py would score:
   (a) sqlite: sqlft.sql.sqlite_sandbox.SqliteSandbox on the SQLite file, strip_distinct(sql, "sqlite") on both,
       compare_results(mode="spider", order_matters=has_order_by(gold, "sqlite"));
   (b) duckdb: the SQLite file copied by sqlft.sql.database.prepare_database, to_duckdb(strip_distinct(sql), "sqlite",
-      columns) on both, sqlft.sql.duckdb_sandbox.Sandbox, the same comparison;
+      columns) on both, sqlft.sql.duckdb_sandbox.DuckdbSandbox, the same comparison;
   and, computed from (a)'s results, (a) with the official order rule instead of has_order_by.
 The official reference needs sqlparse (its parse.remove_distinct); without it a regex lexer applying the same
 token rule stands in, and the report says which ran.
@@ -52,7 +52,7 @@ from sqlglot import exp  # noqa: E402
 
 from sqlft.sql.compare import compare_results  # noqa: E402
 from sqlft.sql.database import prepare_database  # noqa: E402
-from sqlft.sql.duckdb_sandbox import Sandbox  # noqa: E402
+from sqlft.sql.duckdb_sandbox import DuckdbSandbox  # noqa: E402
 from sqlft.sql.sandbox import ExecutionResult  # noqa: E402
 from sqlft.sql.dialect import has_order_by, strip_distinct, to_duckdb  # noqa: E402
 from sqlft.sql.sqlite_sandbox import SqliteSandbox  # noqa: E402
@@ -779,7 +779,7 @@ class DuckdbEngine:
         with duckdb.connect(str(duck), read_only=True) as con:
             self.columns = {n for (n,) in con.execute(
                 "SELECT DISTINCT column_name FROM duckdb_columns() WHERE NOT internal").fetchall()}
-        self.box = Sandbox(duck, timeout_s=timeout_s)
+        self.box = DuckdbSandbox(duck, timeout_s=timeout_s)
 
     def run(self, sql: str) -> ExecutionResult:
         try:
@@ -1030,7 +1030,7 @@ def render(args: argparse.Namespace, command: str, chosen: list[str], tallies: l
         "'' or 'N/A' in numeric columns, inexact reals.",
         "",
         "Engines: `sqlite` = sqlft.sql.sqlite_sandbox.SqliteSandbox on the SQLite file; `duckdb` = the file copied by "
-        "sqlft.sql.database.prepare_database, queries through sqlft.sql.dialect.to_duckdb, sqlft.sql.duckdb_sandbox.Sandbox. Both as "
+        "sqlft.sql.database.prepare_database, queries through sqlft.sql.dialect.to_duckdb, sqlft.sql.duckdb_sandbox.DuckdbSandbox. Both as "
         "eval/run.py scores: strip_distinct on gold and prediction, sqlft.sql.compare.compare_results(mode=\"spider\", "
         "order_matters=has_order_by(gold)). A gold that fails on an engine counts as a disagreement (eval/run.py "
         f"reports a gold_error, not a verdict). `{ORDER_VARIANT}` = the sqlite engine with order_matters taken as "

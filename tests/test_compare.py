@@ -9,7 +9,7 @@ import pytest
 
 from sqlft.sql import compare as compare_module
 from sqlft.sql.compare import MODES, compare_results, result_eq
-from sqlft.sql.duckdb_sandbox import Sandbox
+from sqlft.sql.duckdb_sandbox import DuckdbSandbox
 from sqlft.sql.sandbox import ExecutionResult
 from sqlft.sql.dialect import has_order_by, strip_distinct
 
@@ -94,7 +94,7 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def box():
-    with Sandbox.from_sql(FIXTURE, timeout_s=5) as sandbox:
+    with DuckdbSandbox.from_sql(FIXTURE, timeout_s=5) as sandbox:
         yield sandbox
 
 
@@ -103,7 +103,7 @@ def box():
     [case[1:] for case in CASES],
     ids=[case[0] for case in CASES],
 )
-def test_verdicts(box: Sandbox, gold_sql: str, pred_sql: str, mode: str, tolerance: float, expected: bool) -> None:
+def test_verdicts(box: DuckdbSandbox, gold_sql: str, pred_sql: str, mode: str, tolerance: float, expected: bool) -> None:
     if mode == "spider":  # the caller's job in "spider" mode, as in eval_exec_match
         gold_sql, pred_sql = strip_distinct(gold_sql), strip_distinct(pred_sql)
     gold, pred = box.execute(gold_sql), box.execute(pred_sql)

@@ -5,7 +5,7 @@ run on a real DuckDB database built from the same schema, so each case checks th
 import pytest
 
 from sqlft.sql.repair import closest, repair_sql, schema_names
-from sqlft.sql.duckdb_sandbox import Sandbox
+from sqlft.sql.duckdb_sandbox import DuckdbSandbox
 
 # Spider's party_host database, as its CREATE TABLE text reads (apartment_bookings for the plural rule)
 DDL = """CREATE TABLE party (Party_ID INT, Party_Theme TEXT, Location TEXT, First_year TEXT, Last_year TEXT,
@@ -23,7 +23,7 @@ def fix(sql: str) -> str:
 
 @pytest.fixture(scope="module")
 def box():
-    with Sandbox.from_sql([s.strip() for s in DDL.split(";") if s.strip()]) as sandbox:
+    with DuckdbSandbox.from_sql([s.strip() for s in DDL.split(";") if s.strip()]) as sandbox:
         yield sandbox
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from sqlft.sql.duckdb_sandbox import Sandbox, check_sql
+from sqlft.sql.duckdb_sandbox import DuckdbSandbox, check_sql
 from sqlft.sql.sandbox import ExecutionResult, value_size
 
 TIMEOUT_S = 1.0
@@ -92,7 +92,7 @@ HOSTILE = [
 
 @pytest.fixture
 def box():
-    with Sandbox.from_sql(FIXTURE, timeout_s=TIMEOUT_S, memory_limit="256MB") as sandbox:
+    with DuckdbSandbox.from_sql(FIXTURE, timeout_s=TIMEOUT_S, memory_limit="256MB") as sandbox:
         yield sandbox
 
 
@@ -108,7 +108,7 @@ def clean_dirs(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("sql", [sql for _, sql in HOSTILE], ids=[name for name, _ in HOSTILE])
-def test_hostile_sql_is_rejected_or_stopped(box: Sandbox, clean_dirs: Path, sql: str) -> None:
+def test_hostile_sql_is_rejected_or_stopped(box: DuckdbSandbox, clean_dirs: Path, sql: str) -> None:
     result = box.execute(sql)
     assert result.status in ("rejected", "error", "timeout"), result
     assert result.error
@@ -119,7 +119,7 @@ def test_hostile_sql_is_rejected_or_stopped(box: Sandbox, clean_dirs: Path, sql:
     assert box.tables == {"singer", "numbers"}
 
 
-def test_hostile_file_access_is_also_refused_by_the_engine(box: Sandbox, clean_dirs: Path) -> None:
+def test_hostile_file_access_is_also_refused_by_the_engine(box: DuckdbSandbox, clean_dirs: Path) -> None:
     """Defence in depth: with check_sql bypassed, the hardened connection itself refuses files and settings."""
     cursor = box._con.cursor()
     for sql in (
@@ -135,7 +135,7 @@ def test_hostile_file_access_is_also_refused_by_the_engine(box: Sandbox, clean_d
     cursor.close()
 
 
-def test_python_dataframes_in_scope_are_not_scanned(box: Sandbox) -> None:
+def test_python_dataframes_in_scope_are_not_scanned(box: DuckdbSandbox) -> None:
     pandas = pytest.importorskip("pandas")
     secret = pandas.DataFrame({"password": ["hunter2"]})  # noqa: F841 - what a replacement scan would find
     assert box.execute("SELECT * FROM secret").status == "rejected"
@@ -159,12 +159,12 @@ def test_python_dataframes_in_scope_are_not_scanned(box: Sandbox) -> None:
         "SELECT * FROM singer PIVOT (count(*) FOR country IN ('France', 'Spain'))",
     ],
 )
-def test_ordinary_selects_are_allowed(box: Sandbox, sql: str) -> None:
+def test_ordinary_selects_are_allowed(box: DuckdbSandbox, sql: str) -> None:
     assert check_sql(sql, box.tables) is None
     assert box.execute(sql).status == "ok"
 
 
-def test_result_shape_and_errors(box: Sandbox) -> None:
+def test_result_shape_and_errors(box: DuckdbSandbox) -> None:
     ok = box.execute("SELECT name, age FROM singer ORDER BY age")
     assert ok == ExecutionResult("ok", ["name", "age"], [("Li", 25), ("Ann", 31), ("Joe", 52)], False, "", ok.elapsed_s)
     error = box.execute("SELECT CAST(name AS INTEGER) FROM singer")
@@ -175,7 +175,7 @@ def test_result_shape_and_errors(box: Sandbox) -> None:
     assert rejected.status == "rejected" and "nowhere" in rejected.error
 
 
-def test_max_rows_truncates_without_running_the_whole_query(box: Sandbox) -> None:
+def test_max_rows_truncates_without_running_the_whole_query(box: DuckdbSandbox) -> None:
     result = box.execute("SELECT n FROM numbers ORDER BY n", max_rows=10)
     assert result.rows == [(n,) for n in range(10)] and result.truncated
     assert not box.execute("SELECT n FROM numbers", max_rows=1000).truncated
@@ -185,7 +185,7 @@ def test_max_rows_truncates_without_running_the_whole_query(box: Sandbox) -> Non
     assert bomb.elapsed_s < TIMEOUT_S
 
 
-def test_timeout_stops_the_query_close_to_the_limit(box: Sandbox) -> None:
+def test_timeout_stops_the_query_close_to_the_limit(box: DuckdbSandbox) -> None:
     endless = "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t) SELECT count(*) FROM t"
     for limit in (0.3, 0.6):
         result = box.execute(endless, timeout_s=limit)
@@ -195,7 +195,7 @@ def test_timeout_stops_the_query_close_to_the_limit(box: Sandbox) -> None:
     assert box.execute("SELECT count(*) FROM singer").rows == [(3,)]
 
 
-def test_threads_share_one_sandbox(box: Sandbox) -> None:
+def test_threads_share_one_sandbox(box: DuckdbSandbox) -> None:
     def run(worker: int) -> list[bool]:
         verdicts = []
         for i in range(20):
@@ -209,7 +209,7 @@ def test_threads_share_one_sandbox(box: Sandbox) -> None:
     assert len(verdicts) == 160 and all(verdicts)
 
 
-def test_a_timeout_in_one_thread_does_not_stop_the_others(box: Sandbox) -> None:
+def test_a_timeout_in_one_thread_does_not_stop_the_others(box: DuckdbSandbox) -> None:
     slow: list[ExecutionResult] = []
     thread = threading.Thread(
         target=lambda: slow.append(box.execute("SELECT count(*) FROM numbers a, numbers b, numbers c, numbers d", timeout_s=0.5))
@@ -227,18 +227,18 @@ def test_file_database_is_read_only_and_left_untouched(tmp_path: Path, monkeypat
         con.execute("CREATE TABLE item (id INTEGER, price DOUBLE); INSERT INTO item VALUES (1, 2.5), (2, 4.0)")
     monkeypatch.chdir(tmp_path)
     before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
-    with Sandbox(db_path, timeout_s=TIMEOUT_S) as sandbox:
+    with DuckdbSandbox(db_path, timeout_s=TIMEOUT_S) as sandbox:
         assert sandbox.tables == {"item"}
         assert sandbox.execute("SELECT sum(price) FROM item").rows == [(6.5,)]
         assert sandbox.execute("DELETE FROM item").status == "rejected"
         assert sandbox._con.cursor().execute("SELECT current_setting('access_mode')").fetchone() == ("read_only",)
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before
     with pytest.raises(FileNotFoundError):
-        Sandbox(tmp_path / "missing.duckdb")
+        DuckdbSandbox(tmp_path / "missing.duckdb")
 
 
 def test_closed_sandbox_reports_an_error() -> None:
-    sandbox = Sandbox.from_sql("CREATE TABLE t (x INTEGER)")
+    sandbox = DuckdbSandbox.from_sql("CREATE TABLE t (x INTEGER)")
     sandbox.close()
     sandbox.close()  # idempotent
     assert sandbox.execute("SELECT * FROM t").status == "error"
@@ -248,7 +248,7 @@ def test_result_budget_counts_what_lists_and_structs_hold() -> None:
     # One sizing for every engine (DuckDB's LIST and STRUCT, PostgreSQL's arrays and jsonb): by the contents.
     assert value_size(7) == 16 and value_size("abc") == value_size(b"abc") == 19
     assert value_size([1, "ab"]) == 16 + 16 + 18 and value_size({"k": [1]}) == 16 + 17 + 32
-    with Sandbox.from_sql("CREATE TABLE t (x INTEGER)", max_result_bytes=10_000) as box:
+    with DuckdbSandbox.from_sql("CREATE TABLE t (x INTEGER)", max_result_bytes=10_000) as box:
         big = box.execute("SELECT [i::VARCHAR FOR i IN range(1000)] AS l, {'s': repeat('x', 999)} AS s")
         assert big.status == "rejected" and "larger than 10,000 bytes" in big.error, big
         assert box.execute("SELECT [1, 2] AS l, {'s': 'x'} AS s").rows == [([1, 2], {"s": "x"})]
@@ -256,4 +256,4 @@ def test_result_budget_counts_what_lists_and_structs_hold() -> None:
 
 def test_bad_size_setting_is_refused() -> None:
     with pytest.raises(ValueError, match="not a size"):
-        Sandbox(None, memory_limit="1GB'; SET threads=64; --")
+        DuckdbSandbox(None, memory_limit="1GB'; SET threads=64; --")

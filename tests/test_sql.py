@@ -12,7 +12,7 @@ import pytest
 import sqlglot
 
 from sqlft.sql.compare import compare_results
-from sqlft.sql.duckdb_sandbox import Sandbox
+from sqlft.sql.duckdb_sandbox import DuckdbSandbox
 from sqlft.sql.sandbox import ExecutionResult
 from sqlft.prompts.reply import extract_sql
 from sqlft.sql.dialect import exact_match, has_order_by, normalise, parse_sql, strip_distinct, to_duckdb
@@ -201,7 +201,7 @@ def engines():
         for row in rows:
             values = ", ".join("NULL" if v is None else repr(v) for v in row)
             setup.append(f"INSERT INTO {table} VALUES ({values})")
-    with Sandbox.from_sql(setup, timeout_s=5) as box:
+    with DuckdbSandbox.from_sql(setup, timeout_s=5) as box:
         yield lite, box
     lite.close()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sqlft.sql.compare import compare_results
-from sqlft.sql.duckdb_sandbox import Sandbox
+from sqlft.sql.duckdb_sandbox import DuckdbSandbox
 from sqlft.sql.sandbox import ExecutionResult
 from sqlft.sql.dialect import has_order_by, strip_distinct
 from sqlft.sql.sqlite_sandbox import SqliteSandbox, is_sqlite_file, split_statement, statement_problem
@@ -57,12 +57,12 @@ def box(db):
 
 
 def test_interface_matches_duckdb_sandbox():
-    ours, theirs = inspect.signature(SqliteSandbox), inspect.signature(Sandbox)
+    ours, theirs = inspect.signature(SqliteSandbox), inspect.signature(DuckdbSandbox)
     assert list(ours.parameters)[0] == list(theirs.parameters)[0] == "db_path"
     for name in ("timeout_s", "max_rows"):
         assert ours.parameters[name].default == theirs.parameters[name].default
         assert ours.parameters[name].kind is inspect.Parameter.KEYWORD_ONLY
-    ours_execute, theirs_execute = inspect.signature(SqliteSandbox.execute), inspect.signature(Sandbox.execute)
+    ours_execute, theirs_execute = inspect.signature(SqliteSandbox.execute), inspect.signature(DuckdbSandbox.execute)
     assert ours_execute.parameters.keys() == theirs_execute.parameters.keys()
 
 

@@ -1,6 +1,6 @@
 """sqlft/sql/vote.py: voting over executed results picks the majority result, and the greedy answer on a tie."""
 
-from sqlft.sql.duckdb_sandbox import Sandbox
+from sqlft.sql.duckdb_sandbox import DuckdbSandbox
 from sqlft.sql.vote import vote
 
 SETUP = """CREATE TABLE singer (singer_id INT, name TEXT, country TEXT, age INT);
@@ -13,7 +13,7 @@ PERU = "SELECT name FROM singer WHERE country = 'Peru'"
 BROKEN = "SELECT nickname FROM singer"
 
 
-def _run(box: Sandbox):
+def _run(box: DuckdbSandbox):
     def run(sql: str):
         result = box.execute(sql)
         return [result] if result.status == "ok" else None
@@ -21,14 +21,14 @@ def _run(box: Sandbox):
 
 
 def test_majority_result_wins_over_the_greedy_answer():
-    with Sandbox.from_sql(SETUP) as box:
+    with DuckdbSandbox.from_sql(SETUP) as box:
         chosen = vote([PERU, FRANCE, BROKEN, FRANCE_TOO, FRANCE_REORDERED], _run(box))
     assert chosen.index == 1 and chosen.changed  # three answers give Joe and Tom (in any order); one gives Ann
     assert (chosen.candidates, chosen.ran, chosen.votes) == (5, 4, 3)
 
 
 def test_greedy_answer_wins_a_tie_and_stays_when_nothing_runs():
-    with Sandbox.from_sql(SETUP) as box:
+    with DuckdbSandbox.from_sql(SETUP) as box:
         tie = vote([PERU, FRANCE, "SELECT name FROM singer WHERE age < 40", FRANCE_TOO], _run(box))
         assert (tie.index, tie.changed, tie.votes) == (0, False, 2)
         # the greedy answer does not run: the earliest of the tied groups wins
@@ -41,7 +41,7 @@ def test_greedy_answer_wins_a_tie_and_stays_when_nothing_runs():
 
 def test_all_instances_must_agree_and_same_sql_runs_once():
     calls = []
-    with Sandbox.from_sql(SETUP) as a, Sandbox.from_sql(SETUP.replace("'Tom', 'France', 41", "'Tom', 'Peru', 41")) as b:
+    with DuckdbSandbox.from_sql(SETUP) as a, DuckdbSandbox.from_sql(SETUP.replace("'Tom', 'France', 41", "'Tom', 'Peru', 41")) as b:
         def run(sql):
             calls.append(sql)
             results = [a.execute(sql), b.execute(sql)]
@@ -57,7 +57,7 @@ NOBODY_TOO = "SELECT name FROM singer WHERE age > 100"
 
 
 def test_answers_without_rows_do_not_vote_while_another_answer_has_rows():
-    with Sandbox.from_sql(SETUP) as box:
+    with DuckdbSandbox.from_sql(SETUP) as box:
         # two answers agree on "nobody"; the one with rows wins (the greedy answer is among the empty ones)
         chosen = vote([NOBODY, NOBODY_TOO, PERU], _run(box))
         assert (chosen.index, chosen.votes, chosen.ran, chosen.empty, chosen.changed) == (2, 1, 3, 2, True)

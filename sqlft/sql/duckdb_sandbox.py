@@ -1,6 +1,6 @@
 """Hardened DuckDB execution of model-written SQL: one read-only SELECT over known tables, in a time limit.
 
-    with Sandbox("spider.duckdb", timeout_s=5) as box:
+    with DuckdbSandbox("spider.duckdb", timeout_s=5) as box:
         result = box.execute("SELECT name FROM singer")   # ExecutionResult(status="ok", ...)
 
 Failures are data (status "error" | "timeout" | "rejected"), never exceptions. Why each connection setting is
@@ -251,7 +251,7 @@ def check_sql(sql: str, known_tables: set[str]) -> str | None:
     return None if found is None else found[1]
 
 
-class Sandbox(ClosesOnce):
+class DuckdbSandbox(ClosesOnce):
     """A hardened DuckDB database shared by many threads: each execute() runs on its own cursor."""
 
     def __init__(
@@ -267,7 +267,7 @@ class Sandbox(ClosesOnce):
         setup_sql: Iterable[str] = (),
     ) -> None:
         """db_path None opens an empty in-memory database; setup_sql (CREATE/INSERT ...) then builds it
-        before the configuration is locked (use Sandbox.from_sql). A file database is opened read-only."""
+        before the configuration is locked (use DuckdbSandbox.from_sql). A file database is opened read-only."""
         self.timeout_s = timeout_s
         self.max_rows = max_rows
         self.max_result_bytes = max_result_bytes
@@ -298,7 +298,7 @@ class Sandbox(ClosesOnce):
         self._closed = False
 
     @classmethod
-    def from_sql(cls, setup_sql: Iterable[str] | str, **kwargs: Any) -> Sandbox:
+    def from_sql(cls, setup_sql: Iterable[str] | str, **kwargs: Any) -> DuckdbSandbox:
         """An in-memory sandbox built from CREATE/INSERT statements (test fixtures, demo data)."""
         if isinstance(setup_sql, str):
             setup_sql = [s.query for s in duckdb.extract_statements(setup_sql)]

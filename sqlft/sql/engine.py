@@ -17,7 +17,7 @@ import sqlglot
 
 from sqlft.sql.database import prepare_database
 from sqlft.sql.postgres import PostgresSandbox, is_postgres_url
-from sqlft.sql.duckdb_sandbox import Sandbox as DuckdbSandbox
+from sqlft.sql.duckdb_sandbox import DuckdbSandbox
 from sqlft.sql.dialect import to_duckdb
 from sqlft.sql.sandbox import Sandbox
 from sqlft.sql.sqlite_sandbox import SqliteSandbox, is_sqlite_file

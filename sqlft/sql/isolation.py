@@ -5,7 +5,7 @@
 
 Why processes: some DuckDB work is outside both memory_limit and interrupt(). A nested list_transform builds
 gigabytes of vectors in one expression (6 GB and 27 s past a 1 GB limit and a 5 s timeout, issue 15) and an
-interrupt is only seen between chunks. A worker process running sqlft.sql.duckdb_sandbox.Sandbox can be killed: the
+interrupt is only seen between chunks. A worker process running sqlft.sql.duckdb_sandbox.DuckdbSandbox can be killed: the
 caller gets "timeout" at most `grace_s` after the deadline, and the server's own memory never holds the
 query's data.
 
@@ -42,7 +42,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlft.sql.duckdb_sandbox import _PATH, Sandbox, check_sql
+from sqlft.sql.duckdb_sandbox import _PATH, DuckdbSandbox, check_sql
 from sqlft.sql.sandbox import Closing, ExecutionResult
 from sqlft.sql.sqlite_sandbox import SqliteSandbox
 
@@ -181,7 +181,7 @@ def main() -> None:
     sandbox_kwargs = _recv(stdin)
     sandbox_kwargs["memory_limit"], cap = bound_memory(sandbox_kwargs.pop("memory_bytes"))
     _send(stdout, READY)  # the caller measures a query's memory from here, not from the interpreter's start
-    boxes: dict[tuple[str, str], Sandbox | SqliteSandbox] = {}
+    boxes: dict[tuple[str, str], DuckdbSandbox | SqliteSandbox] = {}
     while True:
         try:
             engine, path, sql, max_rows, timeout_s = _recv(stdin)
@@ -194,7 +194,7 @@ def main() -> None:
                     if engine == "sqlite":
                         box = SqliteSandbox(path, max_result_bytes=sandbox_kwargs["max_result_bytes"])
                     else:
-                        box = Sandbox(path, **sandbox_kwargs)
+                        box = DuckdbSandbox(path, **sandbox_kwargs)
                 boxes[(engine, path)] = box
             result = box.execute(sql, max_rows=max_rows, timeout_s=timeout_s)
         except MemoryError:
@@ -356,7 +356,7 @@ class IsolatedExecutor(Closing):
 class IsolatedSandbox(Closing):
     """A file sandbox whose queries run in an IsolatedExecutor's workers; same execute() as the sandbox."""
 
-    def __init__(self, inner: Sandbox | SqliteSandbox, executor: IsolatedExecutor):
+    def __init__(self, inner: DuckdbSandbox | SqliteSandbox, executor: IsolatedExecutor):
         self.inner, self.executor = inner, executor
         self.engine = "sqlite" if isinstance(inner, SqliteSandbox) else "duckdb"
         self.tables = inner.tables
@@ -377,7 +377,7 @@ class IsolatedSandbox(Closing):
 def isolate(sandbox: Any, executor: IsolatedExecutor) -> Any:
     """`sandbox` with its queries in `executor`'s workers when it is over a DuckDB or SQLite file; any other
     (an in-memory DuckDB, a PostgreSQL server with its own server-side bounds) as it is."""
-    if isinstance(sandbox, (Sandbox, SqliteSandbox)) and getattr(sandbox, "path", None) is not None:
+    if isinstance(sandbox, (DuckdbSandbox, SqliteSandbox)) and getattr(sandbox, "path", None) is not None:
         return IsolatedSandbox(sandbox, executor)
     return sandbox
 

@@ -3,7 +3,7 @@
     with open_sandbox("shop.duckdb") as box:                  # sqlft.sql.engine: the engine the source needs
         result = box.execute("SELECT count(*) FROM orders")   # ExecutionResult(status="ok", ...)
 
-The engines: DuckDB (sqlft.sql.duckdb_sandbox.Sandbox), SQLite (sqlft.sql.sqlite_sandbox.SqliteSandbox),
+The engines: DuckDB (sqlft.sql.duckdb_sandbox.DuckdbSandbox), SQLite (sqlft.sql.sqlite_sandbox.SqliteSandbox),
 PostgreSQL (sqlft.sql.postgres.PostgresSandbox), and a DuckDB or SQLite file whose queries run in killable worker
 processes (sqlft.sql.isolation.IsolatedSandbox). Failures are data (a status and a reason), never exceptions.
 """

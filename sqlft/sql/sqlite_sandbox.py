@@ -3,7 +3,7 @@
     with SqliteSandbox("concert_singer.sqlite", timeout_s=5) as box:
         result = box.execute("SELECT name FROM singer")   # ExecutionResult(status="ok", ...)
 
-Same interface as sqlft.sql.duckdb_sandbox.Sandbox (DuckDB), so eval/run.py can pick either per database. SQLite-dialect
+Same interface as sqlft.sql.duckdb_sandbox.DuckdbSandbox (DuckDB), so eval/run.py can pick either per database. SQLite-dialect
 SQL run on SQLite itself gives what the official Spider evaluator (taoyds/test-suite-sql-eval, exec_eval.py)
 sees; DuckDB after sqlft.sql.dialect.to_duckdb's rewrites does not always (benchmarks/FAITHFULNESS.md).
 
