@@ -5,7 +5,7 @@ evaluator on the same pairs: each side a fresh process, run alternately, the mac
                                                    [--work /tmp/sqlft-e2e] [--out FILE.json]
 
 Data (built once, cached under --work): Spider-style SQLite files from ../shared/data/spider_train schemas, rows
-planted by sqlft.sql.synth (spider_faithfulness.build_sqlite), 10 to 5,000 rows per table (drawn per database, most
+planted by sqlft.sql.synth (spider_faithfulness.build_sqlite), 10 to 5,000 rows per table (spread over the databases, most
 databases small as in Spider: median ~50); pairs: every spider_train question of those databases whose gold runs
 on its file (up to --questions-per-db), with one prediction, as a model's predictions file holds: the gold a third of
 the time, else one of benchmarks/spider_faithfulness.py's perturbations of it (wrong ones and equivalent rewrites). Written as the official evaluator's gold and
@@ -40,10 +40,14 @@ SQLFT = ROOT / ".venv" / "bin" / "sqlft"
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "spider_train" / "spider_train.jsonl"
 
 
-def rows_for(db_id: str, seed: int) -> int:
-    """Rows per table for one database: 10 to 5,000, skewed small (u^2 on a log scale: median ~50)."""
-    u = random.Random(f"{seed}:{db_id}:rows").random()
-    return round(10 * 500 ** (u * u))
+def rows_by_database(chosen: list[str], seed: int) -> dict[str, int]:
+    """Rows per table for each database: 10 to 5,000, skewed small (u^2 on a log scale: median ~50). u is spread
+    evenly over the databases in a seeded order, so the range is covered end to end: one database has 10 rows per
+    table and one 5,000 (a random u per database left the largest at 4,647 in one run)."""
+    order = list(chosen)
+    random.Random(f"{seed}:rows").shuffle(order)
+    last = max(len(order) - 1, 1)
+    return {db_id: round(10 * 500 ** ((i / last) ** 2)) for i, db_id in enumerate(order)}
 
 
 def build(args) -> dict:
@@ -61,15 +65,16 @@ def build(args) -> dict:
         dbs[record["db_id"]].setdefault("questions", []).append(record["answer"])
     chosen = sorted(random.Random(args.seed).sample(sorted(dbs), min(args.dbs, len(dbs))))
     pairs, sizes = [], {}
+    rows_of = rows_by_database(chosen, args.seed)
     for db_id in chosen:
-        entry, rows = dbs[db_id], rows_for(db_id, args.seed)
+        entry, rows = dbs[db_id], rows_of[db_id]
         target = db_root / db_id / f"{db_id}.sqlite"
         try:
             built = sf.build_sqlite(db_id, entry["ddl"], entry["golds"], work / f"rows{rows}", rows, args.seed)
         except Exception as err:  # noqa: BLE001 - a schema the synthesizer cannot build: left out
             print(f"left out {db_id}: {type(err).__name__}", file=sys.stderr)
             continue
-        if not target.exists():
+        if not target.exists() or target.stat().st_size != built.stat().st_size:  # a cache of other sizes
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(built, target)
         sizes[db_id] = table_rows(target)
