@@ -162,3 +162,13 @@ def test_model_card_base_model_is_the_hub_id_the_run_started_from(tmp_path):
     assert front["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     config.model.name = str(tmp_path)
     assert "base_model" not in yaml.safe_load(model_card(RunFolder(tmp_path), config, "float16").split("---")[1])
+
+
+def test_quickstart_finds_its_config_wherever_its_module_lives():
+    """`sqlft quickstart` (the README's main command) reads the repository's configs/ through a path relative to its
+    own module: a move of the module once pointed it at sqlft/configs/, which only a fresh-clone run showed."""
+    from sqlft.commands.quickstart import DEFAULT_CONFIG
+    from sqlft.config import load_config
+
+    assert DEFAULT_CONFIG.is_file(), DEFAULT_CONFIG
+    assert load_config(DEFAULT_CONFIG).model.name == "embedded:smollm2-135m-instruct"

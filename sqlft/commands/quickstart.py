@@ -16,7 +16,7 @@ from sqlft.config import Config, load_config
 from sqlft.core.errors import SqlftError
 from sqlft.config.run_folder import RunFolder
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "smollm2-135m-lora-cpu.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "smollm2-135m-lora-cpu.yaml"  # sqlft/commands/ -> the repository
 DEMO_QUESTION = ("How many authors are there?", "CREATE TABLE author (aid BIGINT, homepage VARCHAR, name VARCHAR, "
                  "oid BIGINT, PRIMARY KEY (aid));")
 
