@@ -146,6 +146,7 @@ SQLFT = Path(sys.executable).with_name("sqlft")
 CANDIDATES: dict[str, tuple[list[str], dict[str, str]]] = {
     "default": ([], {}),
     "threads1": (["--threads", "1"], {}),
+    f"threads{CORES}": (["--threads", str(CORES)], {}),  # one per core, fixed: the default before free-core threads
     "spin-wait": (["--spin-wait"], {}),  # the default before issue 26: one thread per core, spinning
     f"threads{CORES}-spin10k": (["--spin-wait"], {"GOMP_SPINCOUNT": "10000"}),  # a short spin, then sleep
     "threads1-spin": (["--threads", "1", "--spin-wait"], {}),

@@ -11,6 +11,7 @@ import dataclasses
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlft.config import GenerationConfig
@@ -47,9 +48,12 @@ _STOP = None  # queue sentinel: finish what is queued before it, then end the wo
 
 
 class MicroBatcher:
-    def __init__(self, backend: Backend, *, max_batch: int = 8, max_wait_s: float = 0.02):
-        """max_batch=1, max_wait_s=0 turns batching off: one prompt per call, in arrival order."""
+    def __init__(self, backend: Backend, *, max_batch: int = 8, max_wait_s: float = 0.02,
+                 before_generate: Callable[[], object] | None = None):
+        """max_batch=1, max_wait_s=0 turns batching off: one prompt per call, in arrival order. `before_generate`
+        runs in the batcher's thread before each generate call (serve.threads chooses torch threads there)."""
         self.backend, self.max_batch, self.max_wait_s = backend, max(1, max_batch), max(0.0, max_wait_s)
+        self.before_generate = before_generate
         self.max_context = backend.max_context
         self.batches = 0  # generate calls made (for /readyz and the load test)
         self.prompts = 0  # prompts generated
@@ -120,6 +124,8 @@ class MicroBatcher:
                 continue
             gen = dataclasses.replace(jobs[0].gen, batch_size=len(fitting))  # one generate call for all
             try:
+                if self.before_generate:
+                    self.before_generate()
                 generations = self.backend.generate([j.prompt for j in fitting], gen)
             except Exception as e:  # noqa: BLE001 - one failed batch must not end the worker
                 for job in fitting:

@@ -54,7 +54,8 @@ class Settings(BaseSettings):
     model_name: str = Field("sqlft", description="openai backend: the served model name")
     openai_api_key: CliSuppress[str | None] = Field(None, description="key sent to the remote server (env only)")
     torch_threads: int = Field(0, ge=0, validation_alias=AliasChoices("threads", "torch_threads"),
-                               description="local backend: torch CPU threads (0: one per core)")
+                               description="local backend: torch CPU threads (0: one per core that other processes leave free, "
+                               "chosen again before each batch)")
     # Measured (benchmarks/serve_load.py --compare, benchmarks/RESULTS.md): threads that spin while they wait
     # made /sql 4-13x slower once other processes were busy on the same cores; sleeping threads cost little.
     spin_wait: bool = Field(False, description="local backend: let torch's OpenMP threads spin while they wait "

@@ -107,7 +107,8 @@ class ServerState:
                     return
                 self.backend = backend
                 self.dialect = settings.dialect or getattr(backend, "sql_dialect", None)
-                self.batcher = MicroBatcher(backend, max_batch=batch, max_wait_s=wait)
+                self.batcher = MicroBatcher(backend, max_batch=batch, max_wait_s=wait,
+                                            before_generate=threads_policy(settings))
                 self.ready = True
             log.info("ready in %.1f s: backend %s (%s, template %s, SQL dialect %s), databases %s",
                      time.perf_counter() - started, settings.backend, settings.model, backend.template,
@@ -180,3 +181,14 @@ class ServerState:
             self.execute_pool.shutdown(wait=True, cancel_futures=True)  # running SQL stops at its deadline
             self.isolated.close()
             close_databases(self.databases)
+
+
+def threads_policy(settings: Settings):
+    """--threads 0 (the default) with the local model: one torch thread per core that other processes leave free,
+    chosen again before each generate call (serve.threads); a fixed --threads N, or another backend: nothing."""
+    if settings.backend != "local" or settings.torch_threads:
+        return None
+    import torch  # already loaded with the model
+
+    from serve.threads import FreeCoreThreads
+    return FreeCoreThreads(torch.set_num_threads)
