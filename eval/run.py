@@ -33,7 +33,7 @@ from sqlft.data.examples import EvalSet, Example, load_eval_set, load_prediction
 from sqlft.sql.postgres import redact
 from sqlft.scoring.execution import Scoring, flag_non_discriminating, prepare_instances, score_all
 from sqlft.config import ConfigError, GenerationConfig, build_config, load_config
-from sqlft.data.formats import DataError
+from sqlft.data.errors import DataError
 from sqlft.core.progress import progress
 
 DIALECTS = ("sqlite", "postgres", "duckdb")

@@ -46,7 +46,7 @@ def test_sqlft_errors_keep_their_builtin_base():
     from sqlft.config import ConfigError
     from sqlft.config.run_folder import NotARunError
     from sqlft.core.errors import SqlftError
-    from sqlft.data.formats import DataError
+    from sqlft.data.errors import DataError
     from sqlft.sql.postgres import PrivilegedRole, SourceUnavailable
 
     # Callers that catch ValueError, RuntimeError or FileNotFoundError around library calls still catch them.

@@ -22,7 +22,8 @@ from serve.routes.tables import describe_tables
 from serve.settings import Settings
 from serve.testing import FakeBackend
 from sqlft.config import DatasetSpec, load_config
-from sqlft.data.formats import DataError, load_records
+from sqlft.data.errors import DataError
+from sqlft.data.formats import load_records
 
 ROOT = Path(__file__).resolve().parents[1]
 CITY_SQL = "SELECT city_name, COUNT(*) FROM restaurant GROUP BY city_name"

@@ -8,7 +8,7 @@ import pytest
 
 from sqlft.config import ConfigError, load_config
 from sqlft.training.dataset import build_training_data, encode
-from sqlft.data.formats import DataError
+from sqlft.data.errors import DataError
 from sqlft.model.loading import load_tokenizer
 from sqlft.prompts.record import Record, Turn, sql_record
 from sqlft.prompts.templates import render, render_turns

@@ -121,7 +121,7 @@ def test_val_dbs_hold_out_exactly_those_databases():
     train, val = split(records, 0.5, True, 0, val_dbs=["db1", "db3"])
     assert {r.db_id for r in val} == {"db1", "db3"} and len(val) == 20
     assert not {r.db_id for r in train} & {"db1", "db3"}
-    from sqlft.data.formats import DataError
+    from sqlft.data.errors import DataError
     with pytest.raises(DataError, match="db9"):
         split(records, 0.5, True, 0, val_dbs=["db1", "db9"])
 

@@ -7,7 +7,8 @@ import pytest
 
 from conftest import shared_data
 from sqlft.config import DatasetSpec
-from sqlft.data.formats import DataError, load_records
+from sqlft.data.errors import DataError
+from sqlft.data.formats import load_records
 from sqlft.prompts.record import sql_record
 from sqlft.prompts.templates import render
 

@@ -71,7 +71,7 @@ def test_loss_mask_covers_exactly_the_answer(tiny_model_dir):
 
 
 def test_data_that_leaves_nothing_to_learn_fails_loudly(tiny_model_dir, sql_jsonl, tmp_path):
-    from sqlft.data.formats import DataError
+    from sqlft.data.errors import DataError
 
     config = tiny_config(tiny_model_dir, sql_jsonl, tmp_path / "run", "data.max_length=16", "data.overlong=fail")
     with pytest.raises(DataError, match="max_length"):
@@ -124,7 +124,7 @@ def _with_callback(trainer, callback):
 
 
 def test_existing_run_folder_is_not_overwritten(tiny_model_dir, sql_jsonl, tmp_path):
-    from sqlft.data.formats import DataError
+    from sqlft.data.errors import DataError
     from sqlft.commands.train import train
 
     (tmp_path / "run").mkdir()

@@ -302,7 +302,8 @@ def test_yuan_bytes_and_tokens(tmp_path, yuan_tokenizer):
 
 def test_yuan_hub_registry_entry_says_which_file_to_fetch(tmp_path, monkeypatch):
     from sqlft.config import DatasetSpec
-    from sqlft.data.formats import DataError, load_records
+    from sqlft.data.errors import DataError
+    from sqlft.data.formats import load_records
 
     # LLaMA-Factory's alpaca_en entry today (data/dataset_info.json): hub ids only
     entry = {"hf_hub_url": "llamafactory/alpaca_en", "ms_hub_url": "llamafactory/alpaca_en", "om_hub_url": "HaM/alpaca_en"}

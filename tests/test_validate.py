@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from sqlft.config import DatasetSpec
-from sqlft.data.formats import DataError, Problem, load_records
+from sqlft.data.errors import DataError
+from sqlft.data.formats import Problem, load_records
 from sqlft.prompts.record import Record, Turn, sql_record
 from sqlft.prompts.templates import render
 from sqlft.data.validate import validate

@@ -19,7 +19,8 @@ from sqlft.sql.sqlite_sandbox import is_sqlite_file
 from sqlft.sql.sqlite_schema import SqliteSchemaError, sqlite_ddl
 from sqlft.sql.split import split_statements
 from sqlft.config import DatasetSpec
-from sqlft.data.formats import DataError, is_spider_file, load_records, read_spider
+from sqlft.data.errors import DataError
+from sqlft.data.formats import is_spider_file, load_records, read_spider
 from sqlft.data.demo import DEMO_PREFIX, resolve_data_path
 from sqlft.prompts.record import Record
 

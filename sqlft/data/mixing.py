@@ -6,7 +6,7 @@ Both are deterministic for a seed: the same config gives the same training set o
 import random
 from dataclasses import dataclass
 
-from sqlft.data.formats import DataError
+from sqlft.data.errors import DataError
 from sqlft.prompts.record import Record
 
 

@@ -9,7 +9,8 @@ may be kept and cut by the caller, while a SQL record is still dropped: an SQL a
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from sqlft.data.formats import DataError, Problem
+from sqlft.data.errors import DataError
+from sqlft.data.formats import Problem
 from sqlft.prompts.record import Record
 
 EXAMPLES_PER_REASON = 5

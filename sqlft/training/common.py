@@ -14,7 +14,7 @@ from transformers import TrainerCallback
 
 from sqlft.config import Config, ConfigError, save_config
 from sqlft.config.run_folder import RunFolder
-from sqlft.data.formats import DataError
+from sqlft.data.errors import DataError
 from sqlft.model import precision
 from sqlft.model.loading import has_gpu
 

@@ -8,7 +8,8 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from sqlft.config import Config
-from sqlft.data.formats import DataError, load_records
+from sqlft.data.errors import DataError
+from sqlft.data.formats import load_records
 from sqlft.data.mixing import mix, split
 from sqlft.data.demo import resolve_data_path
 from sqlft.prompts.record import SQL_SYSTEM, Record

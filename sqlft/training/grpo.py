@@ -23,7 +23,7 @@ from sqlft.training.reward import ExecutionReward, RewardSettings
 from sqlft.model import precision
 from sqlft.config import Config, ConfigError
 from sqlft.training.dataset import build_training_data, held_out_sql_rows
-from sqlft.data.formats import DataError
+from sqlft.data.errors import DataError
 from sqlft.model.generate import stop_token_ids
 from sqlft.model.loading import add_lora, has_gpu, load_base_model, load_tokenizer, memory_mb, parameter_counts
 from sqlft.prompts.record import Record
