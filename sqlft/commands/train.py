@@ -19,7 +19,6 @@ import torch
 from sqlft.config import Config, load_config
 from sqlft.core.errors import SqlftError
 from sqlft.model.loading import check_device_options, resolve_max_length
-from sqlft.training import shared_prefix
 from sqlft.training.common import check_services, is_main_process, resolve_precision
 
 
@@ -68,7 +67,7 @@ def train(config: Config, resume: bool = False) -> Path:
     resolve_max_length(config)  # before the config is saved: the run records the length it used
     if config.train.stage == "grpo":  # reinforcement on executed answers: its own recipe, the same run folder
         from sqlft.training.grpo import train_grpo
-        return train_grpo(shared_prefix.resolve_packing(config, verbose=main_process), resume)
+        return train_grpo(config, resume)
     from sqlft.training.sft import train_sft
     return train_sft(config, resume)
 

@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from sqlft.data.examples import record_example
+from sqlft.training import shared_prefix
 from sqlft.training.reward import ExecutionReward, RewardSettings
 from sqlft.model import precision
 from sqlft.config import Config, ConfigError
@@ -38,6 +39,8 @@ def train_grpo(config: Config, resume: bool = False) -> Path:
     from trl import GRPOTrainer
 
     main_process = is_main_process()
+    # GRPO samples whole prompts: shared-schema packing falls back to ordinary packing, with its one message
+    config = shared_prefix.resolve_packing(config, verbose=main_process)  # before config.yaml records it
     run_dir = prepare_run_dir(config, resume) if main_process else config.run_dir
 
     # Data and databases first: bad data or gold SQL that does not run fails in seconds, before the model loads.
