@@ -23,6 +23,8 @@
   optimizer step (train.grad_accum=1): the figure is time per row, and records per row set records per hour. Run it
   with --records 2000 (the file's first 2000 records: ~40 whole databases, as many questions per schema as the
   whole set) --steps 2 --rounds 1 to stay near ten minutes on 2 cores.
+The Spider comparisons run the recipe as they first measured it, a LoRA adapter (SPIDER_LORA below); the recipe now
+fine-tunes all weights, which --compare shared_prefix_rows adds as its last variant.
 Variants alternate A, B, A, B ... so that a noisy, shared machine slows both alike. Each run is a fresh process (so
 peak RSS is its own). Reported: the machine, real (non-padding) tokens/s, s/step, peak RSS, and the ratios.
 """
@@ -41,14 +43,18 @@ ROOT = Path(__file__).resolve().parents[1]
 SPIDER = ROOT.parent / "shared" / "data" / "spider_train" / "spider_train.jsonl"
 DEMO = ROOT / "configs" / "smollm2-135m-lora-cpu.yaml"
 SPIDER_RECIPE = ROOT / "configs" / "smollm2-135m-spider-cpu.yaml"
+# The Spider recipe as these comparisons measured it before it moved to full fine-tuning (issue 25): a LoRA adapter,
+# lr 1e-3, 4 rows per optimizer step. Each variant's own overrides come after these and win.
+SPIDER_LORA = ["model.method=lora", "train.lr=1e-3", "train.grad_accum=4"]
 COMPARISONS = {  # name -> (config, {variant: overrides}); the first variant is the baseline of the ratios
     "packing": (DEMO, {
         "packing": ["data.packing=true"],
         "padded_to_max_length": ["data.packing=false", "data.pad_to_max_length=true"]}),
     "head": (SPIDER_RECIPE, {
-        "label_only_head": ["train.token_metrics=false"],
+        "label_only_head": [*SPIDER_LORA, "train.token_metrics=false"],
         # sqlft before issue 10: TRL's head on every position with its token metrics, 4 rows per forward
-        "before_full_head_microbatch_4": ["train.token_metrics=true", "train.batch_size=4", "train.grad_accum=1"]}),
+        "before_full_head_microbatch_4": [*SPIDER_LORA, "train.token_metrics=true", "train.batch_size=4",
+                                          "train.grad_accum=1"]}),
     # The quickstart's method: QLoRA dequantizes every 4-bit weight in each forward and backward, which on a CPU
     # costs more time than it saves memory for a 135M model (run with --data demo:train --max-length 384).
     "method": (DEMO, {
@@ -57,10 +63,10 @@ COMPARISONS = {  # name -> (config, {variant: overrides}); the first variant is 
     # The Spider recipe's memory and speed: LoRA dropout keeps a dropped copy of every adapted layer's input for
     # backward; the micro-batch (rows per forward) sets how many activations are held; the optimizer step is 4 rows.
     "memory": (SPIDER_RECIPE, {
-        "recipe": [],
-        "lora_dropout_0": ["lora.dropout=0"],
-        "microbatch_2_accum_2": ["train.batch_size=2", "train.grad_accum=2"],
-        "microbatch_4": ["train.batch_size=4", "train.grad_accum=1"]}),
+        "recipe": [*SPIDER_LORA],
+        "lora_dropout_0": [*SPIDER_LORA, "lora.dropout=0"],
+        "microbatch_2_accum_2": [*SPIDER_LORA, "train.batch_size=2", "train.grad_accum=2"],
+        "microbatch_4": [*SPIDER_LORA, "train.batch_size=4", "train.grad_accum=1"]}),
     # The same micro-batch choice on the quickstart config (run with --data demo:train --max-length 384).
     "microbatch": (DEMO, {
         "microbatch_4": ["train.batch_size=4", "train.grad_accum=1"],
@@ -68,20 +74,25 @@ COMPARISONS = {  # name -> (config, {variant: overrides}); the first variant is 
         "microbatch_1_accum_4": ["train.batch_size=1", "train.grad_accum=4"]}),
     # Resident memory over many steps: each distinct row length adds kernels to oneDNN's primitive cache on a CPU.
     "shapes": (SPIDER_RECIPE, {
-        "rounded_to_64": ["data.pad_packed_to_multiple_of=64"],
-        "exact_lengths": ["data.pad_packed_to_multiple_of=0"]}),
+        "rounded_to_64": [*SPIDER_LORA, "data.pad_packed_to_multiple_of=64"],
+        "exact_lengths": [*SPIDER_LORA, "data.pad_packed_to_multiple_of=0"]}),
     # Records per hour: shared-schema packing reads each schema once per row instead of once per question.
     "shared_prefix": (SPIDER_RECIPE, {
-        "packing": ["data.packing=true", "train.grad_accum=1"],
-        "shared_prefix": ["data.packing=shared_prefix", "train.grad_accum=1"],
-        "shared_prefix_rows_1536": ["data.packing=shared_prefix", "train.grad_accum=1", "data.max_length=1536"]}),
+        "packing": [*SPIDER_LORA, "data.packing=true", "train.grad_accum=1"],
+        "shared_prefix": [*SPIDER_LORA, "data.packing=shared_prefix", "train.grad_accum=1"],
+        "shared_prefix_rows_1536": [*SPIDER_LORA, "data.packing=shared_prefix", "train.grad_accum=1",
+                                    "data.max_length=1536"]}),
     # Longer shared rows hold more records per schema; gradient checkpointing trades ~1/3 more compute for memory.
     "shared_prefix_rows": (SPIDER_RECIPE, {
-        "packing": ["data.packing=true", "train.grad_accum=1"],
-        "shared_prefix": ["data.packing=shared_prefix", "train.grad_accum=1"],
-        "shared_prefix_rows_1024": ["data.packing=shared_prefix", "train.grad_accum=1", "data.max_length=1024"],
-        "shared_prefix_rows_1536_checkpointing": ["data.packing=shared_prefix", "train.grad_accum=1",
-                                                  "data.max_length=1536", "train.gradient_checkpointing=true"]}),
+        "packing": [*SPIDER_LORA, "data.packing=true", "train.grad_accum=1"],
+        "shared_prefix": [*SPIDER_LORA, "data.packing=shared_prefix", "train.grad_accum=1"],
+        "shared_prefix_rows_1024": [*SPIDER_LORA, "data.packing=shared_prefix", "train.grad_accum=1",
+                                    "data.max_length=1024"],
+        "shared_prefix_rows_1536_checkpointing": [*SPIDER_LORA, "data.packing=shared_prefix", "train.grad_accum=1",
+                                                  "data.max_length=1536", "train.gradient_checkpointing=true"],
+        # the recipe now: all weights train on the 1536-token rows (issue 25, configs/smollm2-135m-spider-cpu.yaml)
+        "shared_prefix_rows_1536_full": ["data.packing=shared_prefix", "train.grad_accum=1", "data.max_length=1536",
+                                         "train.gradient_checkpointing=true", "model.method=full", "train.lr=1e-4"]}),
 }
 
 

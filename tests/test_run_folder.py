@@ -96,6 +96,19 @@ def test_a_continued_adapter_must_share_the_runs_prompt_settings(tmp_path):
         adapter_dir(ours)
 
 
+def test_continuing_a_full_fine_tuning_run_says_to_start_from_its_model(tmp_path):
+    """The Spider recipe fine-tunes all weights (model/, no adapter/): naming it as model.adapter, as the GRPO config
+    once did for the LoRA recipe, says what to set instead."""
+    from sqlft.model.loading import adapter_dir
+
+    run = make_run(tmp_path / "sft", "model.method=full", weights="model")
+    assert run.model.is_dir() and not run.has_adapter
+    ours = load_config(None, ["data.train=[{path: demo:train}]", f"model.adapter={run.path}", "model.method=lora"])
+    with pytest.raises(ConfigError, match=f"fine-tuned all weights.*set model.name={run.model} and leave "
+                                          "model.adapter empty"):
+        adapter_dir(ours)
+
+
 LAYOUT_NAMES = {"config.yaml", "sample_prompts.json", "metrics.json", "data_report.json", "validation.jsonl",
                 "checkpoints", "sqlft.yaml", "loss.png", "quickstart.json"}
 

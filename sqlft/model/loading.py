@@ -264,6 +264,10 @@ def adapter_dir(config: Config) -> Path:
     run = RunFolder(Path(config.model.adapter))
     folder = run.adapter if run.has_adapter else run.path
     if not (folder / "adapter_config.json").is_file():
+        if run.model.is_dir():  # a full fine-tuning run: its weights are a model to start from, not an adapter
+            raise ConfigError(f"model.adapter={config.model.adapter}: that run fine-tuned all weights (model/), so "
+                              f"there is no adapter to continue: set model.name={run.model} and leave model.adapter "
+                              "empty (a new adapter trains on top of it)")
         raise ConfigError(f"model.adapter={config.model.adapter}: no LoRA adapter there (expected a training run "
                           "folder with adapter/, or a folder with adapter_config.json)")
     if run.is_run():
