@@ -122,3 +122,21 @@ def test_train_cli_exits_with_the_message(tmp_path):
         main([str(CONFIGS / "smollm2-135m-lora-cpu.yaml"), "model.attn_implementation=flash_attention_2",
               f"train.output_dir={tmp_path / 'run'}"])
     assert not (tmp_path / "run").exists(), "refused before anything was written"
+
+
+def test_the_grpo_recipe_goes_on_from_the_spider_recipes_run_with_its_prompts(tmp_path):
+    """The GRPO config names the Spider SFT run's model/ (it fine-tunes all weights): its output folder, and the
+    same prompts and held-out databases, so that the check at the start of training passes on the shipped pair."""
+    from sqlft.config import save_config
+    from sqlft.config.run_folder import RunFolder
+    from sqlft.model.loading import check_training_start
+
+    sft, grpo = load_config(CONFIGS / "smollm2-135m-spider-cpu.yaml"), load_config(
+        CONFIGS / "smollm2-135m-spider-grpo-cpu.yaml")
+    assert sft.model.method == "full" and Path(grpo.model.name) == RunFolder(sft.run_dir).model
+    assert grpo.data.val_dbs == sft.data.val_dbs and grpo.data.train == sft.data.train
+    run = RunFolder(tmp_path / "spider")  # the SFT run as training leaves it, where the GRPO config can name it
+    run.model.mkdir(parents=True)
+    save_config(sft, run.config_file)
+    grpo.model.name = str(run.model)
+    check_training_start(grpo)

@@ -109,6 +109,29 @@ def test_continuing_a_full_fine_tuning_run_says_to_start_from_its_model(tmp_path
         adapter_dir(ours)
 
 
+
+def test_starting_from_a_full_fine_tuning_runs_model_must_share_its_prompt_settings(tmp_path):
+    """GRPO after the Spider recipe names the run's model/ as model.name: that run's prompts are checked as a
+    continued adapter's are (its base model is not: model.name is the run's own weights now)."""
+    from sqlft.commands.train import train
+    from sqlft.model.loading import check_training_start
+
+    run = make_run(tmp_path / "sft", "model.method=full", "data.template=chatml", "data.schema_format=compact",
+                   weights="model")
+    ours = load_config(None, ["data.train=[{path: demo:train}]", f"model.name={run.model}", "model.method=lora",
+                              "data.template=chatml", "data.schema_format=compact"])
+    check_training_start(ours)  # the same prompts: nothing to say
+    ours.data.template, ours.data.system = "llama3", "You write SQL."
+    with pytest.raises(ConfigError) as err:
+        train(ours)  # refused before anything loads (there are no weights in this model/ to load)
+    assert f"model.name={run.model}: that run was trained with" in str(err.value)
+    assert "data.template='chatml' (this config: 'llama3')" in str(err.value)
+    assert "data.system=" in str(err.value) and "model.name=" not in str(err.value).split("trained with")[1]
+
+    plain = tmp_path / "plain" / "model"  # a folder called model/ that is no run: an ordinary base model
+    plain.mkdir(parents=True)
+    check_training_start(load_config(None, ["data.train=[{path: demo:train}]", f"model.name={plain}"]))
+
 LAYOUT_NAMES = {"config.yaml", "sample_prompts.json", "metrics.json", "data_report.json", "validation.jsonl",
                 "checkpoints", "sqlft.yaml", "loss.png", "quickstart.json"}
 

@@ -18,7 +18,7 @@ import torch
 
 from sqlft.config import Config, load_config
 from sqlft.core.errors import SqlftError
-from sqlft.model.loading import check_device_options, resolve_max_length
+from sqlft.model.loading import check_device_options, check_training_start, resolve_max_length
 from sqlft.training.common import check_services, is_main_process, resolve_precision
 
 
@@ -58,6 +58,8 @@ def main(argv=None) -> Path:
 def train(config: Config, resume: bool = False) -> Path:
     """Seed, threads, precision and max_length made concrete, then the recipe train.stage names."""
     from transformers import set_seed
+
+    check_training_start(config)  # a run's model/ goes on with that run's prompts, before anything loads
 
     set_seed(config.train.seed)
     torch.set_num_threads(config.train.num_threads or os.cpu_count())

@@ -271,19 +271,36 @@ def adapter_dir(config: Config) -> Path:
         raise ConfigError(f"model.adapter={config.model.adapter}: no LoRA adapter there (expected a training run "
                           "folder with adapter/, or a folder with adapter_config.json)")
     if run.is_run():
-        trained = run.config()
-        pairs = {"model.name": (config.model.name, trained.model.name),
-                 "data.template": (config.data.template, trained.data.template),
-                 "data.system": (config.data.system, trained.data.system),
-                 "data.schema_format": (config.data.schema_format, trained.data.schema_format)}
-        if trained.data.schema_format != "ddl":  # "ddl" renders the same in every version
-            pairs["data.schema_format_version"] = (config.data.schema_format_version,
-                                                   trained.data.schema_format_version)
-        differ = [f"{k}={theirs!r} (this config: {ours!r})" for k, (ours, theirs) in pairs.items() if ours != theirs]
-        if differ:
-            raise ConfigError(f"model.adapter={config.model.adapter} was trained with " + ", ".join(differ)
-                              + ": set the same values here, so that prompts are the ones the adapter learnt")
+        check_same_prompts(config, run, f"model.adapter={config.model.adapter}", base=True)
     return folder
+
+
+def check_training_start(config: Config) -> None:
+    """model.name may be the model/ folder of a run that fine-tuned all weights (GRPO after the Spider recipe):
+    training goes on from that run, so it must ask in the prompts that run learnt, as a continued adapter must."""
+    if not config.model.name or config.model.adapter:  # a continued adapter is checked where it loads
+        return
+    folder = Path(config.model.name).expanduser()
+    run = RunFolder(folder.parent)
+    if folder.name == run.model.name and run.is_run():
+        check_same_prompts(config, run, f"model.name={config.model.name}", base=False)
+
+
+def check_same_prompts(config: Config, run: RunFolder, setting: str, *, base: bool) -> None:
+    """Refuse a config whose prompts differ from the ones the run trained on (and, for an adapter, whose base
+    model differs from the run's): what the weights learnt would be asked in a form they never saw."""
+    trained = run.config()
+    pairs = {"data.template": (config.data.template, trained.data.template),
+             "data.system": (config.data.system, trained.data.system),
+             "data.schema_format": (config.data.schema_format, trained.data.schema_format)}
+    if base:
+        pairs = {"model.name": (config.model.name, trained.model.name), **pairs}
+    if trained.data.schema_format != "ddl":  # "ddl" renders the same in every version
+        pairs["data.schema_format_version"] = (config.data.schema_format_version, trained.data.schema_format_version)
+    differ = [f"{k}={theirs!r} (this config: {ours!r})" for k, (ours, theirs) in pairs.items() if ours != theirs]
+    if differ:
+        raise ConfigError(f"{setting}: that run was trained with " + ", ".join(differ)
+                          + ": set the same values here, so that prompts are the ones its weights learnt")
 
 
 def parameter_counts(model) -> tuple[int, int]:
