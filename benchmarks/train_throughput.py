@@ -1,6 +1,6 @@
 """Training throughput, variants side by side in one run, on ../shared/data/spider_train (or --data demo:train).
 
-    python benchmarks/train_throughput.py [--compare packing|head|method|memory|microbatch|shapes|shared_prefix]
+    python benchmarks/train_throughput.py [--compare packing|head|method|memory|microbatch|shapes|shared_prefix|recipe]
                                           [--steps 12]
                                           [--rounds 2]
                                           [--precision auto] [--data FILE|demo:train] [--out FILE.json]
@@ -23,6 +23,9 @@
   optimizer step (train.grad_accum=1): the figure is time per row, and records per row set records per hour. Run it
   with --records 2000 (the file's first 2000 records: ~40 whole databases, as many questions per schema as the
   whole set) --steps 2 --rounds 1 to stay near ten minutes on 2 cores.
+--compare recipe: the Spider recipe as shipped (full fine-tuning, shared-schema rows of 1536 tokens, gradient
+  checkpointing, attention by pieces) against the recipe before issue 25 (LoRA, TRL's packed rows of 768 tokens) and
+  against itself with the dense block mask through SDPA, one row per step each; --records 2000 as shared_prefix.
 The Spider comparisons run the recipe as they first measured it, a LoRA adapter (SPIDER_LORA below); the recipe now
 fine-tunes all weights, which --compare shared_prefix_rows adds as its last variant.
 Variants alternate A, B, A, B ... so that a noisy, shared machine slows both alike. Each run is a fresh process (so
@@ -92,6 +95,14 @@ COMPARISONS = {  # name -> (config, {variant: overrides}); the first variant is 
                                                   "data.max_length=1536", "train.gradient_checkpointing=true"],
         # the recipe as shipped (full fine-tuning, 1 row a step; issue 25): only what run_once sets otherwise
         "shared_prefix_rows_1536_full": ["data.max_length=1536", "train.gradient_checkpointing=true"]}),
+    # Issue 25's question in one line: the Spider recipe as shipped against the recipe before it (LoRA on TRL's
+    # packed rows of 768 tokens), time per row and records per row, so records per hour; and the shipped recipe
+    # with the dense block mask through SDPA instead of its attention by pieces (sqlft.training.prefix_attention).
+    "recipe": (SPIDER_RECIPE, {
+        "before_issue_25": [*SPIDER_LORA, "data.packing=true", "train.grad_accum=1"],
+        "shipped": ["data.max_length=1536", "train.gradient_checkpointing=true"],
+        "shipped_dense_block_mask": ["data.max_length=1536", "train.gradient_checkpointing=true",
+                                     "model.attn_implementation=sdpa"]}),
 }
 
 

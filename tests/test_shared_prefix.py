@@ -33,10 +33,11 @@ def overrides(tiny_model_dir, sql_jsonl, tmp_path, *extra):
             "train.report_to=none", "train.precision=fp32", *extra]
 
 
-def setup(tiny_model_dir, sql_jsonl, tmp_path, *extra, attention="sdpa"):
+def setup(tiny_model_dir, sql_jsonl, tmp_path, *extra, attention="auto"):
     config = load_config(None, overrides(tiny_model_dir, sql_jsonl, tmp_path, *extra))
     # As train() sets it (sqlft.training.shared_prefix.attention_for)
-    config = dataclasses.replace(config, model=dataclasses.replace(config.model, attn_implementation=attention))
+    config = dataclasses.replace(config, model=dataclasses.replace(
+        config.model, attn_implementation=shared_prefix.attention_for(attention)))
     tokenizer = load_tokenizer(config.model.name)
     data = build_training_data(config, tokenizer)
     torch.manual_seed(0)
@@ -69,9 +70,16 @@ def alone_logits(model, ids: list[int]):
         return model(input_ids=torch.tensor([ids])).logits[0]
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "eager"])
-def test_each_block_gives_the_logits_of_its_record_alone(tiny_model_dir, sql_jsonl, tmp_path, attention):
+# auto: sqlft.training.prefix_attention (prefix and blocks apart); sdpa and eager: the dense block mask
+@pytest.mark.parametrize("attention", ["auto", "sdpa", "eager"])
+def test_each_block_gives_the_logits_of_its_record_alone(tiny_model_dir, sql_jsonl, tmp_path, attention,
+                                                        monkeypatch):
+    rows_cut = []  # rows that prefix_attention cut into pieces (each layer, each row)
+    cut = shared_prefix.prefix_attention.row_attention
+    monkeypatch.setattr(shared_prefix.prefix_attention, "row_attention",
+                        lambda *args: rows_cut.append(1) or cut(*args))
     _, data, model, trainer = setup(tiny_model_dir, sql_jsonl, tmp_path, attention=attention)
+    assert model.config._attn_implementation == shared_prefix.attention_for(attention)
     rows = list(trainer.train_dataset)
     report = data.packed.report
     assert report["records"] == 24 and report["rows"] < 24 and report["records_without_shared_prefix"] == 0
@@ -91,13 +99,43 @@ def test_each_block_gives_the_logits_of_its_record_alone(tiny_model_dir, sql_jso
             assert row["position_ids"][start:end] == list(range(prefix, prefix + end - start))
             checked += 1
     assert checked >= 6
+    layers = model.config.num_hidden_layers
+    assert len(rows_cut) == (layers * len(multi) if attention == "auto" else 0)
 
 
-# token_metrics: TRL's own fused LM head instead of sqlft's label-only one (both hand block_ids to the decoder)
-@pytest.mark.parametrize("token_metrics", [False, True])
+def test_prefix_attention_equals_sdpa_under_the_block_mask():
+    """The pieces (prefix causally; blocks against the prefix and themselves) give what SDPA gives over the whole row
+    under the dense block mask, on every real token, with grouped key heads, padding, a row without a prefix and
+    blocks of different lengths in one batch; and so do the gradients of q, k and v."""
+    torch.manual_seed(0)
+    rows = [[0] * 7 + [1] * 3 + [2] * 5 + [3] * 1 + [-1] * 4,  # prefix, three blocks, padding
+            [1] * 6 + [2] * 9 + [3] * 5,                        # no prefix (records without a shared schema)
+            [0] * 12 + [1] * 8]                                 # one block
+    block_ids = torch.tensor(rows)
+    real = block_ids != shared_prefix.PAD_BLOCK
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal = 2, True
+    query, key, value = (torch.randn(3, heads, 20, 8, requires_grad=True) for heads in (4, 2, 2))
+
+    def run(mask):
+        out, _ = shared_prefix.prefix_attention.attention(module, query, key, value, mask, scaling=0.3)
+        grads = torch.autograd.grad((out[real] ** 2).sum(), (query, key, value))
+        return out[real], grads
+
+    pieces, piece_grads = run(shared_prefix.prefix_attention.layout_mask(block_ids))
+    dense, dense_grads = run(shared_prefix.allowed(block_ids))  # a bool mask: plain sdpa_attention_forward
+    torch.testing.assert_close(pieces, dense, rtol=1e-5, atol=1e-6)
+    for ours, theirs in zip(piece_grads, dense_grads):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+# token_metrics: TRL's own fused LM head instead of sqlft's label-only one (both hand block_ids to the decoder);
+# attention: prefix and blocks apart (auto) or the dense block mask (sdpa)
+@pytest.mark.parametrize("token_metrics, attention", [(False, "auto"), (True, "auto"), (False, "sdpa")])
 def test_summed_loss_and_lora_gradients_equal_the_records_trained_separately(tiny_model_dir, sql_jsonl, tmp_path,
-                                                                             token_metrics):
-    _, data, model, trainer = setup(tiny_model_dir, sql_jsonl, tmp_path, f"train.token_metrics={token_metrics}")
+                                                                             token_metrics, attention):
+    _, data, model, trainer = setup(tiny_model_dir, sql_jsonl, tmp_path, f"train.token_metrics={token_metrics}",
+                                    attention=attention)
     batch = trainer._prepare_inputs(trainer.data_collator(list(trainer.train_dataset)))  # every record once
 
     def grads_after(loss):
@@ -225,7 +263,10 @@ def test_real_model_on_spider_rows_gives_each_records_own_answer_logits(tmp_path
     row = max(data.packed.rows, key=lambda r: max(r.block_ids))
     prefix, blocks = blocks_of(vars(row))
     assert len(blocks) >= 3
-    model = load_base_model(config.model, for_training=False)
+    training_attention = shared_prefix.attention_for(config.model.attn_implementation)  # as train() sets it
+    model = load_base_model(dataclasses.replace(config.model, attn_implementation=training_attention),
+                            for_training=False)
+    assert model.config._attn_implementation == shared_prefix.prefix_attention.NAME
     shared_prefix.install_block_mask(model)
     batch = shared_prefix.Collator(tokenizer.pad_token_id)([vars(row)])
     with torch.no_grad():

@@ -90,15 +90,17 @@ def write_data(run: RunFolder, data) -> None:
 
 
 def shared_prefix_attention(config: Config, verbose: bool = True) -> Config:
-    """With data.packing=shared_prefix, an attention implementation that takes a block mask: sdpa (or eager when
-    asked for); varlen FlashAttention-2 cannot express a shared prefix (sqlft.training.shared_prefix)."""
+    """With data.packing=shared_prefix, an attention implementation that takes the rows' blocks: sqlft's piecewise
+    SDPA (sqlft.training.prefix_attention), or sdpa / eager with the dense block mask when asked for; varlen
+    FlashAttention-2 cannot express a shared prefix (sqlft.training.shared_prefix)."""
     if config.data.packing != shared_prefix.SHARED_PREFIX:
         return config
     requested = config.model.attn_implementation
     chosen = shared_prefix.attention_for(requested)
     if verbose:
         note = " (flash_attention_2 cannot express a shared prefix)" if requested == "flash_attention_2" else ""
-        print(f"[sqlft] shared-schema packing: attention {chosen} with a block mask{note}")
+        how = "prefix and blocks apart" if chosen == shared_prefix.prefix_attention.NAME else "a block mask"
+        print(f"[sqlft] shared-schema packing: attention {chosen} ({how}){note}")
     return dataclasses.replace(config, model=dataclasses.replace(config.model, attn_implementation=chosen))
 
 

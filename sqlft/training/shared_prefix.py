@@ -18,14 +18,15 @@ training falls back to ordinary packing with one message, as GRPO (which samples
 other than completion do. A record whose prefix tokens are not the first tokens of its own tokenization (or that has no
 schema) is packed as a block with an empty prefix, which is ordinary packing for that record: correct either way.
 
-Attention: the block mask reaches the model as a 4D mask, which transformers uses as given (masking_utils): a boolean
-mask through PyTorch's SDPA (`sdpa`, on a CPU and on a GPU), or the additive mask for `eager`. On a CPU SDPA takes it
-in its flash kernel (forward and backward, no L x L weights kept); on a GPU the memory-efficient kernel takes an
-arbitrary mask. Varlen FlashAttention-2 cannot express a shared prefix, so `auto` and `flash_attention_2` train with
-sdpa here. Flex attention was tried (torch 2.13): on a CPU it has no backward (NotImplementedError), and through
-transformers' flex path its forward disagreed with SDPA on the tiny test model while flex_attention called directly
-with the same mask agreed, so it is not used until that is understood (on a GPU its BlockMask would skip fully masked
-tiles, which SDPA computes).
+Attention (model.attn_implementation): with `auto`, sqlft.training.prefix_attention computes only the scores the
+block mask allows, the prefix once and the blocks against the prefix and themselves, each piece one SDPA call (on a
+CPU and on a GPU; the layout reaches every layer as a 4D tensor of block ids, which transformers passes on as given).
+With `sdpa` or `eager` the dense block mask does (masking_utils uses a 4D mask as given): a boolean mask through
+PyTorch's SDPA, or the additive mask for eager; SDPA then computes the whole L x L score matrix and drops the masked
+part. Varlen FlashAttention-2 cannot express a shared prefix, so flash_attention_2 trains with the pieces here.
+Flex attention was tried (torch 2.13): on a CPU it has no backward (NotImplementedError), and through transformers'
+flex path its forward disagreed with SDPA on the tiny test model while flex_attention called directly with the same
+mask agreed, so it is not used until that is understood.
 """
 
 import dataclasses
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sqlft.training import prefix_attention
 from sqlft.prompts.record import Record, Turn
 from sqlft.prompts.templates import OWN_BOS, render_prompt, sql_record
 from sqlft.sql.schema import SCHEMA_FORMAT_VERSION
@@ -221,13 +223,15 @@ def allowed(block_ids: torch.Tensor) -> torch.Tensor:
 
 def block_mask(block_ids: torch.Tensor, implementation: str, dtype: torch.dtype):
     """The 4D mask in the form the attention implementation takes (transformers passes a 4D mask through as is)."""
+    if implementation == prefix_attention.NAME:  # the layout itself: that attention computes only what is allowed
+        return prefix_attention.layout_mask(block_ids)
     mask = allowed(block_ids)
     if implementation == "sdpa":
         return mask
     if implementation == "eager":
         return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
-    raise ValueError(f"attention '{implementation}' cannot take a block mask; shared-schema packing needs sdpa "
-                     "or eager (model.attn_implementation)")
+    raise ValueError(f"attention '{implementation}' cannot take a block mask; shared-schema packing needs auto, "
+                     "sdpa or eager (model.attn_implementation)")
 
 
 def decoder_of(model):
@@ -256,6 +260,9 @@ def install_block_mask(model) -> None:
 
 
 def attention_for(requested: str) -> str:
-    """The attention implementation for shared-schema packing: sdpa (a boolean block mask, CPU and GPU) unless eager
-    is asked for; FlashAttention-2 (what `auto` picks on a GPU with flash-attn) cannot take the mask."""
-    return requested if requested == "eager" else "sdpa"
+    """The attention implementation for shared-schema packing, registered with transformers: sqlft's piecewise SDPA
+    (sqlft.training.prefix_attention: only the allowed scores) for `auto` and for flash_attention_2 (which cannot take
+    the mask); `sdpa` and `eager` as asked, with the dense block mask."""
+    if requested in ("sdpa", "eager"):
+        return requested
+    return prefix_attention.register()
