@@ -1,6 +1,7 @@
 """Training throughput, variants side by side in one run, on ../shared/data/spider_train (or --data demo:train).
 
-    python benchmarks/train_throughput.py [--compare packing|head|method|memory|microbatch|shapes|shared_prefix|recipe]
+    python benchmarks/train_throughput.py [--compare packing|head|method|memory|microbatch|shapes|shared_prefix|recipe|
+                                                    packing_in_recipe]
                                           [--steps 12]
                                           [--rounds 2]
                                           [--precision auto] [--data FILE|demo:train] [--out FILE.json]
@@ -26,6 +27,9 @@
 --compare recipe: the Spider recipe as shipped (full fine-tuning, shared-schema rows of 1536 tokens, gradient
   checkpointing, attention by pieces) against the recipe before issue 25 (LoRA, TRL's packed rows of 768 tokens) and
   against itself with the dense block mask through SDPA, one row per step each; --records 2000 as shared_prefix.
+--compare packing_in_recipe: the packing alone, inside the shipped recipe: TRL's packed rows against shared-schema
+  rows, both full fine-tuning on 1536-token rows with gradient checkpointing, one row per step, and the recipe before
+  issue 25 as a third variant; --records 2000 --steps 6 --rounds 3 (17 min on 2 cores).
 The Spider comparisons run the recipe as they first measured it, a LoRA adapter (SPIDER_LORA below); the recipe now
 fine-tunes all weights, which --compare shared_prefix_rows adds as its last variant.
 Variants alternate A, B, A, B ... so that a noisy, shared machine slows both alike. Each run is a fresh process (so
@@ -103,6 +107,12 @@ COMPARISONS = {  # name -> (config, {variant: overrides}); the first variant is 
         "shipped": ["data.max_length=1536", "train.gradient_checkpointing=true"],
         "shipped_dense_block_mask": ["data.max_length=1536", "train.gradient_checkpointing=true",
                                      "model.attn_implementation=sdpa"]}),
+    # The packing alone: the shipped recipe (full fine-tuning, 1536-token rows, checkpointing) on TRL's packed rows
+    # (each record whole, its schema included) against the same recipe on shared-schema rows; nothing else differs.
+    "packing_in_recipe": (SPIDER_RECIPE, {
+        "ordinary_packing": ["data.max_length=1536", "train.gradient_checkpointing=true", "data.packing=true"],
+        "shipped": ["data.max_length=1536", "train.gradient_checkpointing=true"],
+        "before_issue_25": [*SPIDER_LORA, "data.packing=true", "train.grad_accum=1"]}),
 }
 
 
