@@ -53,6 +53,10 @@ SPIDER_RECIPE = ROOT / "configs" / "smollm2-135m-spider-cpu.yaml"
 # The Spider recipe as these comparisons measured it before it moved to full fine-tuning (issue 25): a LoRA adapter,
 # lr 1e-3, 4 rows per optimizer step. Each variant's own overrides come after these and win.
 SPIDER_LORA = ["model.method=lora", "train.lr=1e-3", "train.grad_accum=4"]
+# The recipe before issue 25 (LoRA on TRL's packed rows), one row per step; and the recipe as shipped, whose rows
+# run_once's defaults (768 tokens, no checkpointing) would otherwise override.
+BEFORE_ISSUE_25 = [*SPIDER_LORA, "data.packing=true", "train.grad_accum=1"]
+SHIPPED = ["data.max_length=1536", "train.gradient_checkpointing=true"]
 COMPARISONS = {  # name -> (config, {variant: overrides}); the first variant is the baseline of the ratios
     "packing": (DEMO, {
         "packing": ["data.packing=true"],
@@ -85,34 +89,33 @@ COMPARISONS = {  # name -> (config, {variant: overrides}); the first variant is 
         "exact_lengths": [*SPIDER_LORA, "data.pad_packed_to_multiple_of=0"]}),
     # Records per hour: shared-schema packing reads each schema once per row instead of once per question.
     "shared_prefix": (SPIDER_RECIPE, {
-        "packing": [*SPIDER_LORA, "data.packing=true", "train.grad_accum=1"],
+        "packing": BEFORE_ISSUE_25,
         "shared_prefix": [*SPIDER_LORA, "data.packing=shared_prefix", "train.grad_accum=1"],
         "shared_prefix_rows_1536": [*SPIDER_LORA, "data.packing=shared_prefix", "train.grad_accum=1",
                                     "data.max_length=1536"]}),
     # Longer shared rows hold more records per schema; gradient checkpointing trades ~1/3 more compute for memory.
     "shared_prefix_rows": (SPIDER_RECIPE, {
-        "packing": [*SPIDER_LORA, "data.packing=true", "train.grad_accum=1"],
+        "packing": BEFORE_ISSUE_25,
         "shared_prefix": [*SPIDER_LORA, "data.packing=shared_prefix", "train.grad_accum=1"],
         "shared_prefix_rows_1024": [*SPIDER_LORA, "data.packing=shared_prefix", "train.grad_accum=1",
                                     "data.max_length=1024"],
         "shared_prefix_rows_1536_checkpointing": [*SPIDER_LORA, "data.packing=shared_prefix", "train.grad_accum=1",
                                                   "data.max_length=1536", "train.gradient_checkpointing=true"],
         # the recipe as shipped (full fine-tuning, 1 row a step; issue 25): only what run_once sets otherwise
-        "shared_prefix_rows_1536_full": ["data.max_length=1536", "train.gradient_checkpointing=true"]}),
+        "shared_prefix_rows_1536_full": SHIPPED}),
     # Issue 25's question in one line: the Spider recipe as shipped against the recipe before it (LoRA on TRL's
     # packed rows of 768 tokens), time per row and records per row, so records per hour; and the shipped recipe
     # with the dense block mask through SDPA instead of its attention by pieces (sqlft.training.prefix_attention).
     "recipe": (SPIDER_RECIPE, {
-        "before_issue_25": [*SPIDER_LORA, "data.packing=true", "train.grad_accum=1"],
-        "shipped": ["data.max_length=1536", "train.gradient_checkpointing=true"],
-        "shipped_dense_block_mask": ["data.max_length=1536", "train.gradient_checkpointing=true",
-                                     "model.attn_implementation=sdpa"]}),
+        "before_issue_25": BEFORE_ISSUE_25,
+        "shipped": SHIPPED,
+        "shipped_dense_block_mask": [*SHIPPED, "model.attn_implementation=sdpa"]}),
     # The packing alone: the shipped recipe (full fine-tuning, 1536-token rows, checkpointing) on TRL's packed rows
     # (each record whole, its schema included) against the same recipe on shared-schema rows; nothing else differs.
     "packing_in_recipe": (SPIDER_RECIPE, {
-        "ordinary_packing": ["data.max_length=1536", "train.gradient_checkpointing=true", "data.packing=true"],
-        "shipped": ["data.max_length=1536", "train.gradient_checkpointing=true"],
-        "before_issue_25": [*SPIDER_LORA, "data.packing=true", "train.grad_accum=1"]}),
+        "ordinary_packing": [*SHIPPED, "data.packing=true"],
+        "shipped": SHIPPED,
+        "before_issue_25": BEFORE_ISSUE_25}),
 }
 
 
